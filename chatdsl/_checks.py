@@ -1,0 +1,182 @@
+"""attrs validators that raise :class:`~chatdsl.ValidationError` naming field, value and rule.
+
+Every validator lets :data:`~chatdsl.UNSET` through: an unset field has nothing to check.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._errors import ValidationError
+from ._types import UNSET, FrozenDict, freeze
+
+Validator = Callable[[Any, Any, Any], None]
+
+
+def fail(field: str, value: Any, rule: str) -> ValidationError:
+    """Return the error for *field* holding *value* that breaks *rule*."""
+    return ValidationError(field, f"{_show(value)} {rule}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _type_name(value: Any) -> str:
+    """Return the type of *value* with its article: ``a str``, ``an int``."""
+    name = type(value).__name__
+    return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
+
+
+def number(minimum: float | None = None, maximum: float | None = None) -> Validator:
+    """A finite int or float (never a bool) within the inclusive bounds."""
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(attribute.name, value, f"is {_type_name(value)}, not a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise fail(attribute.name, value, "is not a finite number")
+        if minimum is not None and value < minimum:
+            raise fail(attribute.name, value, f"is below the minimum {minimum}")
+        if maximum is not None and value > maximum:
+            raise fail(attribute.name, value, f"is above the maximum {maximum}")
+
+    return check
+
+
+def integer(minimum: int | None = None) -> Validator:
+    """An int (never a bool) at or above *minimum*."""
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(attribute.name, value, f"is {_type_name(value)}, not an integer")
+        if minimum is not None and value < minimum:
+            raise fail(attribute.name, value, f"is below the minimum {minimum}")
+
+    return check
+
+
+def string(*, non_empty: bool = False, nullable: bool = False) -> Validator:
+    """A str (optionally non-empty; optionally ``None``)."""
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET or (nullable and value is None):
+            return
+        if not isinstance(value, str):
+            raise fail(attribute.name, value, f"is {_type_name(value)}, not a string")
+        if non_empty and not value:
+            raise fail(attribute.name, value, "is empty; a non-empty string is required")
+
+    return check
+
+
+def boolean() -> Validator:
+    """A bool."""
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET:
+            return
+        if not isinstance(value, bool):
+            raise fail(attribute.name, value, f"is {_type_name(value)}, not a boolean")
+
+    return check
+
+
+def json_object(*, nullable: bool = False) -> Validator:
+    """A (frozen) JSON object."""
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET or (nullable and value is None):
+            return
+        if not isinstance(value, FrozenDict):
+            if isinstance(value, Mapping):
+                try:
+                    freeze(value)
+                except (TypeError, ValueError) as exc:
+                    raise fail(attribute.name, value, f"is not a JSON object ({exc})") from None
+            raise fail(attribute.name, value, f"is {_type_name(value)}, not a JSON object")
+
+    return check
+
+
+def instance_of(*types: type, nullable: bool = False, what: str | None = None) -> Validator:
+    """An instance of one of *types*."""
+    names = what or " or ".join(t.__name__ for t in types)
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET or (nullable and value is None):
+            return
+        if not isinstance(value, types):
+            raise fail(attribute.name, value, f"is {_type_name(value)}, not a {names}")
+
+    return check
+
+
+def items_of(*types: type, what: str | None = None, non_empty: bool = False) -> Validator:
+    """A tuple whose every item is an instance of one of *types*."""
+    names = what or " or ".join(t.__name__ for t in types)
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET:
+            return
+        if non_empty and not value:
+            raise fail(attribute.name, value, "is empty; at least one item is required")
+        for index, item in enumerate(value):
+            if not isinstance(item, types):
+                raise fail(f"{attribute.name}[{index}]", item, f"is {_type_name(item)}, not a {names}")
+
+    return check
+
+
+def member_of(enum_cls: type[enum.Enum]) -> Validator:
+    """A member of the string enum *enum_cls* (converters turn plain strings into members)."""
+    allowed = ", ".join(repr(m.value) for m in enum_cls)
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET or value is None:
+            return
+        if not isinstance(value, enum_cls):
+            raise fail(attribute.name, value, f"is not one of {allowed}")
+
+    return check
+
+
+def to_enum(enum_cls: type[enum.Enum]) -> Callable[[Any], Any]:
+    """A converter turning a known string into its enum member (anything else is left for the validator)."""
+    lookup: Mapping[Any, Any] = {m.value: m for m in enum_cls}
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str) and not isinstance(value, enum_cls):
+            return lookup.get(value, value)
+        return value
+
+    return convert
+
+
+def to_frozen(value: Any) -> Any:
+    """A converter freezing a JSON value (mappings and lists); anything else is left for the validator."""
+    if value is UNSET or value is None or isinstance(value, FrozenDict):
+        return value
+    if isinstance(value, (Mapping, list, tuple)):
+        try:
+            return freeze(value)
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def to_tuple(value: Any) -> Any:
+    """A converter turning a list into a tuple (a tuple is shared as it is)."""
+    if isinstance(value, tuple) or value is UNSET:
+        return value
+    if isinstance(value, list):
+        return tuple(value)
+    return value

@@ -1,0 +1,921 @@
+"""The one converter: wire names, omission of unset fields, tagged unions, strict and lenient reading.
+
+Built once at import. Per-class hooks are registered first, unions last. Requests are read
+strictly (an unknown key or a wrong type is a :class:`~chatdsl.ValidationError` naming its path);
+responses and chunks leniently (unknown keys ignored, unknown enum values kept as strings).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.fns import identity
+from cattrs.gen import make_dict_structure_fn as _gen_structure
+from cattrs.gen import make_dict_unstructure_fn as _gen_unstructure
+from cattrs.gen import override
+
+from ._checks import _type_name
+from ._errors import OutputError, ValidationError, _nest
+from ._messages import (
+    AssistantMessage,
+    AudioChunk,
+    DocumentURLChunk,
+    FileChunk,
+    FunctionCall,
+    ImageURLChunk,
+    ReferenceChunk,
+    SystemMessage,
+    TextChunk,
+    ThinkChunk,
+    ToolCall,
+    ToolMessage,
+    ToolReferenceChunk,
+    UserMessage,
+)
+from ._request import ChatCompletionRequest
+from ._response import (
+    ChatCompletionChoice,
+    ChatCompletionResponse,
+    CompletionChunk,
+    CompletionResponseStreamChoice,
+    FinishReason,
+    PromptTokensDetails,
+    UsageInfo,
+)
+from ._tools import Function, JsonSchema, Prediction, ResponseFormat, Tool, ToolChoice
+from ._types import UNSET, freeze, thaw
+
+_T = TypeVar("_T")
+
+# cattrs' generators take field overrides as **kwargs, which its stubs cannot express.
+make_dict_structure_fn: Any = _gen_structure
+make_dict_unstructure_fn: Any = _gen_unstructure
+
+converter: Final = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
+"""The private converter of chatdsl (never cattrs' global one)."""
+
+_ATTRS_MODELS: Final = (
+    TextChunk,
+    ImageURLChunk,
+    DocumentURLChunk,
+    FileChunk,
+    ReferenceChunk,
+    AudioChunk,
+    ToolReferenceChunk,
+    ThinkChunk,
+    FunctionCall,
+    ToolCall,
+    SystemMessage,
+    UserMessage,
+    AssistantMessage,
+    ToolMessage,
+    Function,
+    Tool,
+    ToolChoice,
+    JsonSchema,
+    ResponseFormat,
+    Prediction,
+)
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+def _problems(exc: BaseException, path: str = "") -> list[tuple[str, str]]:
+    """Flatten a (possibly grouped) structuring error into ``(path, message)`` pairs."""
+    if isinstance(exc, ValidationError):
+        return [(_nest(path, p), m) for p, m in exc.errors]
+    if isinstance(exc, ForbiddenExtraKeysError):
+        names = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        known = ", ".join(n for n in names if n != "extra")
+        hint = f" (known: {known})" if known else ""
+        return [(_nest(path, key), f"is not a known field{hint}") for key in sorted(exc.extra_fields)]
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        out: list[tuple[str, str]] = []
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            note_: object = note
+            if isinstance(note_, AttributeValidationNote):
+                out += _problems(sub, _nest(path, note_.name))
+            elif isinstance(note_, IterableValidationNote):
+                out += _problems(sub, f"{path}[{note_.index!r}]")
+            else:
+                out += _problems(sub, path)
+        for sub in without:
+            out += _problems(sub, path)
+        return out
+    if isinstance(exc, KeyError):
+        return [(path, "is required")]
+    return [(path, f"{type(exc).__name__}: {exc}")]
+
+
+def as_validation_error(exc: BaseException, prefix: str = "") -> ValidationError:
+    """Return *exc* as one :class:`ValidationError` listing every problem with its path."""
+    problems = _problems(exc, prefix)
+    return ValidationError("", "", errors=problems or [(prefix, str(exc))])
+
+
+def _expect_object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a JSON object ({what})")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ------------------------------------------------------------------------------------ unstructure
+
+
+def _passthrough(value: Any, _: Any = None) -> Any:
+    """Structure hook for fields the model's own converters and validators check."""
+    return UNSET if value is None else value
+
+
+def _enum_value(value: Any) -> Any:
+    return value.value
+
+
+def _unstructure_content(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    return [_unstructure_chunk(part) for part in value]
+
+
+_CHUNK_UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
+def _unstructure_chunk(part: Any) -> dict[str, Any]:
+    return _CHUNK_UNSTRUCTURE[part.__class__](part)
+
+
+def _unstructure_image(part: ImageURLChunk) -> dict[str, Any]:
+    if part.detail is UNSET:
+        return {"type": "image_url", "image_url": part.url}
+    return {"type": "image_url", "image_url": {"url": part.url, "detail": part.detail.value}}
+
+
+def _with_tag(
+    key: str, base: Callable[[Any], dict[str, Any]], value_of: Callable[[Any], Any]
+) -> Callable[[Any], dict[str, Any]]:
+    def unstructure(obj: Any) -> dict[str, Any]:
+        out = {key: value_of(obj)}
+        out.update(base(obj))
+        return out
+
+    return unstructure
+
+
+def _constant(value: str) -> Callable[[Any], str]:
+    def get(_: Any) -> str:
+        return value
+
+    return get
+
+
+def _make_unstructure(cls: type, **overrides: Any) -> Callable[[Any], dict[str, Any]]:
+    fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
+        cls, converter, _cattrs_omit_if_default=True, **overrides
+    )
+    return fn
+
+
+def _raw(*names: str) -> dict[str, Any]:
+    return {name: override(unstruct_hook=identity) for name in names}
+
+
+def _enums(*names: str) -> dict[str, Any]:
+    return {name: override(unstruct_hook=_enum_value) for name in names}
+
+
+def _register_unstructure() -> None:
+    simple_tagged: list[tuple[type, dict[str, Any]]] = [
+        (TextChunk, _raw("text")),
+        (DocumentURLChunk, _raw("document_url", "document_name")),
+        (FileChunk, _raw("file_id")),
+        (ReferenceChunk, {"reference_ids": override(unstruct_hook=list)}),
+        (AudioChunk, _raw("input_audio")),
+        (ToolReferenceChunk, _raw("tool", "title", "url", "favicon", "description")),
+    ]
+    for cls, overrides in simple_tagged:
+        base = _make_unstructure(cls, **overrides)
+        fn = _with_tag("type", base, lambda obj: obj.type)
+        _CHUNK_UNSTRUCTURE[cls] = fn
+        converter.register_unstructure_hook(cls, fn)
+    _CHUNK_UNSTRUCTURE[ImageURLChunk] = _unstructure_image
+    converter.register_unstructure_hook(ImageURLChunk, _unstructure_image)
+
+    think_base = _make_unstructure(
+        ThinkChunk, thinking=override(unstruct_hook=lambda parts: [_unstructure_chunk(p) for p in parts])
+    )
+    _CHUNK_UNSTRUCTURE[ThinkChunk] = _with_tag("type", think_base, lambda obj: obj.type)
+    converter.register_unstructure_hook(ThinkChunk, _CHUNK_UNSTRUCTURE[ThinkChunk])
+
+    function_call = _make_unstructure(FunctionCall, **_raw("name", "arguments"))
+    converter.register_unstructure_hook(FunctionCall, function_call)
+
+    def tool_call(obj: ToolCall) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if obj.id is not UNSET:
+            out["id"] = obj.id
+        out["type"] = "function"
+        out["function"] = function_call(obj.function)
+        if obj.index is not UNSET:
+            out["index"] = obj.index
+        return out
+
+    converter.register_unstructure_hook(ToolCall, tool_call)
+
+    content = override(unstruct_hook=_unstructure_content)
+    messages: list[tuple[type, dict[str, Any]]] = [
+        (SystemMessage, {"content": content}),
+        (UserMessage, {"content": content}),
+        (
+            AssistantMessage,
+            {
+                "content": content,
+                "tool_calls": override(unstruct_hook=lambda calls: [tool_call(c) for c in calls]),
+                **_raw("prefix"),
+            },
+        ),
+        (ToolMessage, {"content": content, **_raw("tool_call_id", "name")}),
+    ]
+    for cls, overrides in messages:
+        base = _make_unstructure(cls, **overrides)
+        role = cls.role.value  # type: ignore[attr-defined]
+        converter.register_unstructure_hook(cls, _with_tag("role", base, _constant(role)))
+        _MESSAGE_UNSTRUCTURE[cls] = converter.get_unstructure_hook(cls)
+
+    function = _make_unstructure(
+        Function,
+        parameters=override(unstruct_hook=identity, omit_if_default=False),
+        **_raw("name", "description", "strict"),
+    )
+    converter.register_unstructure_hook(Function, function)
+
+    def tool(obj: Tool) -> dict[str, Any]:
+        return {"type": "function", "function": function(obj.function)}
+
+    converter.register_unstructure_hook(Tool, tool)
+
+    def tool_choice(obj: ToolChoice) -> Any:
+        if obj.mode is not UNSET:
+            return obj.mode.value
+        return {"type": "function", "function": {"name": obj.function}}
+
+    converter.register_unstructure_hook(ToolChoice, tool_choice)
+
+    json_schema = _make_unstructure(JsonSchema, **_raw("name", "schema", "description", "strict"))
+    converter.register_unstructure_hook(JsonSchema, json_schema)
+
+    def response_format(obj: ResponseFormat) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": obj.type.value}
+        if obj.json_schema is not UNSET:
+            out["json_schema"] = json_schema(obj.json_schema)
+        return out
+
+    converter.register_unstructure_hook(ResponseFormat, response_format)
+
+    def prediction(obj: Prediction) -> dict[str, Any]:
+        return {"type": "content", "content": obj.content}
+
+    converter.register_unstructure_hook(Prediction, prediction)
+
+    request_base = _make_unstructure(
+        ChatCompletionRequest,
+        messages=override(unstruct_hook=lambda ms: [_MESSAGE_UNSTRUCTURE[m.__class__](m) for m in ms]),
+        tools=override(unstruct_hook=lambda ts: [tool(t) for t in ts]),
+        response_format=override(unstruct_hook=response_format),
+        tool_choice=override(unstruct_hook=tool_choice),
+        stop=override(unstruct_hook=lambda s: s if isinstance(s, str) else list(s)),
+        prediction=override(unstruct_hook=prediction),
+        extra=override(omit=True),
+        **_raw(
+            "model",
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "parallel_tool_calls",
+            "frequency_penalty",
+            "presence_penalty",
+            "n",
+            "random_seed",
+            "safe_prompt",
+            "stream",
+            "metadata",
+            "prompt_cache_key",
+        ),
+        **_enums("prompt_mode", "reasoning_effort"),
+    )
+
+    def request(obj: ChatCompletionRequest) -> dict[str, Any]:
+        out = request_base(obj)
+        if obj.extra:
+            out.update(obj.extra)
+        return out
+
+    converter.register_unstructure_hook(ChatCompletionRequest, request)
+
+
+_MESSAGE_UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+# -------------------------------------------------------------------------- structure (strict)
+
+
+def _tagged(
+    key: str,
+    classes: Mapping[str, type],
+    what: str,
+    *,
+    structure: Callable[[type, Mapping[str, Any]], Any] | None = None,
+) -> Callable[[Any, Any], Any]:
+    """Return a structure hook for the union of *classes*, tagged by *key* (which is stripped)."""
+    allowed = ", ".join(repr(t) for t in classes)
+
+    def hook(value: Any, _: Any = None) -> Any:
+        data = _expect_object(value, what)
+        if key not in data:
+            raise ValidationError(key, f"is missing; a {what} needs one of {allowed}")
+        tag = data[key]
+        cls = classes.get(tag) if isinstance(tag, str) else None
+        if cls is None:
+            raise ValidationError(key, f"{_short(tag)} is not one of {allowed}")
+        body = {k: v for k, v in data.items() if k != key}
+        if structure is not None:
+            return structure(cls, body)
+        return converter.structure(body, cls)
+
+    return hook
+
+
+def _structure_content(value: Any, _: Any = None) -> Any:
+    if value is None:
+        return UNSET
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        out = []
+        for index, part in enumerate(value):
+            try:
+                out.append(_structure_chunk(part, None))
+            except ValidationError as exc:
+                raise exc.with_prefix(f"[{index}]") from None
+            except Exception as exc:
+                raise as_validation_error(exc, f"[{index}]") from None
+        return tuple(out)
+    raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a string or a list of content parts")
+
+
+def _structure_image(cls: type, body: Mapping[str, Any]) -> ImageURLChunk:
+    extra = set(body) - {"image_url"}
+    if extra:
+        raise ValidationError(sorted(extra)[0], "is not a known field of an image_url part")
+    if "image_url" not in body:
+        raise ValidationError("image_url", "is required")
+    image = body["image_url"]
+    if isinstance(image, str):
+        return ImageURLChunk(url=image)
+    data = _expect_object(image, "image_url")
+    extra = set(data) - {"url", "detail"}
+    if extra:
+        raise ValidationError(f"image_url.{sorted(extra)[0]}", "is not a known field (known: url, detail)")
+    if "url" not in data:
+        raise ValidationError("image_url.url", "is required")
+    try:
+        return ImageURLChunk(url=data["url"], detail=_passthrough(data.get("detail")))
+    except ValidationError as exc:
+        raise exc.with_prefix("image_url") from None
+
+
+def _structure_tagged_class(cls: type, body: Mapping[str, Any]) -> Any:
+    if cls is ImageURLChunk:
+        return _structure_image(cls, body)
+    return converter.structure(body, cls)
+
+
+_CHUNK_TAGS: Final[dict[str, type]] = {
+    "text": TextChunk,
+    "image_url": ImageURLChunk,
+    "document_url": DocumentURLChunk,
+    "reference": ReferenceChunk,
+    "file": FileChunk,
+    "thinking": ThinkChunk,
+    "input_audio": AudioChunk,
+}
+_structure_chunk = _tagged("type", _CHUNK_TAGS, "content part", structure=_structure_tagged_class)
+_structure_think_part = _tagged(
+    "type",
+    {"text": TextChunk, "reference": ReferenceChunk, "tool_reference": ToolReferenceChunk},
+    "thinking part",
+)
+_MESSAGE_TAGS: Final[dict[str, type]] = {
+    "system": SystemMessage,
+    "user": UserMessage,
+    "assistant": AssistantMessage,
+    "tool": ToolMessage,
+}
+_structure_message = _tagged("role", _MESSAGE_TAGS, "message")
+
+
+def _list_of(item: Callable[[Any, Any], Any], what: str) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any = None) -> Any:
+        if value is None:
+            return UNSET
+        if not isinstance(value, list):
+            raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a list of {what}")
+        out = []
+        for index, element in enumerate(value):
+            try:
+                out.append(item(element, None))
+            except ValidationError as exc:
+                raise exc.with_prefix(f"[{index}]") from None
+            except Exception as exc:
+                raise as_validation_error(exc, f"[{index}]") from None
+        return tuple(out)
+
+    return hook
+
+
+def _make_structure(cls: type, **overrides: Any) -> Callable[[Any, Any], Any]:
+    fields = {a.name: override(struct_hook=_passthrough) for a in attrs.fields(cls)}
+    fields.update(overrides)
+    fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **fields)
+
+    def hook(value: Any, _: Any = None) -> Any:
+        return fn(_expect_object(value, cls.__name__), cls)
+
+    return hook
+
+
+def _structure_tool_choice(value: Any, _: Any = None) -> ToolChoice:
+    if value is None:
+        return UNSET  # type: ignore[return-value]
+    if isinstance(value, str):
+        try:
+            return ToolChoice.coerce(value)
+        except ValidationError as exc:
+            raise ValidationError("", exc.rule) from None
+    data = _expect_object(value, "tool choice")
+    if data.get("type", "function") != "function":
+        raise ValidationError("type", f"{_short(data.get('type'))} is not 'function'")
+    extra = set(data) - {"type", "function"}
+    if extra:
+        raise ValidationError(sorted(extra)[0], "is not a known field (known: type, function)")
+    function = _expect_object(data.get("function"), "tool choice function")
+    if set(function) != {"name"}:
+        raise ValidationError("function", "must be an object with exactly the key 'name'")
+    return ToolChoice(function=function["name"])
+
+
+def _single(tag_key: str, tag: str, cls: type, what: str) -> Callable[[Any, Any], Any]:
+    inner = _tagged(tag_key, {tag: cls}, what)
+
+    def hook(value: Any, _: Any = None) -> Any:
+        if value is None:
+            return UNSET
+        data = _expect_object(value, what)
+        if tag_key not in data:
+            data = {tag_key: tag, **data}
+        return inner(data, None)
+
+    return hook
+
+
+def _register_structure() -> None:
+    content = override(struct_hook=_structure_content)
+    converter.register_structure_hook(TextChunk, _make_structure(TextChunk))
+    for cls in (DocumentURLChunk, FileChunk, ReferenceChunk, AudioChunk, ToolReferenceChunk):
+        converter.register_structure_hook(cls, _make_structure(cls))
+    converter.register_structure_hook(
+        ThinkChunk, _make_structure(ThinkChunk, thinking=override(struct_hook=_list_of(_structure_think_part, "parts")))
+    )
+    converter.register_structure_hook(FunctionCall, _make_structure(FunctionCall))
+    function_call = override(struct_hook=lambda v, _: converter.structure(v, FunctionCall))
+    tool_call_base = _make_structure(ToolCall, function=function_call)
+
+    def tool_call(value: Any, _: Any = None) -> ToolCall:
+        data = _expect_object(value, "tool call")
+        if "type" in data:
+            if data["type"] != "function":
+                raise ValidationError("type", f"{_short(data['type'])} is not 'function'")
+            data = {k: v for k, v in data.items() if k != "type"}
+        return tool_call_base(data, None)  # type: ignore[no-any-return]
+
+    converter.register_structure_hook(ToolCall, tool_call)
+    converter.register_structure_hook(SystemMessage, _make_structure(SystemMessage, content=content))
+    converter.register_structure_hook(UserMessage, _make_structure(UserMessage, content=content))
+    converter.register_structure_hook(
+        AssistantMessage,
+        _make_structure(
+            AssistantMessage, content=content, tool_calls=override(struct_hook=_list_of(tool_call, "tool calls"))
+        ),
+    )
+    converter.register_structure_hook(ToolMessage, _make_structure(ToolMessage, content=content))
+    converter.register_structure_hook(Function, _make_structure(Function))
+    function_hook = override(struct_hook=lambda v, _: converter.structure(v, Function))
+    converter.register_structure_hook(Tool, _make_structure(Tool, function=function_hook))
+    converter.register_structure_hook(JsonSchema, _make_structure(JsonSchema))
+    converter.register_structure_hook(
+        ResponseFormat,
+        _make_structure(ResponseFormat, json_schema=override(struct_hook=lambda v, _: _json_schema_hook(v))),
+    )
+    converter.register_structure_hook(Prediction, _make_structure(Prediction))
+    converter.register_structure_hook(ToolChoice, _structure_tool_choice)
+    _REQUEST[0] = _make_structure(
+        ChatCompletionRequest,
+        messages=override(struct_hook=_list_of(_structure_message, "messages")),
+        tools=override(struct_hook=_list_of(_single("type", "function", Tool, "tool"), "tools")),
+        response_format=override(
+            struct_hook=lambda v, _: UNSET if v is None else converter.structure(v, ResponseFormat)
+        ),
+        tool_choice=override(struct_hook=_structure_tool_choice),
+        prediction=override(struct_hook=_single("type", "content", Prediction, "prediction")),
+    )
+
+
+def _json_schema_hook(value: Any) -> Any:
+    if value is None:
+        return UNSET
+    return converter.structure(value, JsonSchema)
+
+
+_REQUEST: list[Callable[[Any, Any], Any]] = []
+_REQUEST.append(lambda v, _: None)
+
+# ------------------------------------------------------------------------- responses (lenient)
+
+
+def _lenient_str(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _lenient_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError("", f"{_short(value)} is not a number")
+    return int(value)
+
+
+def _opt_int(value: Any, _: Any = None) -> int | None:
+    return None if value is None else _lenient_int(value)
+
+
+def _finish_reason(value: Any, _: Any = None) -> FinishReason | str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("", f"{_short(value)} is not a string")
+    try:
+        return FinishReason(value)
+    except ValueError:
+        return value
+
+
+def _created(value: Any, _: Any = None) -> datetime | None:
+    if value is None:
+        return None
+    seconds = _lenient_int(value)
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValidationError("", f"{_short(value)} is not a valid timestamp") from None
+
+
+def _lenient_chunk(value: Any) -> Any:
+    data = _expect_object(value, "content part")
+    tag = data.get("type")
+    if tag == "text" and isinstance(data.get("text"), str):
+        return TextChunk(text=data["text"])
+    return _structure_chunk(value, None)
+
+
+def _lenient_content(value: Any) -> Any:
+    if value is None:
+        return UNSET
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for index, part in enumerate(value):
+            try:
+                parts.append(_lenient_chunk(part))
+            except ValidationError as exc:
+                raise exc.with_prefix(f"[{index}]") from None
+            except Exception as exc:
+                raise as_validation_error(exc, f"[{index}]") from None
+        return tuple(parts)
+    raise ValidationError("", f"{_short(value)} is not a string or a list of content parts")
+
+
+def _lenient_tool_call(value: Any) -> ToolCall:
+    data = _expect_object(value, "tool call")
+    function = data.get("function")
+    function = _expect_object(function if function is not None else {}, "function call")
+    call_id = data.get("id")
+    index = data.get("index")
+    arguments = function.get("arguments")
+    return ToolCall(
+        id=UNSET if call_id is None else _lenient_str(call_id),
+        index=UNSET if index is None else _lenient_int(index),
+        function=FunctionCall(
+            name=_lenient_str(function.get("name")),
+            arguments="" if arguments is None else arguments,
+        ),
+    )
+
+
+def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
+    data = _expect_object(value, "assistant message")
+    problems: list[tuple[str, str]] = []
+    content: Any = UNSET
+    try:
+        content = _lenient_content(data.get("content"))
+    except ValidationError as exc:
+        problems += exc.with_prefix("content").errors
+    calls: Any = UNSET
+    raw_calls = data.get("tool_calls")
+    if raw_calls is not None:
+        if not isinstance(raw_calls, list):
+            problems.append(("tool_calls", f"{_short(raw_calls)} is not a list"))
+        else:
+            parsed = []
+            for index, call in enumerate(raw_calls):
+                try:
+                    parsed.append(_lenient_tool_call(call))
+                except ValidationError as exc:
+                    problems += exc.with_prefix(f"tool_calls[{index}]").errors
+            calls = tuple(parsed)
+    prefix = data.get("prefix")
+    if problems:
+        raise ValidationError("", "", errors=problems)
+    return AssistantMessage(content=content, tool_calls=calls, prefix=prefix if isinstance(prefix, bool) else UNSET)
+
+
+def _lenient(cls: type, **overrides: Any) -> Callable[[Any, Any], Any]:
+    fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False, **overrides)
+
+    def hook(value: Any, _: Any = None) -> Any:
+        return fn(_expect_object(value, cls.__name__), cls)
+
+    return hook
+
+
+def _register_responses() -> None:
+    text = override(struct_hook=lambda v, _: _lenient_str(v))
+    integer = override(struct_hook=lambda v, _: 0 if v is None else _lenient_int(v))
+    opt_int = override(struct_hook=_opt_int)
+    converter.register_structure_hook(PromptTokensDetails, _lenient(PromptTokensDetails, cached_tokens=integer))
+    details = override(struct_hook=lambda v, _: None if v is None else converter.structure(v, PromptTokensDetails))
+    converter.register_structure_hook(
+        UsageInfo,
+        _lenient(
+            UsageInfo,
+            prompt_tokens=integer,
+            completion_tokens=integer,
+            total_tokens=integer,
+            prompt_audio_seconds=opt_int,
+            num_cached_tokens=opt_int,
+            prompt_tokens_details=details,
+        ),
+    )
+    usage = override(struct_hook=lambda v, _: UsageInfo() if v is None else converter.structure(v, UsageInfo))
+    opt_usage = override(struct_hook=lambda v, _: None if v is None else converter.structure(v, UsageInfo))
+    reason = override(struct_hook=_finish_reason)
+    assistant = override(struct_hook=_lenient_assistant)
+    converter.register_structure_hook(
+        ChatCompletionChoice, _lenient(ChatCompletionChoice, index=integer, message=assistant, finish_reason=reason)
+    )
+    converter.register_structure_hook(
+        CompletionResponseStreamChoice,
+        _lenient(CompletionResponseStreamChoice, index=integer, delta=assistant, finish_reason=reason),
+    )
+    meta = {name: override(omit=True) for name in ("latency", "request_id", "rate_limit", "retries_taken")}
+    chunk_meta = {name: override(omit=True) for name in ("is_last_chunk", "chunk_latency", "total_latency", "error")}
+    common = {"id": text, "object": text, "model": text, "created": override(struct_hook=_created)}
+    converter.register_structure_hook(
+        ChatCompletionResponse,
+        _lenient(
+            ChatCompletionResponse,
+            usage=usage,
+            choices=override(
+                struct_hook=_list_of(lambda v, _: converter.structure(v, ChatCompletionChoice), "choices")
+            ),
+            **common,
+            **meta,
+        ),
+    )
+    converter.register_structure_hook(
+        CompletionChunk,
+        _lenient(
+            CompletionChunk,
+            usage=opt_usage,
+            choices=override(
+                struct_hook=_list_of(lambda v, _: converter.structure(v, CompletionResponseStreamChoice), "choices")
+            ),
+            **common,
+            **chunk_meta,
+        ),
+    )
+
+    # unstructure: full shapes, nulls kept, HTTP facts left out
+    def created(value: datetime | None) -> int | None:
+        return None if value is None else int(value.timestamp())
+
+    def reason_value(value: Any) -> Any:
+        return value.value if isinstance(value, FinishReason) else value
+
+    for cls in (PromptTokensDetails, UsageInfo):
+        converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter))
+    message = converter.get_unstructure_hook(AssistantMessage)
+    converter.register_unstructure_hook(
+        ChatCompletionChoice,
+        make_dict_unstructure_fn(
+            ChatCompletionChoice,
+            converter,
+            message=override(unstruct_hook=message),
+            finish_reason=override(unstruct_hook=reason_value),
+        ),
+    )
+    converter.register_unstructure_hook(
+        CompletionResponseStreamChoice,
+        make_dict_unstructure_fn(
+            CompletionResponseStreamChoice,
+            converter,
+            delta=override(unstruct_hook=message),
+            finish_reason=override(unstruct_hook=reason_value),
+        ),
+    )
+    converter.register_unstructure_hook(
+        ChatCompletionResponse,
+        make_dict_unstructure_fn(
+            ChatCompletionResponse,
+            converter,
+            created=override(unstruct_hook=created),
+            choices=override(unstruct_hook=lambda cs: [converter.unstructure(c, ChatCompletionChoice) for c in cs]),
+            **meta,
+        ),
+    )
+    converter.register_unstructure_hook(
+        CompletionChunk,
+        make_dict_unstructure_fn(
+            CompletionChunk,
+            converter,
+            created=override(unstruct_hook=created),
+            choices=override(
+                unstruct_hook=lambda cs: [converter.unstructure(c, CompletionResponseStreamChoice) for c in cs]
+            ),
+            **chunk_meta,
+        ),
+    )
+
+
+_register_unstructure()
+_register_structure()
+_register_responses()
+
+# ------------------------------------------------------------------------------------ public API
+
+
+def dumps(data: Any, *, indent: int | None = None) -> str:
+    """Return *data* as compact JSON text (non-ASCII kept as it is)."""
+    if indent is None:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return json.dumps(data, ensure_ascii=False, indent=indent, allow_nan=False)
+
+
+def loads(text: str | bytes) -> Any:
+    """Return the value JSON *text* holds; malformed JSON is a :class:`ValidationError`."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError("", f"is not valid JSON ({exc})") from None
+
+
+def unstructure_request(request: ChatCompletionRequest) -> dict[str, Any]:
+    """Return the wire body of *request*."""
+    return converter.unstructure(request, ChatCompletionRequest)  # type: ignore[no-any-return]
+
+
+def structure_request(data: Any, *, allow_extra: bool = False) -> ChatCompletionRequest:
+    """Return the request the wire body *data* describes (strict)."""
+    if allow_extra and isinstance(data, Mapping):
+        known = {k: v for k, v in data.items() if k in _REQUEST_FIELDS}
+        extra = {k: v for k, v in data.items() if k not in _REQUEST_FIELDS}
+        request = structure_request(known)
+        return attrs.evolve(request, extra=extra) if extra else request
+    if isinstance(data, Mapping) and "extra" in data:
+        raise ValidationError("extra", "is not a known field (known: " + ", ".join(_REQUEST_FIELDS) + ")")
+    try:
+        return _REQUEST[0](data, None)  # type: ignore[no-any-return]
+    except ValidationError:
+        raise
+    except RecursionError:
+        raise ValidationError("", "is nested too deeply") from None
+    except Exception as exc:
+        raise as_validation_error(exc) from None
+
+
+_REQUEST_FIELDS: Final = tuple(a.name for a in attrs.fields(ChatCompletionRequest) if a.name != "extra")
+
+
+def loads_request(text: str | bytes, *, allow_extra: bool = False) -> ChatCompletionRequest:
+    """Return the request a JSON wire body describes."""
+    return structure_request(loads(text), allow_extra=allow_extra)
+
+
+def structure_response(data: Any, cls: type[_T]) -> _T:
+    """Return a response or chunk of type *cls* from its wire body (lenient)."""
+    try:
+        return converter.structure(data, cls)
+    except ValidationError:
+        raise
+    except RecursionError:
+        raise ValidationError("", "is nested too deeply") from None
+    except Exception as exc:
+        raise as_validation_error(exc) from None
+
+
+def loads_response(text: str | bytes, cls: type[_T]) -> _T:
+    """Return a response or chunk of type *cls* from JSON text."""
+    return structure_response(loads(text), cls)
+
+
+def unstructure_response(obj: Any) -> dict[str, Any]:
+    """Return the wire body of a response or chunk."""
+    return converter.unstructure(obj, type(obj))  # type: ignore[no-any-return]
+
+
+def unstructure(obj: Any) -> Any:
+    """Return the wire form of any chatdsl model."""
+    return converter.unstructure(obj, type(obj))
+
+
+def structure_strict(data: Any, cls: type[_T]) -> _T:
+    """Return a model of type *cls* read strictly from its wire form."""
+    try:
+        return converter.structure(data, cls)
+    except ValidationError:
+        raise
+    except Exception as exc:
+        raise as_validation_error(exc) from None
+
+
+def parse_output(content: str, cls: Any) -> Any:
+    """Parse the JSON text *content* into *cls* through the converter (raising :class:`OutputError`)."""
+    try:
+        data = json.loads(content)
+    except ValueError as exc:
+        raise OutputError(f"is not valid JSON ({exc})", content=content) from None
+    if cls is dict or cls is Any or cls is object:
+        if cls is dict and not isinstance(data, dict):
+            raise OutputError(f"is a {type(data).__name__}, not a JSON object", content=content)
+        return data
+    try:
+        return output_converter.structure(data, cls)
+    except Exception as exc:
+        problems = _problems(exc)
+        path, message = problems[0] if problems else ("", str(exc))
+        text = "; ".join(f"{p}: {m}" if p else m for p, m in problems) or message
+        raise OutputError(
+            f"does not fit {getattr(cls, '__name__', cls)} ({text})", content=content, path=path
+        ) from None
+
+
+def _make_output_converter() -> cattrs.Converter:
+    """A converter for user types (answers and tool arguments): strict keys, ISO dates."""
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
+    from datetime import date
+
+    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+    conv.register_unstructure_hook(datetime, lambda v: v.isoformat())
+    conv.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
+    conv.register_unstructure_hook(date, lambda v: v.isoformat())
+    return conv
+
+
+output_converter: Final = _make_output_converter()
+"""Structures user-defined types from JSON answers (kept apart from the wire converter)."""
+
+
+def frozen_copy(value: Any) -> Any:
+    """Return a frozen copy of a JSON value (re-exported for templates)."""
+    return freeze(value)
+
+
+def plain_copy(value: Any) -> Any:
+    """Return a mutable copy of a frozen JSON value."""
+    return thaw(value)

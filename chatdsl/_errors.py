@@ -1,0 +1,181 @@
+"""The exception tree of chatdsl.
+
+::
+
+    ChatDSLError                      every error chatdsl raises on purpose
+    ├── ValidationError(ValueError)   a request, template or value breaks a rule (no I/O happened)
+    ├── OutputError(ValueError)       an answer's content does not parse into the asked type
+    ├── APIError                      the server answered with an error status
+    │   ├── BadRequestError               400
+    │   ├── AuthenticationError           401
+    │   ├── PermissionDeniedError         403
+    │   ├── NotFoundError                 404
+    │   ├── UnprocessableEntityError      422 (``details`` holds the server's list)
+    │   ├── RateLimitError                429 (``retry_after`` in seconds, if the server said)
+    │   └── InternalServerError           5xx
+    ├── APIConnectionError            the request never got an answer (DNS, refused, reset, TLS)
+    │   └── APITimeoutError           connect, read or total deadline passed
+    └── StreamError                   a stream broke after it began (cut, malformed event, error event)
+
+Transport failures (``APIConnectionError``) are kept apart from bad status codes (``APIError``).
+No exception text ever contains the API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatDSLError",
+    "InternalServerError",
+    "NotFoundError",
+    "OutputError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "StreamError",
+    "UnprocessableEntityError",
+    "ValidationError",
+]
+
+
+class ChatDSLError(Exception):
+    """The root of every error chatdsl raises on purpose."""
+
+
+class ValidationError(ChatDSLError, ValueError):
+    """A value breaks a rule of the request model, a template or a dialect.
+
+    ``errors`` lists every problem as ``(path, message)`` pairs; ``str()`` joins them, one per line,
+    each as ``path: message`` (for example ``temperature: 2.0 is above the maximum 1.5``).
+    """
+
+    errors: tuple[tuple[str, str], ...]
+
+    def __init__(self, path: str, message: str, *, errors: Sequence[tuple[str, str]] = ()) -> None:
+        self.errors = tuple(errors) if errors else ((path, message),)
+        super().__init__("\n".join(_join(p, m) for p, m in self.errors))
+
+    @property
+    def path(self) -> str:
+        """The field path of the first problem, such as ``messages[1].content``."""
+        return self.errors[0][0]
+
+    @property
+    def rule(self) -> str:
+        """The message of the first problem, without its path."""
+        return self.errors[0][1]
+
+    def with_prefix(self, prefix: str) -> ValidationError:
+        """Return a copy whose paths are nested under *prefix* (``messages[0]`` + ``content``)."""
+        return ValidationError("", "", errors=[(_nest(prefix, p), m) for p, m in self.errors])
+
+
+def _nest(prefix: str, path: str) -> str:
+    if not prefix:
+        return path
+    if not path:
+        return prefix
+    if path.startswith("["):
+        return prefix + path
+    return f"{prefix}.{path}"
+
+
+def _join(path: str, message: str) -> str:
+    return f"{path}: {message}" if path else message
+
+
+class OutputError(ChatDSLError, ValueError):
+    """The assistant's content could not be parsed into the requested type.
+
+    ``content`` is the raw text that was parsed and ``path`` the place that did not fit.
+    """
+
+    def __init__(self, message: str, *, content: str, path: str = "") -> None:
+        self.content = content
+        self.path = path
+        shown = content if len(content) <= 500 else content[:500] + "…"
+        super().__init__(f"{_join(path, message)}\ncontent: {shown!r}")
+
+
+class APIError(ChatDSLError):
+    """The server answered with an error status.
+
+    ``status_code``, ``message`` (the server's own words), ``body`` (the parsed JSON body or the
+    raw text) and ``request_id`` (for support tickets) are always set, ``request_id`` to ``None``
+    when the server sent none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        request_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.request_id = request_id
+        self.headers = dict(headers or {})
+        rid = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"HTTP {status_code}: {message}{rid}")
+
+
+class BadRequestError(APIError):
+    """HTTP 400: the server rejected the request."""
+
+
+class AuthenticationError(APIError):
+    """HTTP 401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIError):
+    """HTTP 403: the key may not use this model or endpoint."""
+
+
+class NotFoundError(APIError):
+    """HTTP 404: unknown endpoint or model."""
+
+
+class UnprocessableEntityError(APIError):
+    """HTTP 422: the body failed the server's validation; ``details`` lists the server's findings."""
+
+    @property
+    def details(self) -> list[Any]:
+        """The server's validation details (its ``detail`` list), or an empty list."""
+        body = self.body
+        if isinstance(body, dict) and isinstance(body.get("detail"), list):
+            return list(body["detail"])
+        return []
+
+
+class RateLimitError(APIError):
+    """HTTP 429: too many requests; ``retry_after`` is the server's wait in seconds, if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class InternalServerError(APIError):
+    """HTTP 5xx: the server failed."""
+
+
+class APIConnectionError(ChatDSLError):
+    """The request got no answer: the connection failed, was refused or was reset."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect, read or total timeout passed before the answer was complete."""
+
+
+class StreamError(ChatDSLError):
+    """A stream broke after it began: cut connection, malformed event, error event, no ``[DONE]``."""

@@ -1,0 +1,478 @@
+"""``ChatCompletionRequest``: the immutable request model and its chained builder methods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
+
+import attrs
+
+from . import _checks as c
+from ._errors import ValidationError
+from ._messages import (
+    MESSAGE_TYPES,
+    AssistantMessage,
+    ContentChunk,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+    as_content,
+)
+from ._tools import (
+    JsonSchema,
+    Prediction,
+    PromptMode,
+    PropertyDefinition,
+    ReasoningEffort,
+    ResponseFormat,
+    ResponseFormatType,
+    Tool,
+    ToolChoice,
+    ToolChoiceMode,
+)
+from ._types import UNSET, FrozenDict, JSONValue, UnsetType, freeze
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["ChatCompletionRequest", "Option", "chat"]
+
+Option: TypeAlias = Callable[["ChatCompletionRequest"], "ChatCompletionRequest"]
+"""A Go-style functional option: a callable from a request to a new request."""
+
+SchemaLike: TypeAlias = "Mapping[str, JSONValue] | PropertyDefinition | JsonSchema | type[Any]"
+
+
+def _check_stop(_: Any, attribute: Any, value: Any) -> None:
+    if value is UNSET or isinstance(value, str):
+        return
+    if isinstance(value, tuple):
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise c.fail(f"stop[{index}]", item, f"is {c._type_name(item)}, not a string")
+        return
+    raise c.fail(attribute.name, value, "is not a string or a list of strings")
+
+
+def _check_tools(_: Any, attribute: Any, value: Any) -> None:
+    if value is UNSET:
+        return
+    c.items_of(Tool)(_, attribute, value)
+    seen: set[str] = set()
+    for index, tool in enumerate(value):
+        if tool.name in seen:
+            raise c.fail(f"tools[{index}].function.name", tool.name, "names a tool twice; tool names must be unique")
+        seen.add(tool.name)
+
+
+def _to_tool_choice(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return ToolChoice.coerce(value)
+        except ValidationError:
+            return value
+    return value
+
+
+def _to_response_format(value: Any) -> Any:
+    if isinstance(value, str):
+        fmt = c.to_enum(ResponseFormatType)(value)
+        if fmt is ResponseFormatType.TEXT:
+            return ResponseFormat.TEXT
+        if fmt is ResponseFormatType.JSON_OBJECT:
+            return ResponseFormat.JSON_OBJECT
+    return value
+
+
+def _to_stop(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _to_prompt_mode(value: Any) -> Any:
+    return c.to_enum(PromptMode)(value)
+
+
+def _to_reasoning_effort(value: Any) -> Any:
+    return c.to_enum(ReasoningEffort)(value)
+
+
+@attrs.frozen(kw_only=True)
+class ChatCompletionRequest:
+    """A chat-completion request: immutable, validated on every construction, unset fields not sent.
+
+    Build one with :func:`chat` and the chained ``with_*`` methods; each returns a new request
+    and never changes the receiver, so one template can be shared and derived everywhere.
+    """
+
+    model: str | UnsetType = attrs.field(default=UNSET, validator=c.string(non_empty=True))
+    messages: tuple[Message, ...] = attrs.field(
+        default=(), converter=c.to_tuple, validator=c.items_of(*MESSAGE_TYPES, what="message")
+    )
+    tools: tuple[Tool, ...] | UnsetType = attrs.field(default=UNSET, converter=c.to_tuple, validator=_check_tools)
+    max_tokens: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=0))
+    temperature: float | UnsetType = attrs.field(default=UNSET, validator=c.number(0, 1.5))
+    top_p: float | UnsetType = attrs.field(default=UNSET, validator=c.number(0, 1))
+    response_format: ResponseFormat | UnsetType = attrs.field(
+        default=UNSET, converter=_to_response_format, validator=c.instance_of(ResponseFormat)
+    )
+    tool_choice: ToolChoice | UnsetType = attrs.field(
+        default=UNSET, converter=_to_tool_choice, validator=c.instance_of(ToolChoice, what="ToolChoice or mode")
+    )
+    parallel_tool_calls: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
+    frequency_penalty: float | UnsetType = attrs.field(default=UNSET, validator=c.number(-2, 2))
+    presence_penalty: float | UnsetType = attrs.field(default=UNSET, validator=c.number(-2, 2))
+    n: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=1))
+    prompt_mode: PromptMode | UnsetType = attrs.field(
+        default=UNSET, converter=_to_prompt_mode, validator=c.member_of(PromptMode)
+    )
+    random_seed: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=0))
+    safe_prompt: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
+    stop: str | tuple[str, ...] | UnsetType = attrs.field(default=UNSET, converter=_to_stop, validator=_check_stop)
+    stream: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
+    prediction: Prediction | UnsetType = attrs.field(default=UNSET, validator=c.instance_of(Prediction))
+    reasoning_effort: ReasoningEffort | UnsetType = attrs.field(
+        default=UNSET, converter=_to_reasoning_effort, validator=c.member_of(ReasoningEffort)
+    )
+    metadata: FrozenDict | UnsetType = attrs.field(default=UNSET, converter=c.to_frozen, validator=c.json_object())
+    prompt_cache_key: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
+    extra: FrozenDict = attrs.field(factory=FrozenDict, converter=c.to_frozen, validator=c.json_object())
+
+    @extra.validator
+    def _check_extra(self, attribute: Any, value: FrozenDict) -> None:
+        for key in value:
+            if key in _FIELD_NAMES:
+                raise c.fail(
+                    f"extra.{key}", value[key], f"shadows the modelled field {key!r}; set it with its own method"
+                )
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _replace(self, **changes: Any) -> Self:
+        return attrs.evolve(self, **changes)
+
+    def apply(self, *options: Option) -> Self:
+        """Return a copy with each Go-style option applied in order."""
+        request: Any = self
+        for option in options:
+            request = option(request)
+        return request  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- messages
+
+    def add(self, *messages: Message) -> Self:
+        """Return a copy with *messages* appended to the conversation."""
+        return self._replace(messages=self.messages + messages)
+
+    def with_messages(self, messages: Iterable[Message]) -> Self:
+        """Return a copy whose conversation is *messages* (replacing any)."""
+        return self._replace(messages=tuple(messages))
+
+    def system(self, content: str | Sequence[ContentChunk]) -> Self:
+        """Return a copy with a system message appended."""
+        return self.add(SystemMessage(content=as_content(content)))
+
+    def user(self, content: str | Sequence[ContentChunk]) -> Self:
+        """Return a copy with a user message appended (text, or content parts such as images)."""
+        return self.add(UserMessage(content=as_content(content)))
+
+    def assistant(
+        self,
+        content: str | Sequence[ContentChunk] | None = None,
+        *,
+        tool_calls: Sequence[ToolCall] | None = None,
+        prefix: bool | UnsetType = UNSET,
+    ) -> Self:
+        """Return a copy with an assistant message appended (content, tool calls, or a prefix)."""
+        return self.add(
+            AssistantMessage(
+                content=UNSET if content is None else as_content(content),
+                tool_calls=UNSET if tool_calls is None else tuple(tool_calls),
+                prefix=prefix,
+            )
+        )
+
+    def tool(
+        self,
+        content: str | Sequence[ContentChunk],
+        *,
+        tool_call_id: str,
+        name: str | UnsetType = UNSET,
+    ) -> Self:
+        """Return a copy with a tool message appended: the result of the call *tool_call_id*."""
+        return self.add(ToolMessage(content=as_content(content), tool_call_id=tool_call_id, name=name))
+
+    # ---------------------------------------------------------------- parameters
+
+    def with_model(self, model: str) -> Self:
+        """Return a copy with ``model`` set."""
+        return self._replace(model=model)
+
+    def with_max_tokens(self, max_tokens: int) -> Self:
+        """Return a copy with ``max_tokens`` set (0 or more)."""
+        return self._replace(max_tokens=max_tokens)
+
+    def with_temperature(self, temperature: float) -> Self:
+        """Return a copy with ``temperature`` set (0 to 1.5; 0 is sent)."""
+        return self._replace(temperature=temperature)
+
+    def with_top_p(self, top_p: float) -> Self:
+        """Return a copy with ``top_p`` set (0 to 1)."""
+        return self._replace(top_p=top_p)
+
+    def with_frequency_penalty(self, penalty: float) -> Self:
+        """Return a copy with ``frequency_penalty`` set (-2 to 2)."""
+        return self._replace(frequency_penalty=penalty)
+
+    def with_presence_penalty(self, penalty: float) -> Self:
+        """Return a copy with ``presence_penalty`` set (-2 to 2)."""
+        return self._replace(presence_penalty=penalty)
+
+    def with_n(self, n: int) -> Self:
+        """Return a copy with ``n`` (completions per request, 1 or more) set."""
+        return self._replace(n=n)
+
+    def with_prompt_mode(self, mode: PromptMode | str) -> Self:
+        """Return a copy with ``prompt_mode`` set (``"reasoning"``)."""
+        return self._replace(prompt_mode=mode)
+
+    def with_random_seed(self, seed: int) -> Self:
+        """Return a copy with ``random_seed`` set (0 or more; 0 is sent)."""
+        return self._replace(random_seed=seed)
+
+    def with_safe_prompt(self, flag: bool = True) -> Self:
+        """Return a copy with ``safe_prompt`` set."""
+        return self._replace(safe_prompt=flag)
+
+    def with_stop(self, *sequences: str) -> Self:
+        """Return a copy that stops at any of *sequences* (one is sent as a string, several as a list)."""
+        if not sequences:
+            raise ValidationError("stop", "needs at least one stop sequence")
+        return self._replace(stop=sequences[0] if len(sequences) == 1 else sequences)
+
+    def with_parallel_tool_calls(self, flag: bool) -> Self:
+        """Return a copy with ``parallel_tool_calls`` set (``False`` is sent)."""
+        return self._replace(parallel_tool_calls=flag)
+
+    def with_prediction(self, content: str) -> Self:
+        """Return a copy with a predicted output ``content``."""
+        return self._replace(prediction=Prediction(content=content))
+
+    def with_reasoning_effort(self, effort: ReasoningEffort | str) -> Self:
+        """Return a copy with ``reasoning_effort`` set (``"high"`` or ``"none"``)."""
+        return self._replace(reasoning_effort=effort)
+
+    def with_metadata(self, metadata: Mapping[str, JSONValue]) -> Self:
+        """Return a copy with ``metadata`` (a JSON object) set."""
+        return self._replace(metadata=metadata)
+
+    def with_prompt_cache_key(self, key: str) -> Self:
+        """Return a copy with ``prompt_cache_key`` set."""
+        return self._replace(prompt_cache_key=key)
+
+    def with_extra(self, **fields: JSONValue) -> Self:
+        """Return a copy that also sends *fields* as they are (for API fields not modelled yet).
+
+        They may not shadow a modelled field; they are merged over earlier extras.
+        """
+        return self._replace(extra=freeze({**self.extra, **fields}))
+
+    def without(self, *field_names: str) -> Self:
+        """Return a copy with the named fields unset (``messages`` and ``extra`` become empty)."""
+        changes: dict[str, Any] = {}
+        for name in field_names:
+            if name not in _FIELD_NAMES:
+                raise ValidationError(name, f"is not a field of ChatCompletionRequest ({', '.join(_FIELD_NAMES)})")
+            changes[name] = _EMPTY.get(name, UNSET)
+        return self._replace(**changes)
+
+    # ---------------------------------------------------------------- Go option mirrors
+
+    def with_response_text_format(self) -> Self:
+        """Return a copy whose answer is plain text (``response_format`` type ``text``)."""
+        return self._replace(response_format=ResponseFormat.TEXT)
+
+    def with_response_json_object_format(self) -> Self:
+        """Return a copy whose answer is a JSON object (``response_format`` type ``json_object``)."""
+        return self._replace(response_format=ResponseFormat.JSON_OBJECT)
+
+    def with_response_json_schema(
+        self,
+        schema: SchemaLike,
+        *,
+        name: str | None = None,
+        description: str | UnsetType = UNSET,
+        strict: bool | UnsetType = True,
+    ) -> Self:
+        """Return a copy whose answer follows *schema* (a JSON-schema dict or a ``PropertyDefinition``).
+
+        ``name`` defaults to the schema's ``title``, else ``"response"``; ``strict`` defaults to ``True``.
+        """
+        return self._replace(
+            response_format=ResponseFormat(
+                type=ResponseFormatType.JSON_SCHEMA,
+                json_schema=_json_schema(schema, name=name, description=description, strict=strict),
+            )
+        )
+
+    def with_tools(self, tools: Iterable[Tool]) -> Self:
+        """Return a copy offering *tools* to the model.
+
+        Like Go's ``WithTools`` it sets ``tool_choice`` to ``auto`` — but only when no choice is
+        set yet, so a choice made earlier (say ``any``) is never silently undone.
+        """
+        tool_choice = ToolChoice.AUTO if self.tool_choice is UNSET else self.tool_choice
+        return self._replace(tools=tuple(tools), tool_choice=tool_choice)
+
+    def with_tool_choice(self, choice: ToolChoice | ToolChoiceMode | str) -> Self:
+        """Return a copy with ``tool_choice`` set: a mode string or a ``ToolChoice``."""
+        return self._replace(tool_choice=ToolChoice.coerce(choice))
+
+    def with_streaming(self, flag: bool = True) -> Self:
+        """Return a copy with ``stream`` set."""
+        return self._replace(stream=flag)
+
+    # short names
+    with_json_schema = with_response_json_schema
+    with_json_object = with_response_json_object_format
+
+    def streaming(self, flag: bool = True) -> Self:
+        """Return a copy with ``stream`` set (short for :meth:`with_streaming`)."""
+        return self.with_streaming(flag)
+
+    # ---------------------------------------------------------------- checks
+
+    def validate(self) -> Self:
+        """Return this request if it is complete and coherent enough to send, else raise.
+
+        Beyond the per-field rules checked on construction: a model is set, there is at least
+        one message, the last message is one the API answers, only the last assistant message
+        has ``prefix``, a named tool choice names a tool in ``tools``, a forced tool choice has
+        tools, and every tool message answers an earlier tool call id. All problems are reported
+        together in one :class:`~chatdsl.ValidationError`.
+        """
+        errors = list(_completeness_errors(self))
+        if errors:
+            raise ValidationError("", "", errors=errors)
+        return self
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether :meth:`validate` would pass."""
+        return not any(True for _ in _completeness_errors(self))
+
+    # ---------------------------------------------------------------- wire format
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire body as a dict (unset fields left out; nested JSON objects are frozen)."""
+        from ._converter import unstructure_request
+
+        return unstructure_request(self)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Return the wire body as JSON text."""
+        from ._converter import dumps
+
+        return dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChatCompletionRequest:
+        """Return the request a wire body describes; an unknown key or a wrong type is an error naming its path."""
+        from ._converter import structure_request
+
+        return structure_request(data)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ChatCompletionRequest:
+        """Return the request a JSON wire body describes (see :meth:`from_dict`)."""
+        from ._converter import loads_request
+
+        return loads_request(text)
+
+    def save(self, path: str | Path) -> None:
+        """Write this request as a template file (``.json`` or ``.toml``)."""
+        from ._templates import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ChatCompletionRequest:
+        """Read a request template file (``.json`` or ``.toml``)."""
+        from ._templates import load
+
+        return load(path)
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(ChatCompletionRequest))
+_EMPTY: dict[str, Any] = {"messages": (), "extra": FrozenDict()}
+
+
+def _json_schema(
+    schema: SchemaLike, *, name: str | None, description: str | UnsetType, strict: bool | UnsetType
+) -> JsonSchema:
+    if isinstance(schema, JsonSchema):
+        return schema
+    if isinstance(schema, type):
+        from ._schema import schema_for_response
+
+        return schema_for_response(schema, name=name, description=description, strict=strict)
+    if isinstance(schema, PropertyDefinition):
+        schema = schema.to_schema()
+    if name is None:
+        title = schema.get("title") if isinstance(schema, Mapping) else None
+        name = title if isinstance(title, str) and title else "response"
+    return JsonSchema(name=name, schema=schema, description=description, strict=strict)
+
+
+def _completeness_errors(request: ChatCompletionRequest) -> Iterable[tuple[str, str]]:
+    if request.model is UNSET:
+        yield ("model", "is not set; a request needs a model to be sent")
+    messages = request.messages
+    if not messages:
+        yield ("messages", "is empty; a request needs at least one message")
+    else:
+        last = messages[-1]
+        if isinstance(last, SystemMessage) or (isinstance(last, AssistantMessage) and last.prefix is not True):
+            yield (
+                f"messages[{len(messages) - 1}]",
+                f"is a {last.role.value} message; the last message must be a user or tool message "
+                "(or an assistant message with prefix=True)",
+            )
+    call_ids: set[str] = set()
+    for index, message in enumerate(messages):
+        if isinstance(message, AssistantMessage):
+            if message.prefix is True and index != len(messages) - 1:
+                yield (f"messages[{index}].prefix", "True is only allowed on the last message")
+            for call in message.tool_calls or ():
+                if call.id is not UNSET:
+                    call_ids.add(call.id)
+        elif isinstance(message, ToolMessage):
+            if message.tool_call_id is UNSET:
+                yield (f"messages[{index}].tool_call_id", "is not set; a tool message answers a tool call id")
+            elif message.tool_call_id not in call_ids:
+                yield (
+                    f"messages[{index}].tool_call_id",
+                    f"{message.tool_call_id!r} answers no tool call of an earlier assistant message",
+                )
+    names = {tool.name for tool in request.tools or ()}
+    choice = request.tool_choice
+    if isinstance(choice, ToolChoice):
+        if choice.function is not UNSET and choice.function not in names:
+            known = ", ".join(sorted(names)) or "none"
+            yield ("tool_choice", f"{choice.function!r} names no tool in tools (tools: {known})")
+        elif choice.forces_call and not names:
+            yield ("tool_choice", f"{str(choice.mode)!r} forces a tool call but no tools are set")
+
+
+def chat(model: str | None = None) -> ChatCompletionRequest:
+    """Return an empty request (a template), with *model* set if given: the builder's entry point."""
+    if model is None:
+        return _EMPTY_REQUEST
+    return ChatCompletionRequest(model=model)
+
+
+_EMPTY_REQUEST = ChatCompletionRequest()

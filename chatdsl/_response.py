@@ -1,0 +1,229 @@
+"""Responses, choices, usage and streamed chunks (read leniently from the wire)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from ._messages import AssistantMessage
+from ._types import FrozenDict
+
+__all__ = [
+    "ChatCompletionChoice",
+    "ChatCompletionResponse",
+    "CompletionChunk",
+    "CompletionResponseStreamChoice",
+    "FinishReason",
+    "PromptTokensDetails",
+    "RateLimitInfo",
+    "UsageInfo",
+]
+
+
+class FinishReason(enum.StrEnum):
+    """Why the model stopped; an unknown reason from the server is kept as a plain string."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    MODEL_LENGTH = "model_length"
+    ERROR = "error"
+    TOOL_CALLS = "tool_calls"
+
+
+@attrs.frozen(kw_only=True)
+class PromptTokensDetails:
+    """Details of the prompt's tokens (``cached_tokens``)."""
+
+    cached_tokens: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class UsageInfo:
+    """Token usage of a completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_audio_seconds: int | None = None
+    num_cached_tokens: int | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitInfo:
+    """The server's ``x-ratelimit-*`` headers: ``headers`` holds them all (names lower-cased).
+
+    The properties read the common ones as integers (``None`` when absent or not a number).
+    """
+
+    headers: Mapping[str, str] = attrs.field(factory=FrozenDict, converter=FrozenDict)
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo | None:
+        """Return the rate-limit facts among *headers*, or ``None`` when there are none."""
+        found = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
+        return cls(headers=found) if found else None
+
+    def _int(self, *names: str) -> int | None:
+        for name in names:
+            value = self.headers.get(name)
+            if value is not None:
+                try:
+                    return int(float(value))
+                except ValueError:
+                    return None
+        return None
+
+    @property
+    def limit_requests(self) -> int | None:
+        """Requests allowed in the current window."""
+        return self._int("x-ratelimit-limit-requests", "x-ratelimit-limit-req-minute")
+
+    @property
+    def remaining_requests(self) -> int | None:
+        """Requests left in the current window."""
+        return self._int("x-ratelimit-remaining-requests", "x-ratelimit-remaining-req-minute")
+
+    @property
+    def limit_tokens(self) -> int | None:
+        """Tokens allowed in the current window."""
+        return self._int("x-ratelimit-limit-tokens", "x-ratelimit-limit-tokens-minute")
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        """Tokens left in the current window."""
+        return self._int("x-ratelimit-remaining-tokens", "x-ratelimit-remaining-tokens-minute")
+
+
+@attrs.frozen(kw_only=True)
+class ChatCompletionChoice:
+    """One completion: its ``index``, the assistant ``message`` and the ``finish_reason``."""
+
+    index: int = 0
+    message: AssistantMessage = attrs.field(factory=AssistantMessage)
+    finish_reason: FinishReason | str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ChatCompletionResponse:
+    """A chat completion with the HTTP facts around it.
+
+    ``latency`` runs from the request being sent to the body being parsed; ``request_id``,
+    ``rate_limit`` and ``retries_taken`` come from the exchange. They are not part of the wire body.
+    """
+
+    id: str = ""
+    object: str = "chat.completion"
+    model: str = ""
+    created: datetime | None = None
+    usage: UsageInfo = attrs.field(factory=UsageInfo)
+    choices: tuple[ChatCompletionChoice, ...] = ()
+    latency: timedelta | None = attrs.field(default=None, eq=False)
+    request_id: str | None = attrs.field(default=None, eq=False)
+    rate_limit: RateLimitInfo | None = attrs.field(default=None, eq=False)
+    retries_taken: int = attrs.field(default=0, eq=False)
+
+    def assistant_message(self) -> AssistantMessage | None:
+        """Return the first choice's assistant message, or ``None`` when there is no choice."""
+        return self.choices[0].message if self.choices else None
+
+    def text(self) -> str:
+        """Return the first choice's text (``""`` when there is none)."""
+        message = self.assistant_message()
+        return message.text() if message is not None else ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChatCompletionResponse:
+        """Return the response a wire body describes (unknown keys are ignored)."""
+        from ._converter import structure_response
+
+        return structure_response(data, cls)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ChatCompletionResponse:
+        """Return the response a JSON wire body describes."""
+        from ._converter import loads_response
+
+        return loads_response(text, cls)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire body as a dict."""
+        from ._converter import unstructure_response
+
+        return unstructure_response(self)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Return the wire body as JSON text."""
+        from ._converter import dumps
+
+        return dumps(self.to_dict(), indent=indent)
+
+
+@attrs.frozen(kw_only=True)
+class CompletionResponseStreamChoice:
+    """One choice of a streamed chunk: the ``delta`` to append and, at its end, the ``finish_reason``."""
+
+    index: int = 0
+    delta: AssistantMessage = attrs.field(factory=AssistantMessage)
+    finish_reason: FinishReason | str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CompletionChunk:
+    """A chunk of a streamed completion.
+
+    ``chunk_latency`` is the time since the previous chunk (the first: since the request was sent),
+    ``total_latency`` the time since the request was sent. The final chunk of a stream has
+    ``is_last_chunk`` set; if the stream failed, it also carries ``error`` (a ``StreamError`` or a
+    transport error) instead of being silently cut.
+    """
+
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    model: str = ""
+    created: datetime | None = None
+    choices: tuple[CompletionResponseStreamChoice, ...] = ()
+    usage: UsageInfo | None = None
+    is_last_chunk: bool = attrs.field(default=False, eq=False)
+    chunk_latency: timedelta | None = attrs.field(default=None, eq=False)
+    total_latency: timedelta | None = attrs.field(default=None, eq=False)
+    error: Exception | None = attrs.field(default=None, eq=False)
+
+    def delta_message(self) -> AssistantMessage | None:
+        """Return the first choice's delta, or ``None`` when the chunk has no choice."""
+        return self.choices[0].delta if self.choices else None
+
+    def text(self) -> str:
+        """Return the first choice's delta text (``""`` when there is none)."""
+        delta = self.delta_message()
+        return delta.text() if delta is not None else ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompletionChunk:
+        """Return the chunk a wire event describes (unknown keys are ignored)."""
+        from ._converter import structure_response
+
+        return structure_response(data, cls)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> CompletionChunk:
+        """Return the chunk a JSON wire event describes."""
+        from ._converter import loads_response
+
+        return loads_response(text, cls)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire event as a dict."""
+        from ._converter import unstructure_response
+
+        return unstructure_response(self)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Return the wire event as JSON text."""
+        from ._converter import dumps
+
+        return dumps(self.to_dict(), indent=indent)

@@ -1,0 +1,172 @@
+"""Shared building blocks: the ``UNSET`` sentinel, JSON aliases and frozen JSON containers.
+
+Standard library only; every other module may import from here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal, NoReturn, TypeAlias, TypeVar
+
+__all__ = [
+    "UNSET",
+    "FrozenDict",
+    "FrozenList",
+    "JSONValue",
+    "UnsetType",
+    "freeze",
+    "is_set",
+]
+
+
+class UnsetType(enum.Enum):
+    """The type of :data:`UNSET`: a field that was never given.
+
+    ``UNSET`` is falsy and distinct from ``None``; unset request fields are not sent on the wire.
+    """
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+
+UNSET: Final = UnsetType.UNSET
+"""Marks a field as not given: it is omitted from the wire body."""
+
+JSONValue: TypeAlias = Any
+"""Any value that JSON can carry (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool``, ``None``)."""
+
+_T = TypeVar("_T")
+
+
+def is_set(value: _T | UnsetType) -> bool:
+    """Return whether *value* was given (is not :data:`UNSET`)."""
+    return value is not UNSET
+
+
+def _immutable(self: object, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError(f"{type(self).__name__} is immutable; copy it with dict(...) or list(...) first")
+
+
+class FrozenDict(dict[str, Any]):
+    """A ``dict`` that refuses changes, used for JSON objects held by requests.
+
+    It *is* a ``dict`` (``json``/``orjson`` encode it as one and it compares equal to a plain
+    dict), so schema dicts pass through serialization untouched instead of being walked or copied.
+    """
+
+    __slots__ = ()
+
+    __setitem__ = _immutable
+    __delitem__ = _immutable
+    __ior__ = _immutable
+    clear = _immutable
+    pop = _immutable
+    popitem = _immutable
+    setdefault = _immutable
+    update = _immutable
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_dict, (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: object) -> FrozenDict:
+        return self
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+class FrozenList(list[Any]):
+    """A ``list`` that refuses changes, used for JSON arrays held by requests."""
+
+    __slots__ = ()
+
+    __setitem__ = _immutable
+    __delitem__ = _immutable
+    __iadd__ = _immutable
+    __imul__ = _immutable
+    append = _immutable
+    clear = _immutable
+    extend = _immutable
+    insert = _immutable
+    pop = _immutable
+    remove = _immutable
+    reverse = _immutable
+    sort = _immutable
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_list, (list(self),))
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, memo: object) -> FrozenList:
+        return self
+
+    def __repr__(self) -> str:
+        return f"FrozenList({list.__repr__(self)})"
+
+
+def _rebuild_dict(items: dict[str, Any]) -> FrozenDict:
+    return FrozenDict(items)
+
+
+def _rebuild_list(items: list[Any]) -> FrozenList:
+    return FrozenList(items)
+
+
+_MAX_DEPTH: Final = 200
+
+
+def freeze(value: Any, _depth: int = 0) -> Any:
+    """Return a deeply immutable copy of a JSON value (already frozen parts are shared, not copied).
+
+    Mappings become :class:`FrozenDict`, lists and tuples :class:`FrozenList`; scalars are kept.
+    Raises ``TypeError`` for values JSON cannot carry and ``ValueError`` past 200 levels of nesting.
+    """
+    if value is None or isinstance(value, (str, int, float, FrozenDict, FrozenList)):
+        return value
+    if _depth > _MAX_DEPTH:
+        raise ValueError(f"JSON value is nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be strings, not {type(key).__name__} {key!r}")
+            out[key] = freeze(item, _depth + 1)
+        return FrozenDict(out)
+    if isinstance(value, (list, tuple)):
+        return FrozenList([freeze(item, _depth + 1) for item in value])
+    raise TypeError(f"{type(value).__name__} is not a JSON value: {value!r}")
+
+
+def thaw(value: Any) -> Any:
+    """Return a plain, mutable deep copy of a (possibly frozen) JSON value."""
+    if isinstance(value, dict):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [thaw(item) for item in value]
+    return value
+
+
+def as_tuple(items: Iterable[_T] | None) -> tuple[_T, ...]:
+    """Return *items* as a tuple, sharing it when it already is one."""
+    if items is None:
+        return ()
+    if isinstance(items, tuple):
+        return items
+    return tuple(items)
