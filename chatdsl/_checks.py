@@ -6,6 +6,7 @@ Every validator lets :data:`~chatdsl.UNSET` through: an unset field has nothing 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,6 +31,25 @@ def _type_name(value: Any) -> str:
     """Return the type of *value* with its article: ``a str``, ``an int``."""
     name = type(value).__name__
     return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
+
+
+def _article(name: str) -> str:
+    """Return *name* with its article: ``a message``, ``an int``."""
+    return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
+
+
+def json_value() -> Validator:
+    """Any value JSON can carry (finite numbers only); lists and mappings are checked deeply."""
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET:
+            return
+        try:
+            freeze(value)
+        except (TypeError, ValueError) as exc:
+            raise fail(attribute.name, value, f"is not a JSON value ({exc})") from None
+
+    return check
 
 
 def number(minimum: float | None = None, maximum: float | None = None) -> Validator:
@@ -124,14 +144,18 @@ def items_of(*types: type, what: str | None = None, non_empty: bool = False) -> 
     """A tuple whose every item is an instance of one of *types*."""
     names = what or " or ".join(t.__name__ for t in types)
 
+    no_bools = bool not in types and int in types  # True is an int to isinstance, never to JSON schema
+
     def check(_: Any, attribute: Any, value: Any) -> None:
         if value is UNSET:
             return
+        if not isinstance(value, tuple):
+            raise fail(attribute.name, value, f"is {_type_name(value)}, not a list of {names}")
         if non_empty and not value:
             raise fail(attribute.name, value, "is empty; at least one item is required")
         for index, item in enumerate(value):
-            if not isinstance(item, types):
-                raise fail(f"{attribute.name}[{index}]", item, f"is {_type_name(item)}, not a {names}")
+            if not isinstance(item, types) or (no_bools and isinstance(item, bool)):
+                raise fail(f"{attribute.name}[{index}]", item, f"is {_type_name(item)}, not {_article(names)}")
 
     return check
 
@@ -141,7 +165,7 @@ def member_of(enum_cls: type[enum.Enum]) -> Validator:
     allowed = ", ".join(repr(m.value) for m in enum_cls)
 
     def check(_: Any, attribute: Any, value: Any) -> None:
-        if value is UNSET or value is None:
+        if value is UNSET:
             return
         if not isinstance(value, enum_cls):
             raise fail(attribute.name, value, f"is not one of {allowed}")
@@ -149,6 +173,7 @@ def member_of(enum_cls: type[enum.Enum]) -> Validator:
     return check
 
 
+@functools.cache
 def to_enum(enum_cls: type[enum.Enum]) -> Callable[[Any], Any]:
     """A converter turning a known string into its enum member (anything else is left for the validator)."""
     lookup: Mapping[Any, Any] = {m.value: m for m in enum_cls}

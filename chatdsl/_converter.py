@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import is_dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
@@ -100,7 +101,7 @@ def _problems(exc: BaseException, path: str = "") -> list[tuple[str, str]]:
         names = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         known = ", ".join(n for n in names if n != "extra")
         hint = f" (known: {known})" if known else ""
-        return [(_nest(path, key), f"is not a known field{hint}") for key in sorted(exc.extra_fields)]
+        return [(_nest(path, str(key)), f"is not a known field{hint}") for key in sorted(map(str, exc.extra_fields))]
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         out: list[tuple[str, str]] = []
         with_notes, without = exc.group_exceptions()
@@ -141,8 +142,13 @@ def _short(value: Any) -> str:
 
 
 def _passthrough(value: Any, _: Any = None) -> Any:
-    """Structure hook for fields the model's own converters and validators check."""
+    """Structure hook for fields the model's own converters and validators check (``null`` means unset)."""
     return UNSET if value is None else value
+
+
+def _keep(value: Any, _: Any = None) -> Any:
+    """Structure hook for required fields and fields with a real default: ``null`` reaches the validator."""
+    return value
 
 
 def _enum_value(value: Any) -> Any:
@@ -430,10 +436,16 @@ _MESSAGE_TAGS: Final[dict[str, type]] = {
 _structure_message = _tagged("role", _MESSAGE_TAGS, "message")
 
 
-def _list_of(item: Callable[[Any, Any], Any], what: str) -> Callable[[Any, Any], Any]:
+_REJECT: Final = object()
+"""``if_none`` of :func:`_list_of` for lists that may not be ``null``."""
+
+
+def _list_of(item: Callable[[Any, Any], Any], what: str, *, if_none: Any = UNSET) -> Callable[[Any, Any], Any]:
+    """Return a hook structuring a JSON list with *item*; ``null`` gives *if_none* (or an error for ``_REJECT``)."""
+
     def hook(value: Any, _: Any = None) -> Any:
-        if value is None:
-            return UNSET
+        if value is None and if_none is not _REJECT:
+            return if_none
         if not isinstance(value, list):
             raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a list of {what}")
         out = []
@@ -450,7 +462,7 @@ def _list_of(item: Callable[[Any, Any], Any], what: str) -> Callable[[Any, Any],
 
 
 def _make_structure(cls: type, **overrides: Any) -> Callable[[Any, Any], Any]:
-    fields = {a.name: override(struct_hook=_passthrough) for a in attrs.fields(cls)}
+    fields = {a.name: override(struct_hook=_passthrough if a.default is UNSET else _keep) for a in attrs.fields(cls)}
     fields.update(overrides)
     fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **fields)
 
@@ -500,7 +512,10 @@ def _register_structure() -> None:
     for cls in (DocumentURLChunk, FileChunk, ReferenceChunk, AudioChunk, ToolReferenceChunk):
         converter.register_structure_hook(cls, _make_structure(cls))
     converter.register_structure_hook(
-        ThinkChunk, _make_structure(ThinkChunk, thinking=override(struct_hook=_list_of(_structure_think_part, "parts")))
+        ThinkChunk,
+        _make_structure(
+            ThinkChunk, thinking=override(struct_hook=_list_of(_structure_think_part, "parts", if_none=_REJECT))
+        ),
     )
     converter.register_structure_hook(FunctionCall, _make_structure(FunctionCall))
     function_call = override(struct_hook=lambda v, _: converter.structure(v, FunctionCall))
@@ -536,7 +551,7 @@ def _register_structure() -> None:
     converter.register_structure_hook(ToolChoice, _structure_tool_choice)
     _REQUEST[0] = _make_structure(
         ChatCompletionRequest,
-        messages=override(struct_hook=_list_of(_structure_message, "messages")),
+        messages=override(struct_hook=_list_of(_structure_message, "messages", if_none=_REJECT)),
         tools=override(struct_hook=_list_of(_single("type", "function", Tool, "tool"), "tools")),
         response_format=override(
             struct_hook=lambda v, _: UNSET if v is None else converter.structure(v, ResponseFormat)
@@ -712,7 +727,7 @@ def _register_responses() -> None:
             ChatCompletionResponse,
             usage=usage,
             choices=override(
-                struct_hook=_list_of(lambda v, _: converter.structure(v, ChatCompletionChoice), "choices")
+                struct_hook=_list_of(lambda v, _: converter.structure(v, ChatCompletionChoice), "choices", if_none=())
             ),
             **common,
             **meta,
@@ -724,7 +739,9 @@ def _register_responses() -> None:
             CompletionChunk,
             usage=opt_usage,
             choices=override(
-                struct_hook=_list_of(lambda v, _: converter.structure(v, CompletionResponseStreamChoice), "choices")
+                struct_hook=_list_of(
+                    lambda v, _: converter.structure(v, CompletionResponseStreamChoice), "choices", if_none=()
+                )
             ),
             **common,
             **chunk_meta,
@@ -880,31 +897,128 @@ def parse_output(content: str, cls: Any) -> Any:
         data = json.loads(content)
     except ValueError as exc:
         raise OutputError(f"is not valid JSON ({exc})", content=content) from None
+    return structure_output(data, cls, content=content)
+
+
+def structure_output(data: Any, cls: Any, *, content: str, path: str = "") -> Any:
+    """Structure parsed JSON *data* into *cls* with :data:`output_converter` (raising :class:`OutputError`).
+
+    *content* is the raw text the data came from (kept on the error); *path* prefixes the error's path.
+    """
     if cls is dict or cls is Any or cls is object:
         if cls is dict and not isinstance(data, dict):
-            raise OutputError(f"is a {type(data).__name__}, not a JSON object", content=content)
+            raise OutputError(f"is {_type_name(data)}, not a JSON object", content=content, path=path)
         return data
+    if isinstance(cls, type) and (attrs.has(cls) or is_dataclass(cls)) and not isinstance(data, Mapping):
+        raise OutputError(f"is {_type_name(data)}, not a JSON object ({cls.__name__})", content=content, path=path)
     try:
         return output_converter.structure(data, cls)
+    except RecursionError:
+        raise OutputError("is nested too deeply", content=content, path=path) from None
     except Exception as exc:
-        problems = _problems(exc)
-        path, message = problems[0] if problems else ("", str(exc))
+        problems = [(_nest(path, p), m) for p, m in _problems(exc)]
+        first_path, message = problems[0] if problems else (path, str(exc))
         text = "; ".join(f"{p}: {m}" if p else m for p, m in problems) or message
         raise OutputError(
-            f"does not fit {getattr(cls, '__name__', cls)} ({text})", content=content, path=path
+            f"does not fit {getattr(cls, '__name__', cls)} ({text})", content=content, path=first_path
         ) from None
 
 
 def _make_output_converter() -> cattrs.Converter:
     """A converter for user types (answers and tool arguments): strict keys, ISO dates."""
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
+    from collections.abc import Set as AbstractSet
     from datetime import date
+    from typing import Union
 
-    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+    from cattrs.strategies import configure_union_passthrough
+
+    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(_expect(v, str)))
     conv.register_unstructure_hook(datetime, lambda v: v.isoformat())
-    conv.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
+    conv.register_structure_hook(date, lambda v, _: date.fromisoformat(_expect(v, str)))
     conv.register_unstructure_hook(date, lambda v: v.isoformat())
+    # JSON scalars are taken as they are: cattrs' defaults would turn "false" into True and 2.7 into 2.
+    conv.register_structure_hook(str, lambda v, _: _expect(v, str))
+    conv.register_structure_hook(bool, lambda v, _: _expect(v, bool))
+    conv.register_structure_hook(int, lambda v, _: _expect(v, int))
+    conv.register_structure_hook(float, lambda v, _: float(_expect(v, float)))
+    sets = (set, frozenset, AbstractSet)
+    conv.register_unstructure_hook_func(  # JSON has no sets: they are written as arrays
+        lambda t: t in sets or getattr(t, "__origin__", None) in sets,
+        lambda value: [conv.unstructure(item) for item in value],
+    )
+    _configure_json_shapes(conv)
+    configure_union_passthrough(Union[str, int, float, bool, None], conv)  # noqa: UP007 - a runtime union object
     return conv
+
+
+def _configure_json_shapes(conv: cattrs.Converter) -> None:
+    """Make arrays need JSON arrays and objects need JSON objects (cattrs would take "abc" as a list)."""
+    from collections.abc import MutableMapping, MutableSequence, MutableSet, Sequence
+    from collections.abc import Set as AbstractSet
+    from types import GenericAlias
+
+    from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+
+    sequences = (list, tuple, Sequence, MutableSequence)
+    sets = (set, frozenset, AbstractSet, MutableSet)
+    mappings = (dict, Mapping, MutableMapping)
+
+    def origin(tp: Any) -> Any:
+        return getattr(tp, "__origin__", None) or tp
+
+    def shaped(kind: type, what: str, inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def structure(value: Any, tp: Any) -> Any:
+            if not isinstance(value, kind) or isinstance(value, str):
+                raise TypeError(f"{_short(value)} is {_type_name(value)}, not {what}")
+            return inner(value, tp)
+
+        return structure
+
+    def arrays(tp: Any) -> Callable[[Any, Any], Any]:
+        args = getattr(tp, "__args__", ())
+        inner: Callable[[Any, Any], Any]
+        if origin(tp) is tuple:
+            if not args:
+                inner = lambda value, _: tuple(value)  # noqa: E731
+            elif len(args) == 2 and args[1] is Ellipsis:
+                inner = homogenous_tuple_structure_factory(tp, conv)
+            else:
+                hetero = conv.gen_structure_hetero_tuple(tp)
+
+                def inner(value: Any, t: Any) -> Any:
+                    if len(value) != len(args):
+                        raise ValueError(f"has {len(value)} items, not {len(args)}")
+                    return hetero(value, t)
+
+        elif origin(tp) in sets:
+            item_list: Any = GenericAlias(list, args[:1]) if args else list
+            as_list = list_structure_factory(item_list, conv)
+            kind = set if origin(tp) in (set, MutableSet) else frozenset
+            inner = lambda value, _: kind(as_list(value, list))  # noqa: E731
+        else:
+            inner = list_structure_factory(tp, conv)
+        return shaped(list, "a JSON array", inner)
+
+    def objects(tp: Any) -> Callable[[Any, Any], Any]:
+        if isinstance(tp, type) and (attrs.has(tp) or is_dataclass(tp)):
+            cls: Any = tp
+            return shaped(Mapping, "a JSON object", conv.gen_structure_attrs_fromdict(cls))
+        return shaped(Mapping, "a JSON object", conv.gen_structure_mapping(tp))
+
+    conv.register_structure_hook_factory(lambda t: origin(t) in sequences or origin(t) in sets, arrays)
+    conv.register_structure_hook_factory(
+        lambda t: origin(t) in mappings or (isinstance(t, type) and (attrs.has(t) or is_dataclass(t))), objects
+    )
+
+
+def _expect(value: Any, kind: type) -> Any:
+    """Return *value* if JSON gave it as *kind* (a float may be any JSON number; a bool is no number)."""
+    ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+    if not ok or (kind is not bool and isinstance(value, bool)):
+        names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+        raise TypeError(f"{_short(value)} is {_type_name(value)}, not {names[kind]}")
+    return value
 
 
 output_converter: Final = _make_output_converter()

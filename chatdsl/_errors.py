@@ -4,6 +4,7 @@
 
     ChatDSLError                      every error chatdsl raises on purpose
     ├── ValidationError(ValueError)   a request, template or value breaks a rule (no I/O happened)
+    │   └── TemplateError             a template file is unreadable or breaks a rule (names the file)
     ├── OutputError(ValueError)       an answer's content does not parse into the asked type
     ├── APIError                      the server answered with an error status
     │   ├── BadRequestError               400
@@ -12,10 +13,12 @@
     │   ├── NotFoundError                 404
     │   ├── UnprocessableEntityError      422 (``details`` holds the server's list)
     │   ├── RateLimitError                429 (``retry_after`` in seconds, if the server said)
-    │   └── InternalServerError           5xx
+    │   ├── InternalServerError           5xx
+    │   └── MalformedResponseError        a success status whose body is not the expected answer
     ├── APIConnectionError            the request never got an answer (DNS, refused, reset, TLS)
     │   └── APITimeoutError           connect, read or total deadline passed
-    └── StreamError                   a stream broke after it began (cut, malformed event, error event)
+    ├── StreamError                   a stream broke after it began (cut, malformed event, error event)
+    └── ToolLoopError                 a tool loop hit max_rounds, or (with on_error="raise") an unknown tool
 
 Transport failures (``APIConnectionError``) are kept apart from bad status codes (``APIError``).
 No exception text ever contains the API key.
@@ -34,11 +37,14 @@ __all__ = [
     "BadRequestError",
     "ChatDSLError",
     "InternalServerError",
+    "MalformedResponseError",
     "NotFoundError",
     "OutputError",
     "PermissionDeniedError",
     "RateLimitError",
     "StreamError",
+    "TemplateError",
+    "ToolLoopError",
     "UnprocessableEntityError",
     "ValidationError",
 ]
@@ -88,6 +94,36 @@ def _nest(prefix: str, path: str) -> str:
 
 def _join(path: str, message: str) -> str:
     return f"{path}: {message}" if path else message
+
+
+class TemplateError(ValidationError):
+    """A template file cannot be read or breaks a rule.
+
+    ``problems`` lists every problem as ``(file, path, message)`` triples, across files when
+    several were read (a library, an ``extends`` chain); ``errors`` holds the same ``(path,
+    message)`` pairs without the files. ``str()`` shows one problem per line as
+    ``file: path: message``.
+    """
+
+    problems: tuple[tuple[str, str, str], ...]
+
+    def __init__(self, problems: Sequence[tuple[str, str, str]]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("", "", errors=[(path, message) for _, path, message in self.problems])
+        self.args = ("\n".join(f"{file}: {_join(path, message)}" for file, path, message in self.problems),)
+
+    @property
+    def file(self) -> str:
+        """The file of the first problem."""
+        return self.problems[0][0]
+
+    def lines(self) -> list[str]:
+        """Return one line per problem, ``file: path: message`` (newlines in messages shown as spaces)."""
+        return [f"{file}: {_join(path, message)}".replace("\n", " ") for file, path, message in self.problems]
+
+    def with_prefix(self, prefix: str) -> TemplateError:
+        """Return a copy whose key paths are nested under *prefix*."""
+        return TemplateError([(file, _nest(prefix, path), message) for file, path, message in self.problems])
 
 
 class OutputError(ChatDSLError, ValueError):
@@ -169,6 +205,14 @@ class InternalServerError(APIError):
     """HTTP 5xx: the server failed."""
 
 
+class MalformedResponseError(APIError):
+    """A success status, but the body is not a chat completion (not JSON, or not the expected shape).
+
+    ``status_code`` is the (successful) status, ``body`` the raw text, ``request_id`` the server's.
+    It is not retried: the same request would most likely get the same answer.
+    """
+
+
 class APIConnectionError(ChatDSLError):
     """The request got no answer: the connection failed, was refused or was reset."""
 
@@ -179,3 +223,16 @@ class APITimeoutError(APIConnectionError):
 
 class StreamError(ChatDSLError):
     """A stream broke after it began: cut connection, malformed event, error event, no ``[DONE]``."""
+
+
+class ToolLoopError(ChatDSLError):
+    """A tool loop stopped without a final answer.
+
+    ``request`` is the conversation so far (the last request sent, every tool result in it) and
+    ``response`` the last response (its tool calls were not run), or ``None``.
+    """
+
+    def __init__(self, message: str, *, request: Any, response: Any = None) -> None:
+        self.request = request
+        self.response = response
+        super().__init__(message)

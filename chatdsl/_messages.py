@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, overload
 
 import attrs
 
 from . import _checks as c
+from ._errors import ValidationError
 from ._types import UNSET, FrozenDict, UnsetType
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def _content(*, required: bool, parts: tuple[type, ...] = CONTENT_CHUNK_TYPES) -
     def check(_: Any, attribute: Any, value: Any) -> None:
         if value is UNSET:
             if required:
-                raise c.fail(attribute.name, value, "is required")
+                raise ValidationError(attribute.name, "is required")
             return
         if isinstance(value, str):
             return
@@ -211,6 +212,32 @@ class ToolCall:
         """The name of the called function."""
         return self.function.name
 
+    def arguments(self) -> dict[str, Any]:
+        """Return the call's arguments as a new plain dict, whether the wire carried a JSON object or text.
+
+        Empty text counts as no arguments (``{}``). Text that is not JSON, or JSON that is not an
+        object, raises :class:`~chatdsl.OutputError` carrying the raw text.
+        """
+        from ._functions import call_arguments
+
+        return call_arguments(self)
+
+    @overload
+    def parse_arguments(self) -> dict[str, Any]: ...
+    @overload
+    def parse_arguments(self, tp: type[_T]) -> _T: ...
+    @overload
+    def parse_arguments(self, tp: Any) -> Any: ...
+    def parse_arguments(self, tp: Any = dict) -> Any:
+        """Return the arguments structured into *tp* (an attrs class, a dataclass, ...).
+
+        Raises :class:`~chatdsl.OutputError` with the raw arguments and the path that did not fit.
+        """
+        from ._converter import structure_output
+        from ._functions import raw_arguments
+
+        return structure_output(self.arguments(), tp, content=raw_arguments(self))
+
 
 @attrs.frozen(kw_only=True)
 class SystemMessage:
@@ -244,6 +271,23 @@ class AssistantMessage:
     def text(self) -> str:
         """Return the content as text: the string, or the text parts joined (``""`` when unset)."""
         return content_text(self.content)
+
+    @overload
+    def output(self) -> dict[str, Any]: ...
+    @overload
+    def output(self, tp: type[_T]) -> _T: ...
+    @overload
+    def output(self, tp: Any) -> Any: ...
+    def output(self, tp: Any = dict) -> Any:
+        """Return the content parsed as JSON and structured into *tp* (default: a plain ``dict``).
+
+        *tp* may be anything :func:`chatdsl.json_schema` describes: attrs classes, dataclasses,
+        enums, datetimes, ``list[...]``, ... Raises :class:`~chatdsl.OutputError` carrying the raw
+        content and the path that did not fit.
+        """
+        from ._converter import parse_output
+
+        return parse_output(self.text(), tp)
 
 
 @attrs.frozen(kw_only=True)

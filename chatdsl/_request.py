@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
@@ -33,7 +34,7 @@ from ._tools import (
     ToolChoice,
     ToolChoiceMode,
 )
-from ._types import UNSET, FrozenDict, JSONValue, UnsetType, freeze
+from ._types import UNSET, FrozenDict, JSONValue, UnsetType
 
 if TYPE_CHECKING:
     pass
@@ -66,6 +67,15 @@ def _check_tools(_: Any, attribute: Any, value: Any) -> None:
         if tool.name in seen:
             raise c.fail(f"tools[{index}].function.name", tool.name, "names a tool twice; tool names must be unique")
         seen.add(tool.name)
+
+
+def _check_tool_choice(_: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, str):  # the converter turned every known mode into a ToolChoice
+        ToolChoice.coerce(value)  # raises, naming the allowed modes
+    _is_tool_choice(_, attribute, value)
+
+
+_is_tool_choice = c.instance_of(ToolChoice, what="ToolChoice or mode")
 
 
 def _to_tool_choice(value: Any) -> Any:
@@ -121,7 +131,7 @@ class ChatCompletionRequest:
         default=UNSET, converter=_to_response_format, validator=c.instance_of(ResponseFormat)
     )
     tool_choice: ToolChoice | UnsetType = attrs.field(
-        default=UNSET, converter=_to_tool_choice, validator=c.instance_of(ToolChoice, what="ToolChoice or mode")
+        default=UNSET, converter=_to_tool_choice, validator=_check_tool_choice
     )
     parallel_tool_calls: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
     frequency_penalty: float | UnsetType = attrs.field(default=UNSET, validator=c.number(-2, 2))
@@ -153,7 +163,27 @@ class ChatCompletionRequest:
     # ---------------------------------------------------------------- plumbing
 
     def _replace(self, **changes: Any) -> Self:
-        return attrs.evolve(self, **changes)
+        """Return a shallow copy with *changes*, converting and validating only the changed fields.
+
+        Equivalent to ``attrs.evolve`` (which re-runs every validator) but a builder step costs
+        only what it changes: the other fields were validated when the receiver was built.
+        """
+        if type(self) is not ChatCompletionRequest:
+            return attrs.evolve(self, **changes)
+        new = _new_request()
+        for name, value in zip(_FIELD_NAMES, _get_fields(self), strict=True):
+            _set(new, name, value)
+        for name, value in changes.items():
+            field = _FIELD_SPECS.get(name)
+            if field is None:
+                raise TypeError(f"ChatCompletionRequest has no field {name!r}")
+            converter, validator, attribute = field
+            if converter is not None:
+                value = converter(value)
+            if validator is not None:
+                validator(new, attribute, value)
+            _set(new, name, value)
+        return new  # type: ignore[return-value]
 
     def apply(self, *options: Option) -> Self:
         """Return a copy with each Go-style option applied in order."""
@@ -166,7 +196,10 @@ class ChatCompletionRequest:
 
     def add(self, *messages: Message) -> Self:
         """Return a copy with *messages* appended to the conversation."""
-        return self._replace(messages=self.messages + messages)
+        _check_messages(self, _MESSAGES_ATTRIBUTE, messages)  # only the new ones: the rest were checked
+        new = self._replace()
+        _set(new, "messages", self.messages + messages)
+        return new
 
     def with_messages(self, messages: Iterable[Message]) -> Self:
         """Return a copy whose conversation is *messages* (replacing any)."""
@@ -279,7 +312,7 @@ class ChatCompletionRequest:
 
         They may not shadow a modelled field; they are merged over earlier extras.
         """
-        return self._replace(extra=freeze({**self.extra, **fields}))
+        return self._replace(extra={**self.extra, **fields})
 
     def without(self, *field_names: str) -> Self:
         """Return a copy with the named fields unset (``messages`` and ``extra`` become empty)."""
@@ -380,34 +413,99 @@ class ChatCompletionRequest:
         return dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChatCompletionRequest:
-        """Return the request a wire body describes; an unknown key or a wrong type is an error naming its path."""
+    def from_dict(cls, data: Mapping[str, Any], *, allow_extra: bool = False) -> ChatCompletionRequest:
+        """Return the request a wire body describes; an unknown key or a wrong type is an error naming its path.
+
+        With ``allow_extra=True`` unknown top-level keys are kept as :meth:`with_extra` fields instead,
+        so ``from_dict(r.to_dict(), allow_extra=True) == r`` holds for requests with extras too.
+        """
         from ._converter import structure_request
 
-        return structure_request(data)
+        return structure_request(data, allow_extra=allow_extra)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> ChatCompletionRequest:
+    def from_json(cls, text: str | bytes, *, allow_extra: bool = False) -> ChatCompletionRequest:
         """Return the request a JSON wire body describes (see :meth:`from_dict`)."""
         from ._converter import loads_request
 
-        return loads_request(text)
+        return loads_request(text, allow_extra=allow_extra)
 
     def save(self, path: str | Path) -> None:
-        """Write this request as a template file (``.json`` or ``.toml``)."""
+        """Write this request as a template file (``.json`` or ``.toml``, by suffix; no header).
+
+        Text is written as it is (a ``$`` is not escaped); JSON objects holding ``null`` need ``.json``.
+        """
         from ._templates import save
 
         save(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> ChatCompletionRequest:
-        """Read a request template file (``.json`` or ``.toml``)."""
+        """Read the request a template file holds (``.json`` or ``.toml``; ``extends`` followed).
+
+        The header's variable defaults are not applied: use :class:`~chatdsl.RequestTemplate` for them.
+        Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
+        """
         from ._templates import load
 
         return load(path)
 
+    # ---------------------------------------------------------------- templates
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The sorted names of the ``$name`` / ``${name}`` variables in the messages' text.
+
+        Raises :class:`~chatdsl.ValidationError` naming the message path of an invalid placeholder.
+        """
+        from ._templates import variables
+
+        return variables(self)
+
+    def render(
+        self, values: Mapping[str, object] | None = None, /, *, allow_extra: bool = False, **kwargs: object
+    ) -> Self:
+        """Return a copy with the messages' variables filled from *values* and *kwargs* (strings or numbers).
+
+        A variable without a value, or a value for an unknown name (unless *allow_extra*), is a
+        :class:`~chatdsl.ValidationError` naming it. ``$$`` becomes ``$``; substituted text is
+        never read again, so a value holding ``$x`` or ``{...}`` stays literal.
+        """
+        from ._templates import render
+
+        return render(self, values, allow_extra=allow_extra, **kwargs)
+
+    def merge(self, overlay: ChatCompletionRequest) -> Self:
+        """Return a copy with *overlay* laid over it (also ``self | overlay``).
+
+        The overlay's set fields win, its messages are appended, its tools replace this request's
+        tools of the same name (in place; new ones are appended) and its ``extra`` is merged over
+        this one's. Associative, with ``chat()`` as identity on both sides.
+        """
+        from ._templates import merge
+
+        return merge(self, overlay)
+
+    def __or__(self, overlay: object) -> Self:
+        if not isinstance(overlay, ChatCompletionRequest):
+            return NotImplemented
+        return self.merge(overlay)
+
 
 _FIELD_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(ChatCompletionRequest))
+_FIELD_SPECS: dict[str, tuple[Any, Any, Any]] = {
+    a.name: (a.converter, a.validator, a) for a in attrs.fields(ChatCompletionRequest)
+}
+_MESSAGES_ATTRIBUTE = attrs.fields(ChatCompletionRequest).messages
+_check_messages = c.items_of(*MESSAGE_TYPES, what="message")
+_get_fields = operator.attrgetter(*_FIELD_NAMES)
+_set = object.__setattr__
+
+
+def _new_request() -> ChatCompletionRequest:
+    return object.__new__(ChatCompletionRequest)
+
+
 _EMPTY: dict[str, Any] = {"messages": (), "extra": FrozenDict()}
 
 
@@ -425,7 +523,10 @@ def _json_schema(
     if name is None:
         title = schema.get("title") if isinstance(schema, Mapping) else None
         name = title if isinstance(title, str) and title else "response"
-    return JsonSchema(name=name, schema=schema, description=description, strict=strict)
+    try:
+        return JsonSchema(name=name, schema=schema, description=description, strict=strict)
+    except ValidationError as exc:
+        raise exc.with_prefix("response_format.json_schema") from None
 
 
 def _completeness_errors(request: ChatCompletionRequest) -> Iterable[tuple[str, str]]:
@@ -439,7 +540,7 @@ def _completeness_errors(request: ChatCompletionRequest) -> Iterable[tuple[str, 
         if isinstance(last, SystemMessage) or (isinstance(last, AssistantMessage) and last.prefix is not True):
             yield (
                 f"messages[{len(messages) - 1}]",
-                f"is a {last.role.value} message; the last message must be a user or tool message "
+                f"is {c._article(last.role.value)} message; the last message must be a user or tool message "
                 "(or an assistant message with prefix=True)",
             )
     call_ids: set[str] = set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -111,6 +111,41 @@ class Tool:
                 strict=strict,
             )
         )
+
+    @classmethod
+    def from_function(
+        cls,
+        function: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        strict: bool | UnsetType = UNSET,
+    ) -> Tool:
+        """Return the tool describing *function*: its name, docstring, annotations and defaults.
+
+        See :func:`chatdsl.tool`, which also keeps the function to call (a ``FunctionTool``).
+        """
+        from ._functions import function_tool
+
+        return function_tool(function, name=name, description=description, strict=strict).tool
+
+    @classmethod
+    def from_type(
+        cls,
+        tp: Any,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        strict: bool | UnsetType = UNSET,
+    ) -> Tool:
+        """Return the tool whose arguments are an instance of the attrs class or dataclass *tp*.
+
+        The name defaults to the class name, the description to its docstring's first paragraph;
+        read a call's arguments back with ``tool_call.parse_arguments(tp)``.
+        """
+        from ._functions import type_tool
+
+        return type_tool(tp, name=name, description=description, strict=strict)
 
 
 def _to_mode(value: Any) -> Any:
@@ -270,9 +305,13 @@ class PropertyDefinition:
         default=UNSET, converter=_to_definitions, validator=_check_definitions
     )
     items: PropertyDefinition | UnsetType = attrs.field(default=UNSET)
-    enum: tuple[JSONValue, ...] | UnsetType = attrs.field(default=UNSET, converter=c.to_tuple)
+    enum: tuple[JSONValue, ...] | UnsetType = attrs.field(
+        default=UNSET,
+        converter=c.to_tuple,
+        validator=attrs.validators.and_(c.items_of(object, what="JSON value"), c.json_value()),
+    )
     required: tuple[str, ...] | UnsetType = attrs.field(default=UNSET, converter=c.to_tuple, validator=c.items_of(str))
-    default: JSONValue | UnsetType = attrs.field(default=UNSET, converter=c.to_frozen)
+    default: JSONValue | UnsetType = attrs.field(default=UNSET, converter=c.to_frozen, validator=c.json_value())
     additional_properties: bool | PropertyDefinition | UnsetType = attrs.field(
         default=UNSET, validator=_check_additional
     )

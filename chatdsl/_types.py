@@ -6,6 +6,7 @@ Standard library only; every other module may import from here.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal, NoReturn, TypeAlias, TypeVar
 
@@ -136,9 +137,14 @@ def freeze(value: Any, _depth: int = 0) -> Any:
     """Return a deeply immutable copy of a JSON value (already frozen parts are shared, not copied).
 
     Mappings become :class:`FrozenDict`, lists and tuples :class:`FrozenList`; scalars are kept.
-    Raises ``TypeError`` for values JSON cannot carry and ``ValueError`` past 200 levels of nesting.
+    Raises ``TypeError`` for values JSON cannot carry, ``ValueError`` for NaN and infinities and
+    past 200 levels of nesting.
     """
-    if value is None or isinstance(value, (str, int, float, FrozenDict, FrozenList)):
+    if value is None or isinstance(value, (str, int, FrozenDict, FrozenList)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number; JSON cannot carry it")
         return value
     if _depth > _MAX_DEPTH:
         raise ValueError(f"JSON value is nested deeper than {_MAX_DEPTH} levels")

@@ -1,0 +1,404 @@
+"""The ``chatdsl`` command: render, validate, list and send request templates; serve a local test server.
+
+::
+
+    chatdsl render TEMPLATE [--var NAME=VALUE ...] [--compact]
+    chatdsl validate PATH... [--complete] [--var NAME=VALUE ...]
+    chatdsl list DIRECTORY
+    chatdsl send TEMPLATE [--var NAME=VALUE ...] [--stream] [--base-url URL] [--json] [--timeout SECONDS]
+    chatdsl serve [--port N] [--host HOST] [--api-key KEY]
+
+Exit status: 0 success, 1 a problem (bad template, missing value, API or connection error),
+2 a command-line mistake, 130 interrupted. A user mistake is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._errors import ChatDSLError, TemplateError, ValidationError
+from ._templates import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary
+
+if TYPE_CHECKING:
+    from ._request import ChatCompletionRequest
+    from ._response import ChatCompletionResponse, UsageInfo
+
+__all__ = ["main"]
+
+PROG = "chatdsl"
+_SUFFIXES = (".json", ".toml")
+
+
+class _Failure(Exception):
+    """A user-facing failure: its lines go to stderr and the command exits with status 1."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n")).strip()
+
+
+def _error_lines(exc: BaseException) -> list[str]:
+    if isinstance(exc, TemplateError):
+        return exc.lines()
+    if isinstance(exc, ValidationError):
+        return [_one_line(f"{path}: {message}" if path else message) for path, message in exc.errors]
+    return [_one_line(str(exc)) or type(exc).__name__]
+
+
+# ------------------------------------------------------------------------------------ arguments
+
+
+def _variable(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return value
+
+
+def _add_vars(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--var",
+        "-v",
+        dest="vars",
+        metavar="NAME=VALUE",
+        type=_variable,
+        action="append",
+        default=[],
+        help="a value for a template variable (repeat for several; the last one for a name wins)",
+    )
+
+
+def _add_max_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-size",
+        metavar="BYTES",
+        type=_positive_int,
+        default=DEFAULT_MAX_SIZE,
+        help=f"refuse template files larger than this (default {DEFAULT_MAX_SIZE})",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Render, check and send chat-completion request templates (.json or .toml files).",
+        epilog="Exit status: 0 success, 1 a problem with a template, a value or the API, 2 a usage mistake.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    render = commands.add_parser("render", help="print the wire JSON of a rendered template")
+    render.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
+    _add_vars(render)
+    render.add_argument("--compact", action="store_true", help="print the JSON on one line")
+    _add_max_size(render)
+
+    validate = commands.add_parser(
+        "validate", help="check template files (one line per problem; exit status 1 if any)"
+    )
+    validate.add_argument("paths", metavar="PATH", nargs="+", help="template files, or folders of them")
+    validate.add_argument(
+        "--complete",
+        action="store_true",
+        help="also render each template with its defaults (and --var values) and check it can be sent",
+    )
+    _add_vars(validate)
+    _add_max_size(validate)
+
+    listing = commands.add_parser("list", help="list the templates of a folder with their variables")
+    listing.add_argument("directory", metavar="DIRECTORY")
+    _add_max_size(listing)
+
+    send = commands.add_parser("send", help="send a rendered template and print the answer (key: MISTRAL_API_KEY)")
+    send.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
+    _add_vars(send)
+    send.add_argument("--stream", action="store_true", help="stream the answer, printing text as it arrives")
+    send.add_argument("--base-url", metavar="URL", help="the API's base URL (default https://api.mistral.ai)")
+    send.add_argument("--json", action="store_true", help="print the response (or each chunk) as JSON")
+    send.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="connect and read timeout")
+    _add_max_size(send)
+
+    serve = commands.add_parser("serve", help="run chatdsl.testing.LocalServer until Ctrl-C or SIGTERM")
+    serve.add_argument("--port", type=_port, default=0, help="the port (default 0: any free port)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--api-key", metavar="KEY", help="answer 401 unless requests carry this key (default: any)")
+    return parser
+
+
+# ------------------------------------------------------------------------------------- commands
+
+
+def _values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return dict(pairs)
+
+
+def _rendered(args: argparse.Namespace) -> ChatCompletionRequest:
+    template = RequestTemplate.load(args.template, max_size=args.max_size)
+    values = _values(args.vars)
+    used = template.request.variables
+    known = sorted({*used, *(v.name for v in template.variables)})
+    problems = [
+        (args.template, name, f"is not a variable of the template (variables: {', '.join(known) or 'none'})")
+        for name in values
+        if name not in known
+    ]
+    problems += [
+        (args.template, name, f"has no value and no default; give one with --var {name}=VALUE")
+        for name in used
+        if name not in values and name not in template.defaults
+    ]
+    if problems:
+        raise TemplateError(problems)
+    return template.render(values)
+
+
+def _render(args: argparse.Namespace, out: TextIO) -> int:
+    request = _rendered(args)
+    out.write(request.to_json(indent=None if args.compact else 2) + "\n")
+    return 0
+
+
+def _template_files(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
+    """Yield each file named, and every template file of each folder named (``None``: nothing to check)."""
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES and p.is_file())
+            if not found:
+                yield name, None
+            for file in found:
+                yield str(file), file
+        else:
+            yield name, path
+
+
+def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    problems: list[str] = []
+    checked = 0
+    values = _values(args.vars)
+    for name, path in _template_files(args.paths):
+        if path is None:
+            problems.append(f"{name}: holds no .json or .toml file")
+            continue
+        checked += 1
+        found: list[str] = []
+        try:
+            template = RequestTemplate.load(path, max_size=args.max_size)
+            if args.complete:
+                try:
+                    template.render(values, allow_extra=True).validate()
+                except ValidationError as exc:
+                    found += [f"{name}: {line}" for line in _error_lines(exc)]
+        except TemplateError as exc:
+            found += exc.lines()
+        problems += [line for line in found if line not in problems]
+    for line in problems:
+        out.write(line + "\n")
+    count = len(problems)
+    if count:
+        err.write(f"{PROG}: {count} problem{'s' if count != 1 else ''} in {checked} template file(s)\n")
+        return 1
+    err.write(f"{PROG}: {checked} template file(s) OK\n")
+    return 0
+
+
+def _list(args: argparse.Namespace, out: TextIO) -> int:
+    library = TemplateLibrary(args.directory, max_size=args.max_size)
+    for info in library.describe():
+        out.write(f"{info.name}\t{info.description}\n" if info.description else f"{info.name}\n")
+        for var in info.variables:
+            default = "required" if var.required else f"default {var.default!r}"
+            description = f"  {var.description}" if var.description else ""
+            out.write(f"    ${var.name} ({default}){description}\n")
+    return 0
+
+
+def _usage_line(usage: UsageInfo | None) -> str:
+    if usage is None:
+        return "usage: not reported"
+    return (
+        f"usage: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion = {usage.total_tokens} tokens"
+    )
+
+
+def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
+    from ._converter import dumps
+
+    message = response.assistant_message()
+    for call in (message.tool_calls if message is not None else None) or ():
+        arguments = call.function.arguments
+        shown = arguments if isinstance(arguments, str) else dumps(arguments)
+        out.write(f"[tool call {call.function.name}({shown})]\n")
+
+
+def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ._client import API_KEY_ENV, Client
+
+    request = _rendered(args)
+    if not os.environ.get(API_KEY_ENV):
+        raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
+    options: dict[str, Any] = {}
+    if args.base_url:
+        options["base_url"] = args.base_url
+    if args.timeout:
+        options["timeout"] = args.timeout
+    with Client(**options) as client:
+        started = time.perf_counter()
+        if args.stream:
+            return _send_stream(client, request, args, out, err, started)
+        response = client.chat_completion(request)
+    elapsed = time.perf_counter() - started
+    if args.json:
+        out.write(response.to_json(indent=2) + "\n")
+    else:
+        for index, choice in enumerate(response.choices):
+            if len(response.choices) > 1:
+                out.write(f"[choice {index}]\n")
+            out.write(choice.message.text() + "\n")
+        _print_tool_calls(response, out)
+    latency = response.latency.total_seconds() if response.latency is not None else elapsed
+    err.write(f"{_usage_line(response.usage)}; latency {latency:.3f} s\n")
+    return 0
+
+
+def _send_stream(
+    client: Any, request: ChatCompletionRequest, args: argparse.Namespace, out: TextIO, err: TextIO, started: float
+) -> int:
+    usage = None
+    first: float | None = None
+    ended_line = True
+    with client.chat_completion_stream(request) as stream:
+        for chunk in stream:
+            if chunk.error is not None:
+                if not ended_line:
+                    out.write("\n")
+                raise chunk.error
+            if chunk.usage is not None:
+                usage = chunk.usage
+            if args.json:
+                out.write(chunk.to_json() + "\n")
+            else:
+                text = chunk.text()
+                if text:
+                    if first is None:
+                        first = time.perf_counter() - started
+                    out.write(text)
+                    ended_line = text.endswith("\n")
+            out.flush()
+        final = stream.final_response()
+    if not args.json:
+        if not ended_line:
+            out.write("\n")
+        _print_tool_calls(final, out)
+    total = time.perf_counter() - started
+    first_text = f"first text after {first:.3f} s, " if first is not None else ""
+    err.write(f"{_usage_line(usage)}; latency {first_text}{total:.3f} s in all\n")
+    return 0
+
+
+def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .testing import LocalServer
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    server = LocalServer(host=args.host, port=args.port, api_key=args.api_key)
+    try:
+        server.start()
+    except OSError as exc:
+        signal.signal(signal.SIGTERM, previous)
+        raise _Failure(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+    try:
+        out.write(server.url + "\n")
+        out.flush()
+        err.write(f"{PROG}: serving chat completions on {server.url}/v1/chat/completions (Ctrl-C to stop)\n")
+        err.flush()
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    err.write(f"{PROG}: stopped\n")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``chatdsl`` command with *argv* (default ``sys.argv[1:]``) and return its exit status."""
+    out, err = sys.stdout, sys.stderr
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            return _render(args, out)
+        if args.command == "validate":
+            return _validate(args, out, err)
+        if args.command == "list":
+            return _list(args, out)
+        if args.command == "send":
+            return _send(args, out, err)
+        return _serve(args, out, err)
+    except (ChatDSLError, _Failure) as exc:
+        lines = exc.lines if isinstance(exc, _Failure) else _error_lines(exc)
+        if isinstance(exc, ChatDSLError) and not isinstance(exc, ValidationError):
+            lines = [f"{type(exc).__name__}: {line}" for line in lines]
+        for line in lines:
+            err.write(f"{PROG}: error: {line}\n")
+        return 1
+    except KeyboardInterrupt:
+        err.write(f"\n{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``chatdsl render t.toml | head``): stop quietly.
+        sys.stdout = None  # type: ignore[assignment]
+        return 1

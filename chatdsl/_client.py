@@ -1,0 +1,1258 @@
+"""The HTTP client: :class:`Client`, :class:`ChatCompletionStream`, timeouts, retries, error mapping.
+
+One ``requests.Session`` carries every call (connection reuse). A call is validated, encoded by
+the converter, POSTed, retried on transient failures, and its answer parsed by the converter.
+
+Failures become exceptions of the tree in ``_errors``::
+
+    status 400/401/403/404/422/429/5xx/other -> BadRequestError ... InternalServerError / APIError
+    a 2xx whose body is not a completion      -> MalformedResponseError
+    refused, reset, DNS, TLS, cut body        -> APIConnectionError   (chained from the requests error)
+    connect, read or total timeout            -> APITimeoutError
+    anything after a stream began             -> a last chunk whose ``error`` is a StreamError
+
+The API key lives only in the ``Authorization`` header (set by a ``requests`` auth object, so a
+``.netrc`` file cannot replace it); no repr, log line or exception text contains it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+import requests
+import urllib3
+
+from ._converter import dumps
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InternalServerError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    StreamError,
+    UnprocessableEntityError,
+    ValidationError,
+)
+from ._messages import AssistantMessage, ContentChunk, FunctionCall, TextChunk, ThinkChunk, ToolCall
+from ._request import ChatCompletionRequest
+from ._response import ChatCompletionChoice, ChatCompletionResponse, CompletionChunk, RateLimitInfo, UsageInfo
+from ._sse import DONE, SSEDecoder, decode_chunk, describe_error_body
+from ._types import UNSET, FrozenDict, UnsetType
+
+if TYPE_CHECKING:
+    from ._loop import OnToolError, ToolRunResult, Tools
+
+__all__ = ["DEFAULT_BASE_URL", "ChatCompletionStream", "Client", "RetryPolicy", "Timeout"]
+
+logger: Final = logging.getLogger("chatdsl")
+
+_T = TypeVar("_T")
+
+DEFAULT_BASE_URL: Final = "https://api.mistral.ai"
+"""The Mistral API."""
+
+API_KEY_ENV: Final = "MISTRAL_API_KEY"
+"""The environment variable :class:`Client` reads when no ``api_key`` is given."""
+
+_PATH: Final = "/v1/chat/completions"
+_READ_SIZE: Final = 65536
+_ERROR_BODY_LIMIT: Final = 1 << 20  # bytes of an error body kept (they are small; a proxy page may not be)
+_DRAIN_WAIT: Final = 0.05  # after [DONE]: how long to wait for the end of the HTTP body (to reuse the connection)
+_DRAIN_LIMIT: Final = 1 << 16
+
+_STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+# Everything a read from an open response may raise on a transport problem.
+_READ_ERRORS: Final = (urllib3.exceptions.HTTPError, requests.RequestException, http.client.HTTPException, OSError)
+
+
+# ------------------------------------------------------------------------------------ settings
+
+
+def _seconds(name: str) -> Callable[[Any, Any, Any], None]:
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValidationError(f"{name}.{attribute.name}", f"{value!r} is not a positive number of seconds or None")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class Timeout:
+    """How long a call may take, in seconds (``None``: no limit).
+
+    ``connect``: to open the connection. ``read``: the longest silence between two received bytes
+    (for a non-streamed call this includes the whole generation before the first byte; a stalled
+    stream ends with an error chunk after it). ``total``: a deadline for the whole call, retries and
+    backoff included; a stream still open at the deadline ends with an error chunk.
+    """
+
+    connect: float | None = attrs.field(default=5.0, validator=_seconds("timeout"))
+    read: float | None = attrs.field(default=120.0, validator=_seconds("timeout"))
+    total: float | None = attrs.field(default=None, validator=_seconds("timeout"))
+
+    @classmethod
+    def coerce(cls, value: Timeout | float) -> Timeout:
+        """Return *value* as a :class:`Timeout`; a number sets ``connect`` and ``read`` (like ``requests``)."""
+        if isinstance(value, Timeout):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError("timeout", f"{value!r} is not a Timeout or a number of seconds")
+        return cls(connect=value, read=value)
+
+
+def _non_negative(_: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValidationError(f"retry.{attribute.name}", f"{value!r} is not a non-negative number")
+
+
+def _retries(_: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(attribute.name, f"{value!r} is not a non-negative integer")
+
+
+def _fraction(_: Any, attribute: Any, value: Any) -> None:
+    _non_negative(_, attribute, value)
+    if value > 1:
+        raise ValidationError(f"retry.{attribute.name}", f"{value!r} is above 1")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """When and how long to wait before sending a call again.
+
+    Retried: connection errors, timeouts, HTTP 408, 409, 429 and 5xx, up to ``max_retries`` times.
+    Never: other 4xx, a malformed success body, or a stream after its response headers arrived.
+    The n-th retry (n = 0, 1, …) waits ``min(max_delay, initial_delay * multiplier ** n)`` reduced
+    by a random fraction of up to ``jitter`` — unless the server sent ``Retry-After`` (seconds or
+    an HTTP date) or ``retry-after-ms``: then exactly that. A wait longer than ``max_retry_after``
+    is not done: the error is raised at once (a :class:`~chatdsl.RateLimitError` keeps
+    ``retry_after``). No retry starts if its wait would pass the call's total deadline.
+    """
+
+    max_retries: int = attrs.field(default=2, validator=_retries)
+    initial_delay: float = attrs.field(default=0.5, validator=_non_negative)
+    multiplier: float = attrs.field(default=2.0, validator=_non_negative)
+    max_delay: float = attrs.field(default=8.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.25, validator=_fraction)
+    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative)
+
+    def should_retry_status(self, status: int) -> bool:
+        """Return whether an answer with HTTP *status* is worth sending again."""
+        return status in (408, 409, 429) or 500 <= status <= 599
+
+    def backoff(self, retry: int, retry_after: float | None = None, *, rand: float | None = None) -> float | None:
+        """Return the seconds to wait before retry number *retry* (from 0), or ``None`` to give up.
+
+        *retry_after* is the server's wait, if it gave one; *rand* (in [0, 1)) replaces the random
+        draw of the jitter, for tests.
+        """
+        if retry_after is not None:
+            return None if retry_after > self.max_retry_after else max(0.0, retry_after)
+        base = min(self.max_delay, self.initial_delay * self.multiplier**retry)
+        draw = random.random() if rand is None else rand
+        return base * (1.0 - self.jitter * draw)
+
+
+DEFAULT_TIMEOUT: Final = Timeout()
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """Sets ``Authorization: Bearer <key>``; its repr never shows the key."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, key: str) -> None:
+        self._value = f"Bearer {key}"
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = self._value
+        return r
+
+    def __repr__(self) -> str:
+        return "<BearerAuth ***>"
+
+
+def _check_key(api_key: Any) -> str:
+    if not isinstance(api_key, str):
+        raise ValidationError("api_key", f"is {type(api_key).__name__}, not a string")
+    if not api_key:
+        raise ValidationError("api_key", f"is empty; pass api_key=... or set the {API_KEY_ENV} environment variable")
+    if not api_key.isascii() or not api_key.isprintable() or any(ch.isspace() for ch in api_key):
+        raise ValidationError("api_key", "holds whitespace, control or non-ASCII characters; a key is one token")
+    return api_key
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
+    if not isinstance(base_url, str):
+        raise ValidationError("base_url", f"{base_url!r} is not a string")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("base_url", f"{base_url!r} is not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValidationError("base_url", f"{_redact_url(base_url)!r} has a query or fragment; give the base only")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise ValidationError(
+            "base_url",
+            f"{_redact_url(base_url)!r} is plain http to a remote host, which would send the API key "
+            "unencrypted; use https, or pass allow_insecure_http=True if you mean it",
+        )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _redact_url(url: str) -> str:
+    """Return *url* without a ``user:password@`` part (for logs and messages)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit((parts.scheme, "***@" + parts.netloc.rpartition("@")[2], parts.path, parts.query, ""))
+
+
+_OBJECT_REPR: Final = re.compile(r"<[^<>]* (?:object )?at 0x[0-9a-fA-F]+>:?\s*")
+
+
+def _reason(exc: BaseException) -> str:
+    """Return a short description of the innermost cause of a transport error."""
+    current: BaseException = exc
+    seen = {id(exc)}
+    while True:
+        nested: BaseException | None = None
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            nested = reason
+        elif current.__cause__ is not None:
+            nested = current.__cause__
+        elif current.args and isinstance(current.args[-1], BaseException):
+            nested = current.args[-1]
+        if nested is None or id(nested) in seen:
+            break
+        seen.add(id(nested))
+        current = nested
+    if isinstance(current, http.client.IncompleteRead):
+        return "the connection closed before the body ended"
+    text = _OBJECT_REPR.sub("", str(current)).strip() or type(current).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Return the server's requested wait in seconds (``retry-after-ms`` or ``Retry-After``), if any."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            millis = float(value)
+        except ValueError:
+            millis = math.nan
+        if math.isfinite(millis) and millis >= 0:
+            return millis / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    return headers.get("mistral-correlation-id") or headers.get("x-request-id") or None
+
+
+def _elapsed(start: float, end: float) -> timedelta:
+    return timedelta(seconds=max(0.0, end - start))
+
+
+class _Watchdog:
+    """Enforces a total deadline on a response being read: at the deadline it shuts the socket's
+    reading side down, so a blocked read returns at once (``HTTPResponse.shutdown``)."""
+
+    __slots__ = ("_timer", "fired")
+
+    def __init__(self, response: requests.Response | None, deadline: float | None) -> None:
+        self.fired = False
+        self._timer: threading.Timer | None = None
+        if deadline is None or response is None:
+            return
+        raw = response.raw
+
+        def fire() -> None:
+            self.fired = True
+            try:
+                raw.shutdown()
+            except Exception:  # the response was released meanwhile: nothing to interrupt
+                logger.debug("total deadline: the response was already released")
+
+        self._timer = threading.Timer(max(0.0, deadline - time.perf_counter()), fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+@attrs.frozen
+class _Exchange:
+    """A successful response's headers have arrived: what the caller needs to read it."""
+
+    response: requests.Response
+    sent_at: float
+    retries: int
+    deadline: float | None
+    timeout: Timeout
+    url: str
+
+
+# ------------------------------------------------------------------------------------ the client
+
+
+class Client:
+    """A client of the chat-completions endpoint, around one ``requests.Session``.
+
+    ``api_key`` falls back to the ``MISTRAL_API_KEY`` environment variable; a missing, empty or
+    malformed key is a :class:`~chatdsl.ValidationError` here, before any I/O. ``base_url`` must be
+    https, or http to a loopback host (``allow_insecure_http=True`` permits plain http elsewhere).
+    ``timeout`` is a :class:`Timeout` or a number of seconds (connect and read); ``max_retries``
+    overrides the ``retry`` policy's count. ``session`` is used as it is and never closed by the
+    client (else the client makes one and closes it in :meth:`close`). ``headers`` are added to
+    every request.
+
+    Use it as a context manager, or call :meth:`close`. It holds no per-call state and may be
+    shared between threads.
+    """
+
+    __slots__ = (
+        "_allow_insecure_http",
+        "_api_key",
+        "_auth",
+        "_base_url",
+        "_closed",
+        "_headers",
+        "_log_url",
+        "_owns_session",
+        "_retry",
+        "_session",
+        "_sleep",
+        "_timeout",
+        "_url",
+        "_user_agent",
+    )
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: Timeout | float = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        headers: Mapping[str, str] | None = None,
+        allow_insecure_http: bool = False,
+        _sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        from . import __version__
+
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_ENV)
+            if api_key is None:
+                raise ValidationError(
+                    "api_key", f"is not set; pass api_key=... or set the {API_KEY_ENV} environment variable"
+                )
+        self._api_key = _check_key(api_key)
+        self._auth = _BearerAuth(self._api_key)
+        self._allow_insecure_http = bool(allow_insecure_http)
+        self._base_url = _check_base_url(base_url, allow_insecure_http=self._allow_insecure_http)
+        self._url = self._base_url + _PATH
+        self._log_url = _redact_url(self._url)
+        self._timeout = Timeout.coerce(timeout)
+        policy = RetryPolicy() if retry is None else retry
+        if not isinstance(policy, RetryPolicy):
+            raise ValidationError("retry", f"{policy!r} is not a RetryPolicy")
+        self._retry = policy if max_retries is None else attrs.evolve(policy, max_retries=max_retries)
+        self._headers = _check_headers(headers)
+        self._owns_session = session is None
+        self._session = requests.Session() if session is None else session
+        self._sleep: Callable[[float], None] = time.sleep if _sleep is None else _sleep
+        self._user_agent = f"chatdsl/{__version__}"
+        self._closed = False
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL (without a trailing slash)."""
+        return self._base_url
+
+    @property
+    def timeout(self) -> Timeout:
+        """The default :class:`Timeout` of every call."""
+        return self._timeout
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The :class:`RetryPolicy` of every call."""
+        return self._retry
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed call is sent again (``retry.max_retries``)."""
+        return self._retry.max_retries
+
+    @property
+    def session(self) -> requests.Session:
+        """The ``requests.Session`` every call goes through."""
+        return self._session
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """A copy of the extra headers sent with every request."""
+        return dict(self._headers)
+
+    def with_options(
+        self,
+        *,
+        api_key: str | UnsetType = UNSET,
+        base_url: str | UnsetType = UNSET,
+        timeout: Timeout | float | UnsetType = UNSET,
+        max_retries: int | UnsetType = UNSET,
+        retry: RetryPolicy | UnsetType = UNSET,
+        headers: Mapping[str, str | None] | UnsetType = UNSET,
+        allow_insecure_http: bool | UnsetType = UNSET,
+    ) -> Client:
+        """Return a new client with these settings changed, sharing this client's session.
+
+        ``headers`` are merged into the current ones (a ``None`` value removes a header). The new
+        client does not own the session: closing it leaves the session open; closing the client
+        that created the session closes it for both.
+        """
+        merged = dict(self._headers)
+        if not isinstance(headers, UnsetType):
+            for name, value in headers.items():
+                for existing in [k for k in merged if k.lower() == name.lower()]:
+                    del merged[existing]
+                if value is not None:
+                    merged[name] = value
+        policy = self._retry if isinstance(retry, UnsetType) else retry
+        return Client(
+            self._api_key if isinstance(api_key, UnsetType) else api_key,
+            base_url=self._base_url if isinstance(base_url, UnsetType) else base_url,
+            timeout=self._timeout if isinstance(timeout, UnsetType) else timeout,
+            max_retries=None if isinstance(max_retries, UnsetType) else max_retries,
+            retry=policy,
+            session=self._session,
+            headers=merged,
+            allow_insecure_http=(
+                self._allow_insecure_http if isinstance(allow_insecure_http, UnsetType) else allow_insecure_http
+            ),
+            _sleep=self._sleep,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Client(base_url={self._base_url!r}, api_key='***', timeout={self._timeout!r}, "
+            f"max_retries={self._retry.max_retries})"
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the session if this client created it (idempotent); a closed client sends nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_session:
+            self._session.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ calls
+
+    def chat_completion(
+        self,
+        request: ChatCompletionRequest,
+        *,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ChatCompletionResponse:
+        """Send *request* and return the completion (the Go client's ``ChatCompletion``).
+
+        The request is validated first (:meth:`ChatCompletionRequest.validate`); a request with
+        ``stream=True`` is sent with ``"stream": false``. ``timeout``, ``max_retries`` and
+        ``headers`` override the client's for this call. The response carries ``latency`` (the
+        successful attempt: request sent to body parsed), ``request_id``, ``rate_limit`` and
+        ``retries_taken``. Raises an :class:`~chatdsl.APIError` subclass for an error status,
+        :class:`~chatdsl.MalformedResponseError` for a success body that is not a completion, and
+        :class:`~chatdsl.APIConnectionError`/:class:`~chatdsl.APITimeoutError` when no answer came.
+        """
+        request = _checked(request)
+        if request.stream is True:
+            request = request.with_streaming(False)
+        return self._send(
+            request, _read_completion, stream=False, timeout=timeout, max_retries=max_retries, headers=headers
+        )
+
+    def chat_completion_stream(
+        self,
+        request: ChatCompletionRequest,
+        *,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ChatCompletionStream:
+        """Send *request* with ``"stream": true`` and return the stream of its chunks.
+
+        Errors before the response headers (an error status, no connection) raise here, after the
+        retries; once the headers arrived nothing is retried and every failure ends the stream with
+        an error chunk (see :class:`ChatCompletionStream`).
+        """
+        request = _checked(request).with_streaming()
+        exchange = self._send(request, _accept, stream=True, timeout=timeout, max_retries=max_retries, headers=headers)
+        n = request.n if isinstance(request.n, int) else 1
+        return ChatCompletionStream(exchange, expected_choices=max(1, n))
+
+    def run_tools(
+        self,
+        request: ChatCompletionRequest,
+        tools: Tools,
+        *,
+        max_rounds: int = 10,
+        on_error: OnToolError = "report",
+        on_text: Callable[[str], object] | None = None,
+    ) -> ToolRunResult:
+        """Send *request*, run every tool the model calls, send the results back, until a plain answer.
+
+        *tools* maps names to callables, or lists ``@chatdsl.tool`` functions (or annotated plain
+        ones); when the request offers no tools yet, their definitions are added. Each answer's
+        tool calls (all of them, in order) are run with their arguments structured to the
+        parameters' annotations; the assistant message and one tool message per call (matching
+        ``tool_call_id``, with ``name``; a result that is not a string is sent as JSON) are
+        appended, and the conversation is sent again. A forced tool choice holds for the first
+        request only (then ``auto``). A tool that raises, an unknown tool name or arguments that do
+        not fit are reported to the model as ``{"error": "..."}`` (``on_error="report"``) or raised
+        (``on_error="raise"``). After *max_rounds* requests that all called tools,
+        :class:`~chatdsl.ToolLoopError` carries the conversation so far. With *on_text*, each
+        request is streamed and every text delta handed to it. Returns a
+        :class:`~chatdsl.ToolRunResult` (the final response and the whole transcript).
+        """
+        from ._loop import run_tools, streaming_send
+
+        send = self.chat_completion if on_text is None else streaming_send(self.chat_completion_stream, on_text)
+        return run_tools(send, request, tools, max_rounds=max_rounds, on_error=on_error)
+
+    # ------------------------------------------------------------------ the exchange
+
+    def _send(
+        self,
+        request: ChatCompletionRequest,
+        reader: Callable[[_Exchange], _T],
+        *,
+        stream: bool,
+        timeout: Timeout | float | None,
+        max_retries: int | None,
+        headers: Mapping[str, str] | None,
+    ) -> _T:
+        """POST *request* with retries; once a success status arrives, return ``reader(exchange)``.
+
+        *reader* may raise :class:`APIConnectionError` (a cut body): that attempt is then retried.
+        """
+        if self._closed:
+            raise RuntimeError("this Client is closed")
+        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
+        policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
+        body = dumps(request.to_dict()).encode("utf-8")
+        send_headers = {
+            "User-Agent": self._user_agent,
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        if stream:
+            send_headers["Accept-Encoding"] = "identity"  # compression would hold events back
+        send_headers.update(self._headers)
+        if headers:
+            send_headers.update(_check_headers(headers))
+        start = time.perf_counter()
+        deadline = None if limits.total is None else start + limits.total
+        url, log_url = self._url, self._log_url
+        retries = 0
+        while True:
+            error: APIError | APIConnectionError
+            retry_after: float | None = None
+            connect, read = limits.connect, limits.read
+            if deadline is not None:
+                remaining = deadline - time.perf_counter()
+                connect = remaining if connect is None else min(connect, remaining)
+                read = remaining if read is None else min(read, remaining)
+            logger.debug("POST %s (attempt %d, stream=%s)", log_url, retries + 1, stream)
+            sent_at = time.perf_counter()
+            try:
+                response = self._session.post(
+                    url,
+                    data=body,
+                    headers=send_headers,
+                    auth=self._auth,
+                    timeout=(connect, read),
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except _READ_ERRORS as exc:
+                error = _transport_error(exc, log_url, limits, deadline)
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    try:
+                        return reader(_Exchange(response, sent_at, retries, deadline, limits, log_url))
+                    except APIConnectionError as exc:
+                        error = exc
+                else:
+                    error = _status_error(response, deadline)
+                    retry_after = _retry_after(response.headers)
+                    logger.debug(
+                        "POST %s -> %d in %.3f s (request id %s)",
+                        log_url,
+                        status,
+                        time.perf_counter() - sent_at,
+                        error.request_id,
+                    )
+                    if not policy.should_retry_status(status):
+                        raise error
+            delay = policy.backoff(retries, retry_after) if retries < policy.max_retries else None
+            if delay is None or (deadline is not None and time.perf_counter() + delay >= deadline):
+                raise error
+            retries += 1
+            logger.info(
+                "POST %s failed (%s); retry %d of %d in %.2f s",
+                log_url,
+                _short(error),
+                retries,
+                policy.max_retries,
+                delay,
+            )
+            self._sleep(delay)
+
+
+def _accept(exchange: _Exchange) -> _Exchange:
+    """The reader of a stream: headers are in, the body is the stream's business.
+
+    A JSON body instead of an event stream (a server or proxy that ignored ``"stream": true`` or
+    answered an error with a success status) is a :class:`MalformedResponseError` at once.
+    """
+    response = exchange.response
+    content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            raw = _read_body(response, _ERROR_BODY_LIMIT)
+        except _READ_ERRORS:
+            raw = b""
+        finally:
+            response.close()
+        text = raw.decode("utf-8", "replace")
+        try:
+            body: Any = json.loads(text)
+        except (ValueError, RecursionError):
+            body = text
+        raise MalformedResponseError(
+            f"asked for an event stream, got a JSON body: {describe_error_body(body)!r}",
+            status_code=response.status_code,
+            body=text,
+            request_id=_request_id(response.headers),
+            headers=_lower(response.headers),
+        )
+    logger.debug(
+        "POST %s -> %d, streaming (headers after %.3f s, retries %d, request id %s)",
+        exchange.url,
+        response.status_code,
+        time.perf_counter() - exchange.sent_at,
+        exchange.retries,
+        _request_id(response.headers),
+    )
+    return exchange
+
+
+def _checked(request: ChatCompletionRequest) -> ChatCompletionRequest:
+    if not isinstance(request, ChatCompletionRequest):
+        raise TypeError(f"expected a ChatCompletionRequest, got {type(request).__name__}")
+    return request.validate()
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValidationError("headers", f"{name!r} must map a string to a string")
+        out[name] = value
+    return out
+
+
+def _short(error: BaseException) -> str:
+    if isinstance(error, APIError):
+        return f"HTTP {error.status_code}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _transport_error(exc: BaseException, url: str, limits: Timeout, deadline: float | None) -> APIConnectionError:
+    """Return the chatdsl error for a ``requests``/``urllib3`` failure (chained to it)."""
+    reason = _reason(exc)
+    error: APIConnectionError
+    if deadline is not None and time.perf_counter() >= deadline - 1e-3 and isinstance(exc, requests.Timeout):
+        error = APITimeoutError(f"POST {url}: the total deadline of {limits.total} s passed ({reason})")
+    elif isinstance(exc, requests.exceptions.ConnectTimeout):
+        error = APITimeoutError(f"POST {url}: connecting timed out after {limits.connect} s ({reason})")
+    elif isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
+        error = APITimeoutError(f"POST {url}: no data for {limits.read} s ({reason})")
+    elif isinstance(exc, requests.exceptions.SSLError):
+        error = APIConnectionError(f"POST {url}: TLS failed ({reason})")
+    else:
+        error = APIConnectionError(f"POST {url} failed: {reason}")
+    error.__cause__ = exc
+    return error
+
+
+def _read_body(response: requests.Response, limit: int | None = None) -> bytes:
+    """Read the rest of the body as it arrives (``read1``: never waits to fill a buffer)."""
+    raw = response.raw
+    pieces: list[bytes] = []
+    size = 0
+    while True:
+        data = raw.read1(_READ_SIZE, decode_content=True)
+        if not data:
+            return b"".join(pieces)
+        pieces.append(data)
+        size += len(data)
+        if limit is not None and size >= limit:
+            return b"".join(pieces)[:limit]
+
+
+def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
+    """Read and parse a success body; transport failures raise ``APIConnectionError`` (retryable)."""
+    response = exchange.response
+    watchdog = _Watchdog(response, exchange.deadline)
+    try:
+        body = _read_body(response)
+    except _READ_ERRORS as exc:
+        if watchdog.fired:
+            error: APIConnectionError = APITimeoutError(
+                f"POST {exchange.url}: the total deadline of {exchange.timeout.total} s passed while reading the body"
+            )
+            raise error from exc
+        raise _transport_error(exc, exchange.url, exchange.timeout, None) from exc
+    finally:
+        watchdog.cancel()
+        response.close()
+    if watchdog.fired:
+        raise APITimeoutError(
+            f"POST {exchange.url}: the total deadline of {exchange.timeout.total} s passed while reading the body"
+        )
+    headers = response.headers
+    request_id = _request_id(headers)
+    text = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        data = None
+        problem = f"the body is not JSON: {describe_error_body(text)!r}"
+    else:
+        problem = "" if isinstance(data, dict) and "choices" in data else "the body has no 'choices'"
+    if not problem:
+        try:
+            parsed = ChatCompletionResponse.from_dict(data)
+        except ValidationError as exc:
+            raise MalformedResponseError(
+                f"the body is not a chat completion ({exc})",
+                status_code=response.status_code,
+                body=text,
+                request_id=request_id,
+                headers=_lower(headers),
+            ) from exc
+        received = time.perf_counter()
+        logger.debug(
+            "POST %s -> %d in %.3f s (retries %d, request id %s)",
+            exchange.url,
+            response.status_code,
+            received - exchange.sent_at,
+            exchange.retries,
+            request_id,
+        )
+        return attrs.evolve(
+            parsed,
+            latency=_elapsed(exchange.sent_at, received),
+            request_id=request_id,
+            rate_limit=RateLimitInfo.from_headers(headers),
+            retries_taken=exchange.retries,
+        )
+    raise MalformedResponseError(
+        problem if data is None else f"{problem}: {describe_error_body(data)!r}",
+        status_code=response.status_code,
+        body=text,
+        request_id=request_id,
+        headers=_lower(headers),
+    )
+
+
+def _status_error(response: requests.Response, deadline: float | None = None) -> APIError:
+    """Return the exception for an error status, with the server's message, body and request id.
+
+    The body is read up to 1 MiB and until the total *deadline*; what could not be read is left out.
+    """
+    watchdog = _Watchdog(response, deadline)
+    try:
+        raw = _read_body(response, _ERROR_BODY_LIMIT)
+    except _READ_ERRORS:
+        raw = b""
+    finally:
+        watchdog.cancel()
+        response.close()
+    text = raw.decode("utf-8", "replace")
+    body: Any = text
+    if text.strip():
+        try:
+            body = json.loads(text)
+        except (ValueError, RecursionError):
+            body = text
+    status = response.status_code
+    message = describe_error_body(body) or response.reason or f"HTTP {status}"
+    cls = _STATUS_ERRORS.get(status) or (InternalServerError if 500 <= status <= 599 else APIError)
+    headers = _lower(response.headers)
+    common: dict[str, Any] = {
+        "status_code": status,
+        "body": body,
+        "request_id": _request_id(response.headers),
+        "headers": headers,
+    }
+    if cls is RateLimitError:
+        return RateLimitError(message, retry_after=_retry_after(response.headers), **common)
+    return cls(message, **common)
+
+
+# ------------------------------------------------------------------------------------ streaming
+
+
+class ChatCompletionStream(Iterator[CompletionChunk]):
+    """The chunks of a streamed completion, handed over as soon as each event arrives.
+
+    Iterate it (``for chunk in stream``, or ``next(stream)``) and close it: use ``with``, call
+    :meth:`close`, or break out of a ``for`` loop (that closes it at once in CPython). Closing
+    releases the connection; a stream read to its end returns it to the pool.
+
+    ``is_last_chunk`` is set on the chunk with which every expected choice (``n``, default 1) has a
+    finish reason, or whose event is followed by ``[DONE]`` in the same read, and on any chunk after
+    it; if ``[DONE]`` comes and no chunk was marked, a final chunk with no choices is added. So the
+    last chunk of every stream has ``is_last_chunk``, and no event ever waits for the next.
+
+    Any failure after the headers arrived — a cut connection, a read timeout (stall), the total
+    deadline, a malformed event, an error event, the end without ``[DONE]`` — ends the iteration
+    with one more chunk: no choices, ``is_last_chunk=True`` and ``error`` a
+    :class:`~chatdsl.StreamError` chained (``__cause__``) to what happened. Nothing is raised.
+
+    ``chunk_latency`` is the time from the previous chunk's arrival (the first: from the request
+    being sent), ``total_latency`` from the request being sent; both measured on arrival.
+    """
+
+    def __init__(self, exchange: _Exchange, *, expected_choices: int = 1) -> None:
+        response = exchange.response
+        self._exchange = exchange
+        self._response = response
+        self._expected = expected_choices
+        self._watchdog = _Watchdog(response, exchange.deadline)
+        self._merger = _Merger()
+        self._last_at = exchange.sent_at
+        self._released = False
+        self._done = False
+        self.error: StreamError | None = None
+        """The error that ended the stream, if any (also in the last chunk)."""
+        self.status_code: int = response.status_code
+        """The HTTP status of the response."""
+        self.headers: dict[str, str] = _lower(response.headers)
+        """The response headers (names lower-cased)."""
+        self.request_id: str | None = _request_id(response.headers)
+        """The server's request id (``mistral-correlation-id``, else ``x-request-id``)."""
+        self.rate_limit: RateLimitInfo | None = RateLimitInfo.from_headers(response.headers)
+        """The server's ``x-ratelimit-*`` headers."""
+        self.retries_taken: int = exchange.retries
+        """How many times the call was sent again before this stream began."""
+        self._chunks = self._generate()
+
+    # ------------------------------------------------------------------ iteration
+
+    def __iter__(self) -> Iterator[CompletionChunk]:
+        try:
+            while True:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            self.close()
+
+    def __next__(self) -> CompletionChunk:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            raise StopIteration
+        return chunk
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading and release the connection at once (idempotent)."""
+        self._chunks.close()
+        self._release()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream is closed (by :meth:`close`, or by reaching its end or an error)."""
+        return self._released
+
+    @property
+    def completed(self) -> bool:
+        """Whether ``[DONE]`` was received."""
+        return self._done
+
+    def final_response(self) -> ChatCompletionResponse:
+        """Return the chunks received so far merged into one response.
+
+        Content is concatenated per choice (text parts merged when the content is a list of parts),
+        tool-call deltas are merged by their ``index`` (argument strings concatenated, ``id`` and
+        name from the first delta that has them; the index, a streaming detail, is not kept), finish
+        reasons and usage are kept; ``id``, ``model`` and ``created`` come from the first chunks that
+        have them. ``latency`` is the ``total_latency`` of the last chunk received.
+        """
+        return self._merger.response(
+            request_id=self.request_id, rate_limit=self.rate_limit, retries_taken=self.retries_taken
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._released else "open"
+        return f"<ChatCompletionStream {state} request_id={self.request_id!r} chunks={self._merger.count}>"
+
+    # ------------------------------------------------------------------ the reader
+
+    def _generate(self) -> Generator[CompletionChunk]:
+        decoder = SSEDecoder()
+        raw = self._response.raw
+        merger = self._merger
+        expected = self._expected
+        marked = False
+        try:
+            while True:
+                try:
+                    data = raw.read1(_READ_SIZE, decode_content=True)
+                except _READ_ERRORS as exc:
+                    yield self._failure(self._read_failure(exc))
+                    return
+                received = time.perf_counter()
+                if not data:
+                    yield self._failure(self._end_failure(decoder))
+                    return
+                try:
+                    events = decoder.feed(data)
+                except StreamError as exc:
+                    yield self._failure(exc)
+                    return
+                for position, event in enumerate(events):
+                    if event.data == DONE:
+                        self._done = True
+                        logger.debug(
+                            "stream from %s complete: %d chunks in %.3f s (request id %s)",
+                            self._exchange.url,
+                            merger.count,
+                            received - self._exchange.sent_at,
+                            self.request_id,
+                        )
+                        if not marked:
+                            yield self._stamp(merger.marker(), received, last=True)
+                        self._release(reuse=True)
+                        return
+                    if event.event not in ("message", "error"):
+                        continue  # a "ping" or other type the API does not use for chunks
+                    try:
+                        chunk = decode_chunk(event)
+                    except StreamError as exc:
+                        yield self._failure(exc)
+                        return
+                    finished = merger.add(chunk)
+                    if not marked:
+                        following = events[position + 1] if position + 1 < len(events) else None
+                        marked = finished >= expected or (following is not None and following.data == DONE)
+                    yield self._stamp(chunk, received, last=marked)
+        finally:
+            self._release()
+
+    def _stamp(self, chunk: CompletionChunk, received: float, *, last: bool) -> CompletionChunk:
+        stamped = attrs.evolve(
+            chunk,
+            is_last_chunk=last,
+            chunk_latency=_elapsed(self._last_at, received),
+            total_latency=_elapsed(self._exchange.sent_at, received),
+        )
+        self._last_at = received
+        self._merger.latency = stamped.total_latency
+        return stamped
+
+    def _failure(self, error: StreamError) -> CompletionChunk:
+        self.error = error
+        logger.debug("stream from %s ended with an error: %s", self._exchange.url, error)
+        return self._stamp(attrs.evolve(self._merger.marker(), error=error), time.perf_counter(), last=True)
+
+    def _read_failure(self, exc: BaseException) -> StreamError:
+        limits = self._exchange.timeout
+        cause: Exception
+        if self._watchdog.fired:
+            cause = APITimeoutError(f"the total deadline of {limits.total} s passed")
+            error = StreamError(f"the stream was stopped: the total deadline of {limits.total} s passed")
+        elif isinstance(exc, (urllib3.exceptions.TimeoutError, requests.Timeout, TimeoutError)):
+            cause = APITimeoutError(f"no data for {limits.read} s ({_reason(exc)})")
+            error = StreamError(f"the stream stalled: no data for {limits.read} s")
+        else:
+            cause = APIConnectionError(f"the connection broke ({_reason(exc)})")
+            error = StreamError(f"the stream was cut: the connection broke ({_reason(exc)})")
+        cause.__cause__ = exc
+        error.__cause__ = cause
+        return error
+
+    def _end_failure(self, decoder: SSEDecoder) -> StreamError:
+        if self._watchdog.fired:
+            cause = APITimeoutError(f"the total deadline of {self._exchange.timeout.total} s passed")
+            error = StreamError(
+                f"the stream was stopped: the total deadline of {self._exchange.timeout.total} s passed"
+            )
+            error.__cause__ = cause
+            return error
+        if decoder.has_partial_event:
+            return StreamError("the stream was cut in the middle of an event (the connection closed)")
+        return StreamError("the stream ended without [DONE] (the connection closed)")
+
+    def _release(self, *, reuse: bool = False) -> None:
+        """Free the connection (idempotent): back to the pool if the body ends at once, else closed."""
+        if self._released:
+            return
+        self._released = True
+        self._watchdog.cancel()
+        response = self._response
+        if reuse and not self._watchdog.fired:
+            _drain(response)
+        response.close()
+
+
+def _drain(response: requests.Response) -> None:
+    """Read the end of a finished stream's body if it comes within ``_DRAIN_WAIT`` (then the
+    connection goes back to the pool); otherwise leave it for ``close()`` to discard."""
+    raw = response.raw
+    connection = raw.connection
+    sock = getattr(connection, "sock", None) if connection is not None else None
+    end = time.perf_counter() + _DRAIN_WAIT
+    try:
+        if sock is not None:
+            sock.settimeout(_DRAIN_WAIT)
+        size = 0
+        while size <= _DRAIN_LIMIT and time.perf_counter() < end:
+            data = raw.read1(_READ_SIZE, decode_content=True)
+            if not data:
+                return
+            size += len(data)
+    except _READ_ERRORS:
+        return
+
+
+# ------------------------------------------------------------------------------------ merging
+
+
+class _Choice:
+    __slots__ = ("calls", "content", "finish_reason", "order")
+
+    def __init__(self) -> None:
+        self.content: list[str | tuple[ContentChunk, ...]] = []
+        self.calls: dict[object, list[Any]] = {}  # key -> [id, name, arguments pieces]
+        self.order: list[object] = []
+        self.finish_reason: Any = None
+
+    def add(self, delta: AssistantMessage) -> None:
+        if not isinstance(delta.content, UnsetType):
+            self.content.append(delta.content)
+        if isinstance(delta.tool_calls, UnsetType):
+            return
+        for call in delta.tool_calls:
+            key: object
+            if not isinstance(call.index, UnsetType):
+                key = ("index", call.index)
+            elif not isinstance(call.id, UnsetType) and call.id:
+                key = ("id", call.id)
+            else:
+                key = self.order[-1] if self.order else ("position", 0)
+            state = self.calls.get(key)
+            if state is None:
+                state = self.calls[key] = [UNSET, "", []]
+                self.order.append(key)
+            if isinstance(state[0], UnsetType) and not isinstance(call.id, UnsetType) and call.id:
+                state[0] = call.id
+            if not state[1] and call.function.name:
+                state[1] = call.function.name
+            state[2].append(call.function.arguments)
+
+    def message(self) -> AssistantMessage:
+        calls: tuple[ToolCall, ...] | UnsetType = UNSET
+        if self.order:
+            calls = tuple(
+                ToolCall(id=state[0], function=FunctionCall(name=state[1], arguments=_join_arguments(state[2])))
+                for state in (self.calls[key] for key in self.order)
+            )
+        return AssistantMessage(content=_join_content(self.content), tool_calls=calls)
+
+
+def _join_arguments(pieces: list[str | FrozenDict]) -> str | FrozenDict:
+    objects = [piece for piece in pieces if not isinstance(piece, str)]
+    if objects:
+        return objects[-1]
+    return "".join(piece for piece in pieces if isinstance(piece, str))
+
+
+def _join_content(pieces: list[str | tuple[ContentChunk, ...]]) -> str | tuple[ContentChunk, ...] | UnsetType:
+    if not pieces:
+        return UNSET
+    if all(isinstance(piece, str) for piece in pieces):
+        return "".join(piece for piece in pieces if isinstance(piece, str))
+    parts: list[ContentChunk] = []
+    for piece in pieces:
+        for part in (TextChunk(text=piece),) if isinstance(piece, str) else piece:
+            previous = parts[-1] if parts else None
+            if isinstance(part, TextChunk) and isinstance(previous, TextChunk):
+                parts[-1] = TextChunk(text=previous.text + part.text)
+            elif isinstance(part, ThinkChunk) and isinstance(previous, ThinkChunk):
+                thinking = list(previous.thinking)
+                for item in part.thinking:
+                    if thinking and isinstance(item, TextChunk) and isinstance(thinking[-1], TextChunk):
+                        thinking[-1] = TextChunk(text=thinking[-1].text + item.text)
+                    else:
+                        thinking.append(item)
+                closed = previous.closed if isinstance(part.closed, UnsetType) else part.closed
+                parts[-1] = ThinkChunk(thinking=tuple(thinking), closed=closed)
+            elif not (isinstance(part, TextChunk) and not part.text):
+                parts.append(part)
+    return tuple(parts)
+
+
+class _Merger:
+    """Accumulates a stream's chunks into one response (``final_response``)."""
+
+    __slots__ = ("choices", "count", "created", "finished", "id", "latency", "model", "usage")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.model = ""
+        self.created: datetime | None = None
+        self.usage: UsageInfo | None = None
+        self.choices: dict[int, _Choice] = {}
+        self.finished: set[int] = set()
+        self.count = 0
+        self.latency: timedelta | None = None
+
+    def add(self, chunk: CompletionChunk) -> int:
+        """Merge *chunk*; return how many choices have a finish reason so far."""
+        self.count += 1
+        if not self.id and chunk.id:
+            self.id = chunk.id
+        if not self.model and chunk.model:
+            self.model = chunk.model
+        if self.created is None and chunk.created is not None:
+            self.created = chunk.created
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for choice in chunk.choices:
+            state = self.choices.get(choice.index)
+            if state is None:
+                state = self.choices[choice.index] = _Choice()
+            state.add(choice.delta)
+            if choice.finish_reason is not None:
+                state.finish_reason = choice.finish_reason
+                self.finished.add(choice.index)
+        return len(self.finished)
+
+    def marker(self) -> CompletionChunk:
+        """Return an empty chunk of this stream (for the end marker and error chunks)."""
+        return CompletionChunk(id=self.id, model=self.model, created=self.created)
+
+    def response(self, **facts: Any) -> ChatCompletionResponse:
+        choices = tuple(
+            ChatCompletionChoice(index=index, message=state.message(), finish_reason=state.finish_reason)
+            for index, state in sorted(self.choices.items())
+        )
+        return ChatCompletionResponse(
+            id=self.id,
+            model=self.model,
+            created=self.created,
+            usage=self.usage if self.usage is not None else UsageInfo(),
+            choices=choices,
+            latency=self.latency,
+            **facts,
+        )

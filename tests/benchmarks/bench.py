@@ -1,0 +1,538 @@
+"""chatdsl benchmark suite: chatdsl beside the hand-written floor and (when installed) ``mistralai``.
+
+Run from the repository root (not part of the default test run)::
+
+    python tests/benchmarks/bench.py            # full run, prints a Markdown table
+    python tests/benchmarks/bench.py --quick    # fewer rounds, for a smoke check
+
+Every figure is a median over interleaved rounds (floor, chatdsl, mistralai, floor, ...) in one
+process, so the machine's drift affects all columns alike; ratios are to the floor of the same row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import chatdsl
+from chatdsl import FunctionCall, Tool, ToolCall
+
+# --------------------------------------------------------------------------------------- data
+
+MODEL = "mistral-large-latest"
+SYSTEM = (
+    "You are a helpful weather assistant. Use the tools to look things up, then answer with the JSON "
+    "schema given. Be precise and brief; never invent data."
+)
+ARGUMENTS = '{"city": "Paris", "unit": "celsius", "options": {"days": 3}}'
+TOOL_RESULT = '{"temp": 21.5, "wind": 12, "rain": 0.1, "uv": 5}'
+
+
+def _parameters() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "description": "City name, e.g. Paris"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "Temperature unit"},
+            "options": {
+                "type": "object",
+                "properties": {
+                    "days": {"type": "integer", "minimum": 1, "maximum": 14},
+                    "hourly": {"type": "boolean"},
+                    "fields": {"type": "array", "items": {"type": "string", "enum": ["temp", "wind", "rain", "uv"]}},
+                },
+                "required": ["days"],
+                "additionalProperties": False,
+            },
+        },
+        "required": ["city", "unit", "options"],
+        "additionalProperties": False,
+    }
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"weather_{i}",
+            "description": "Look up the current weather and forecast for a city, with options.",
+            "parameters": _parameters(),
+            "strict": True,
+        },
+    }
+    for i in range(3)
+]
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "summary": {"type": "string"},
+        "temperature": {"type": "number"},
+        "advice": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["summary", "temperature", "advice"],
+    "additionalProperties": False,
+}
+RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA, "strict": True}}
+PARAMS = {
+    "temperature": 0.3,
+    "top_p": 0.9,
+    "max_tokens": 512,
+    "random_seed": 42,
+    "presence_penalty": 0.1,
+    "frequency_penalty": 0.2,
+}
+QUESTION = "What is the weather in Paris for the next three days, and should I take an umbrella?"
+
+
+def floor_build(question: str) -> str:
+    """The floor: a literal dict sharing the template's parts, and ``json.dumps``."""
+    body = {
+        "model": MODEL,
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": question},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "weather_0", "arguments": ARGUMENTS}}
+                ],
+            },
+            {"role": "tool", "content": TOOL_RESULT, "tool_call_id": "call_1", "name": "weather_0"},
+        ],
+        "tools": TOOLS,
+        "response_format": RESPONSE_FORMAT,
+        "tool_choice": "auto",
+        **PARAMS,
+    }
+    return json.dumps(body)
+
+
+TEMPLATE = (
+    chatdsl.chat(MODEL)
+    .system(SYSTEM)
+    .with_tools([Tool.of(t["function"]["name"], t["function"]["parameters"],
+                         description=t["function"]["description"], strict=True) for t in TOOLS])
+    .with_json_schema(ANSWER_SCHEMA, name="answer", strict=True)
+    .with_temperature(0.3)
+    .with_top_p(0.9)
+    .with_max_tokens(512)
+    .with_random_seed(42)
+    .with_presence_penalty(0.1)
+    .with_frequency_penalty(0.2)
+)
+
+
+def chatdsl_build(question: str) -> str:
+    """chatdsl: derive from the shared template with the builder, then serialize."""
+    return (
+        TEMPLATE.user(question)
+        .assistant(tool_calls=[ToolCall(id="call_1", function=FunctionCall(name="weather_0", arguments=ARGUMENTS))])
+        .tool(TOOL_RESULT, tool_call_id="call_1", name="weather_0")
+        .to_json()
+    )
+
+
+def _mistralai_build() -> Callable[[str], Any] | None:
+    try:
+        from mistralai.client import models, utils
+    except ImportError:
+        return None
+
+    def build(question: str) -> Any:
+        # The SDK's own request path (chat.complete): pydantic models from the same dicts, then its serializer.
+        request = models.ChatCompletionRequest(
+            model=MODEL,
+            messages=utils.get_pydantic_model(
+                [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": question},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "call_1", "type": "function",
+                             "function": {"name": "weather_0", "arguments": ARGUMENTS}}
+                        ],
+                    },
+                    {"role": "tool", "content": TOOL_RESULT, "tool_call_id": "call_1", "name": "weather_0"},
+                ],
+                list[models.ChatCompletionRequestMessage],
+            ),
+            tools=utils.get_pydantic_model(TOOLS, list[models.ChatCompletionRequestTool]),
+            response_format=utils.get_pydantic_model(RESPONSE_FORMAT, models.ResponseFormat),
+            tool_choice=utils.get_pydantic_model("auto", models.ChatCompletionRequestToolChoice),
+            **PARAMS,
+        )
+        return utils.serialize_request_body(request, False, False, "json", models.ChatCompletionRequest).content
+
+    return build
+
+
+RESPONSE_TEXT = json.dumps(
+    {
+        "id": "cmpl-e5cc70bb28c444948073e77776eb30ef",
+        "object": "chat.completion",
+        "model": "mistral-large-latest",
+        "created": 1702256327,
+        "usage": {"prompt_tokens": 412, "completion_tokens": 96, "total_tokens": 508},
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": "Let me look that up for you: Paris, three days, with hourly detail and rain.",
+                    "tool_calls": [
+                        {"id": f"call_{i}", "type": "function", "index": i,
+                         "function": {"name": f"weather_{i}", "arguments": ARGUMENTS}}
+                        for i in range(3)
+                    ],
+                },
+            },
+            {
+                "index": 1,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": '{"summary": "Mild and mostly dry", "temperature": 21.5, "advice": '
+                    '["Take a light jacket", "No umbrella needed", "Sunscreen at noon"]}',
+                },
+            },
+        ],
+    }
+)
+
+
+def _mistralai_parse() -> Callable[[str], Any] | None:
+    try:
+        from mistralai.client import models, utils
+    except ImportError:
+        return None
+    return lambda text: utils.unmarshal_json(text, models.ChatCompletionResponse)
+
+
+def _stream_bytes(events: int) -> bytes:
+    words = ("The", " weather", " in", " Paris", " is", " mild", ",", " with", " light", " wind", ".")
+    parts = []
+    for i in range(events):
+        delta: dict[str, Any] = {"content": words[i % len(words)]}
+        if i == 0:
+            delta["role"] = "assistant"
+        chunk: dict[str, Any] = {
+            "id": "cmpl-e5cc70bb28c444948073e77776eb30ef",
+            "object": "chat.completion.chunk",
+            "created": 1702256327,
+            "model": "mistral-large-latest",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": "stop" if i == events - 1 else None}],
+        }
+        if i == events - 1:
+            chunk["usage"] = {"prompt_tokens": 12, "completion_tokens": events, "total_tokens": 12 + events}
+        parts.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    parts.append(b"data: [DONE]\n\n")
+    return b"".join(parts)
+
+
+STREAM_EVENTS = 2000
+STREAM = _stream_bytes(STREAM_EVENTS)
+READ_SIZE = 8192  # what a socket read hands over at a time
+
+
+def _reads(data: bytes) -> Iterator[bytes]:
+    for start in range(0, len(data), READ_SIZE):
+        yield data[start : start + READ_SIZE]
+
+
+def floor_stream(data: bytes) -> int:
+    """The floor: split the whole body on blank lines and ``json.loads`` each ``data:`` payload."""
+    count = 0
+    for block in data.split(b"\n\n"):
+        if block.startswith(b"data: ") and block != b"data: [DONE]":
+            json.loads(block[6:])
+            count += 1
+    return count
+
+
+def chatdsl_stream(data: bytes) -> int:
+    """chatdsl: the SSE decoder fed socket-sized reads, each event parsed into a ``CompletionChunk``."""
+    from chatdsl._client import _parse_stream_bytes  # type: ignore[attr-defined]
+
+    return _parse_stream_bytes(_reads(data))  # type: ignore[no-any-return]
+
+
+def _mistralai_stream() -> Callable[[bytes], int] | None:
+    try:
+        import httpx2 as httpx
+        from mistralai.client import models
+        from mistralai.client.utils import eventstreaming
+        from mistralai.client.utils.unmarshal_json_response import unmarshal_json_response
+    except ImportError:
+        return None
+
+    def parse(data: bytes) -> int:
+        response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=_reads(data))
+        stream = eventstreaming.EventStream(
+            response,
+            lambda raw: unmarshal_json_response(models.CompletionEvent, response, raw),
+            sentinel="[DONE]",
+        )
+        return sum(1 for _ in stream)
+
+    return parse
+
+
+# ---------------------------------------------------------------------------------- harness
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], Any]], *, rounds: int, target: float = 0.02
+) -> dict[str, float]:
+    """Return the median seconds per call of each candidate, timed in interleaved rounds."""
+    numbers = {}
+    for name, fn in candidates.items():
+        fn()  # warm up
+        start = time.perf_counter()
+        calls = 0
+        while time.perf_counter() - start < target / 4:
+            fn()
+            calls += 1
+        numbers[name] = max(1, int(calls * 4 * target / max(time.perf_counter() - start, 1e-9) / 4))
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            n = numbers[name]
+            gc.disable()
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            elapsed = time.perf_counter() - start
+            gc.enable()
+            samples[name].append(elapsed / n)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _import_time(statement: str, runs: int) -> float:
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def import_times(runs: int) -> dict[str, float]:
+    """Median import time of each statement, measured in fresh interpreters, interleaved."""
+    statements = {"floor": "import requests, attrs, cattrs", "chatdsl": "import chatdsl"}
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("mistralai") is not None:
+            statements["mistralai"] = "import mistralai.client"
+    except ImportError:
+        pass
+    samples: dict[str, list[float]] = {name: [] for name in statements}
+    for _ in range(runs):
+        for name, statement in statements.items():
+            samples[name].append(_import_time(statement, runs))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+_MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import sys, tracemalloc, json
+    sys.path.insert(0, {path!r})
+    kind = sys.argv[1]
+    texts = [f"question number {{i}}" for i in range(10_000)]
+    import bench
+    if kind == "floor":
+        base = json.loads(bench.floor_build("x"))
+        base["messages"] = base["messages"][:1]
+        make = lambda t: {{**base, "messages": [*base["messages"], {{"role": "user", "content": t}}]}}
+    elif kind == "chatdsl":
+        base = bench.TEMPLATE
+        make = lambda t: base.user(t)
+    else:
+        from mistralai.client import models
+        base = models.ChatCompletionRequest(model=bench.MODEL, messages=[{{"role": "system", "content": bench.SYSTEM}}],
+                                            tools=bench.TOOLS, response_format=bench.RESPONSE_FORMAT, **bench.PARAMS)
+        make = lambda t: base.model_copy(update={{"messages": [*base.messages, models.UserMessage(content=t)]}})
+    make("warm up")
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = [make(t) for t in texts]
+    after = tracemalloc.get_traced_memory()[0]
+    print((after - before) / len(kept))
+    """
+)
+
+
+def memory_per_request(kind: str) -> float:
+    """Bytes per derived request (10,000 requests from one template, +1 user message each)."""
+    script = _MEMORY_SCRIPT.format(path=os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", script, kind], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def client_round_trip() -> dict[str, Callable[[], Any]]:
+    """A full call through ``requests`` with an in-memory adapter answering (no socket)."""
+    import requests
+    from requests.adapters import BaseAdapter
+
+    body = RESPONSE_TEXT.encode()
+
+    class Answer(BaseAdapter):
+        def send(self, request: Any, **kwargs: Any) -> requests.Response:
+            response = requests.Response()
+            response.status_code = 200
+            response.headers["Content-Type"] = "application/json"
+            response.headers["mistral-correlation-id"] = "bench"
+            response._content = body
+            response.request = request
+            response.url = request.url
+            return response
+
+        def close(self) -> None:
+            pass
+
+    session = requests.Session()
+    session.mount("https://", Answer())
+    url = "https://api.mistral.ai/v1/chat/completions"
+    headers = {"Authorization": "Bearer bench-key", "Content-Type": "application/json", "Accept": "application/json"}
+    request = json.loads(floor_build(QUESTION))
+    derived = TEMPLATE.user(QUESTION)
+
+    def floor() -> Any:
+        return session.post(url, data=json.dumps(request), headers=headers, timeout=(5, 60)).json()
+
+    client = chatdsl.Client(api_key="bench-key", session=session, max_retries=0)  # type: ignore[attr-defined]
+
+    def dsl() -> Any:
+        return client.chat_completion(derived)
+
+    return {"floor": floor, "chatdsl": dsl}
+
+
+def streaming_latency(events: int = 50) -> list[float]:
+    """Seconds from the server writing an event to the caller receiving it, over loopback."""
+    from chatdsl.testing import LocalServer, Reply  # type: ignore[attr-defined]
+
+    sent: dict[int, float] = {}
+    lock = threading.Lock()
+    chunks = [
+        {"id": "s", "object": "chat.completion.chunk", "created": 0, "model": "m",
+         "choices": [{"index": 0, "delta": {"content": str(i)}, "finish_reason": None}]}
+        for i in range(events)
+    ]
+    latencies: list[float] = []
+    with LocalServer() as server:
+        server.enqueue(Reply.stream(chunks, delay=0.01, on_event=lambda i: _mark(sent, lock, i)))
+        client = chatdsl.Client(api_key="bench", base_url=server.url, max_retries=0)  # type: ignore[attr-defined]
+        for chunk in client.chat_completion_stream(chatdsl.chat("m").user("x")):
+            now = time.perf_counter()
+            if chunk.error is not None or not chunk.choices:
+                continue
+            index = int(chunk.text())
+            with lock:
+                latencies.append(now - sent[index])
+    return latencies
+
+
+def _mark(sent: dict[int, float], lock: threading.Lock, index: int) -> None:
+    with lock:
+        sent[index] = time.perf_counter()
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every benchmark and print a Markdown table, ratios first."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke check, noisier)")
+    args = parser.parse_args(argv)
+    rounds = 7 if args.quick else 31
+    import_runs = 5 if args.quick else 21
+
+    # Same logical request everywhere.
+    assert json.loads(floor_build(QUESTION)) == json.loads(chatdsl_build(QUESTION))
+
+    rows: list[tuple[str, dict[str, float], str]] = []
+    build = {"floor": lambda: floor_build(QUESTION), "chatdsl": lambda: chatdsl_build(QUESTION)}
+    if (mistral := _mistralai_build()) is not None:
+        build["mistralai"] = lambda: mistral(QUESTION)
+    rows.append(("build + serialize a 3 KB request from a template", interleaved(build, rounds=rounds), "time"))
+
+    parse = {
+        "floor": lambda: json.loads(RESPONSE_TEXT),
+        "chatdsl": lambda: chatdsl.ChatCompletionResponse.from_json(RESPONSE_TEXT),
+    }
+    if (mistral_parse := _mistralai_parse()) is not None:
+        parse["mistralai"] = lambda: mistral_parse(RESPONSE_TEXT)
+    rows.append((f"parse a {len(RESPONSE_TEXT) / 1024:.1f} KB response", interleaved(parse, rounds=rounds), "time"))
+
+    stream = {"floor": lambda: floor_stream(STREAM), "chatdsl": lambda: chatdsl_stream(STREAM)}
+    if (mistral_stream := _mistralai_stream()) is not None:
+        stream["mistralai"] = lambda: mistral_stream(STREAM)
+    assert chatdsl_stream(STREAM) == floor_stream(STREAM) == STREAM_EVENTS
+    per_event = {k: v / STREAM_EVENTS for k, v in interleaved(stream, rounds=max(5, rounds // 3)).items()}
+    rows.append((f"parse a {STREAM_EVENTS:,}-event SSE stream (per event)", per_event, "time"))
+
+    rows.append(("client round trip (in-memory adapter)", interleaved(client_round_trip(), rounds=rounds), "time"))
+    rows.append(("import", import_times(import_runs), "time"))
+
+    kinds = ["floor", "chatdsl"]
+    if _mistralai_build() is not None:
+        kinds.append("mistralai")
+    rows.append(("memory per derived request (10,000)", {k: memory_per_request(k) for k in kinds}, "bytes"))
+
+    columns = ["floor", "chatdsl", "mistralai"]
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{platform.system()} {platform.release()}")
+    try:
+        from importlib.metadata import version
+
+        print(f"chatdsl {chatdsl.__version__}, mistralai {version('mistralai')}, orjson "
+              f"{version('orjson') if _has('orjson') else 'absent'}")
+    except Exception:
+        print(f"chatdsl {chatdsl.__version__} (mistralai not installed)")
+    print()
+    print("| benchmark | chatdsl / floor | mistralai / floor | mistralai / chatdsl | floor | chatdsl | mistralai |")
+    print("|---|---|---|---|---|---|---|")
+    for title, values, unit in rows:
+        fmt = _fmt_time if unit == "time" else (lambda b: f"{b:.0f} B")
+        floor = values["floor"]
+        dsl = values["chatdsl"]
+        mis = values.get("mistralai")
+        print(
+            f"| {title} | {dsl / floor:.2f}× | {f'{mis / floor:.1f}×' if mis else '–'} | "
+            f"{f'{mis / dsl:.1f}×' if mis else '–'} | {fmt(floor)} | {fmt(dsl)} | {fmt(mis) if mis else '–'} |"
+        )
+    latencies = streaming_latency()
+    print()
+    print(
+        f"Streaming: server write → caller, over loopback, {len(latencies)} events: median "
+        f"{statistics.median(latencies) * 1e3:.2f} ms, max {max(latencies) * 1e3:.2f} ms"
+    )
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+if __name__ == "__main__":
+    main()

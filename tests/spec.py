@@ -1,0 +1,62 @@
+"""The official chat-completion schemas (``tests/data/mistral-chat-openapi.json``) as jsonschema validators.
+
+The OpenAPI 3.1 document is registered in a ``referencing.Registry`` under :data:`SPEC_URI`; its
+internal references (``#/components/schemas/X``) resolve against that URI. Build a validator once per
+module with :func:`validator` and check bodies with :func:`problems`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC_PATH = Path(__file__).parent / "data" / "mistral-chat-openapi.json"
+SPEC_URI = "https://chatdsl.invalid/mistral-chat-openapi.json"
+SPEC: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+
+
+def _registry(document: dict[str, Any]) -> Registry:
+    resource = Resource.from_contents(document, default_specification=DRAFT202012)
+    return Registry().with_resource(SPEC_URI, resource)
+
+
+def _without_bogus_data(document: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of the document whose ``ChatCompletionResponse`` does not require ``data``.
+
+    The official schema lists ``data`` among the required keys of a chat completion, but no such
+    key exists: it is not among the schema's properties and the server never sends it (a leftover
+    of the embeddings response). Everything else is validated unchanged.
+    """
+    patched = copy.deepcopy(document)
+    for part in patched["components"]["schemas"]["ChatCompletionResponse"]["allOf"]:
+        if "data" in part.get("required", ()):
+            part["required"] = [key for key in part["required"] if key != "data"]
+    return patched
+
+
+_REGISTRY = _registry(SPEC)
+_PATCHED_REGISTRY = _registry(_without_bogus_data(SPEC))
+
+
+def validator(schema_name: str, *, patched: bool = False) -> Draft202012Validator:
+    """Return a Draft 2020-12 validator for ``components.schemas.<schema_name>``.
+
+    ``patched=True`` uses the document with the bogus required ``data`` of ``ChatCompletionResponse``
+    removed (see :func:`_without_bogus_data`).
+    """
+    registry = _PATCHED_REGISTRY if patched else _REGISTRY
+    return Draft202012Validator({"$ref": f"{SPEC_URI}#/components/schemas/{schema_name}"}, registry=registry)
+
+
+def problems(checker: Draft202012Validator, body: Any) -> list[str]:
+    """Return every violation of *body* as ``path: message`` lines (empty when it conforms)."""
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in sorted(checker.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
+    ]

@@ -1,0 +1,468 @@
+"""Hypothesis strategies for the whole chatdsl model (shared by every test module).
+
+Sizes are kept small on purpose: the suite runs on two cores. Three families:
+
+- parts of a request (content parts, messages, tool calls, tools, tool choices, response formats,
+  ``PropertyDefinition`` trees, predictions) and :func:`requests`: any request that can be built,
+  complete or not, with every field either unset or set (explicit ``0``/``False``/``""`` included);
+- :func:`complete_requests`: requests that pass ``.validate()``;
+- :func:`responses` and :func:`chunks` for round trips of what the server sends;
+- ``METHOD_ARGS``: for every chained builder method, a strategy of ``(args, kwargs)`` to call it with.
+
+Other helpers may add strategies in a clearly separated section at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import string
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from hypothesis import strategies as st
+
+from chatdsl import (
+    UNSET,
+    AssistantMessage,
+    AudioChunk,
+    ChatCompletionChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionChunk,
+    CompletionResponseStreamChoice,
+    DocumentURLChunk,
+    FileChunk,
+    FinishReason,
+    Function,
+    FunctionCall,
+    ImageDetail,
+    ImageURLChunk,
+    JsonSchema,
+    Prediction,
+    PromptMode,
+    PromptTokensDetails,
+    PropertyDefinition,
+    ReasoningEffort,
+    ReferenceChunk,
+    ResponseFormat,
+    ResponseFormatType,
+    SystemMessage,
+    TextChunk,
+    ThinkChunk,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+    ToolMessage,
+    ToolReferenceChunk,
+    UsageInfo,
+    UserMessage,
+)
+
+S = st.SearchStrategy
+
+
+def maybe(strategy: S[Any]) -> S[Any]:
+    """Either :data:`~chatdsl.UNSET` or a value of *strategy*."""
+    return st.one_of(st.just(UNSET), strategy)
+
+
+# ----------------------------------------------------------------------------------------- scalars
+
+texts = st.text(max_size=12)
+"""Any short text, empty included (unicode, no surrogates)."""
+non_empty_texts = st.text(min_size=1, max_size=12)
+identifiers = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_size=10)
+"""Function names, tool call ids, model names: short and non-empty."""
+models = st.sampled_from(["mistral-small-latest", "mistral-large-latest", "open-mistral-nemo"]) | identifiers
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | texts
+)
+_json_inner = json_scalars | st.lists(json_scalars, max_size=2) | st.dictionaries(texts, json_scalars, max_size=2)
+json_values = json_scalars | st.lists(_json_inner, max_size=3) | st.dictionaries(texts, _json_inner, max_size=3)
+"""Any JSON value (finite numbers only), nested up to three levels (bounded: cheaper than ``st.recursive``)."""
+json_objects = st.dictionaries(texts, json_values, max_size=3)
+"""Any JSON object."""
+
+# ----------------------------------------------------------------------------------- content parts
+
+text_chunks = st.builds(TextChunk, text=texts)
+_urls = st.sampled_from(["https://example.com/cat.png", "https://cdn.example.org/a/b.jpeg?x=1", "http://h/i"])
+_data_urls = st.binary(max_size=12).map(lambda b: "data:image/png;base64," + base64.b64encode(b).decode())
+image_url_chunks = st.builds(
+    ImageURLChunk,
+    url=_urls | _data_urls,
+    detail=maybe(st.sampled_from(ImageDetail) | st.sampled_from([d.value for d in ImageDetail])),
+)
+document_url_chunks = st.builds(
+    DocumentURLChunk, document_url=_urls.map(lambda u: u.replace(".png", ".pdf")), document_name=maybe(texts)
+)
+file_chunks = st.builds(FileChunk, file_id=st.uuids().map(str))
+reference_chunks = st.builds(ReferenceChunk, reference_ids=st.lists(st.integers(0, 10**6), max_size=3))
+audio_chunks = st.builds(
+    AudioChunk, input_audio=st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode()) | _urls
+)
+_connectors = st.sampled_from(["web_search", "web_search_premium", "code_interpreter", "image_generation"])
+tool_reference_chunks = st.builds(
+    ToolReferenceChunk,
+    tool=_connectors | texts,
+    title=texts,
+    url=maybe(_urls),
+    favicon=maybe(_urls),
+    description=maybe(texts),
+)
+think_chunks = st.builds(
+    ThinkChunk,
+    thinking=st.lists(text_chunks | reference_chunks | tool_reference_chunks, max_size=2),
+    closed=maybe(st.booleans()),
+)
+content_chunks = st.one_of(
+    text_chunks,
+    image_url_chunks,
+    document_url_chunks,
+    file_chunks,
+    reference_chunks,
+    audio_chunks,
+    think_chunks,
+)
+"""Every kind of content part."""
+contents = texts | st.lists(content_chunks, max_size=3).map(tuple)
+"""Message content: a string, or a tuple of any content parts."""
+system_contents = texts | st.lists(text_chunks | think_chunks, max_size=2).map(tuple)
+"""System content: a string, or text and thinking parts (all a system message allows)."""
+
+# --------------------------------------------------------------------------------------- tool calls
+
+function_calls = st.builds(
+    FunctionCall,
+    name=identifiers,
+    arguments=json_objects.map(json.dumps) | json_objects | texts,
+)
+"""Function calls whose arguments are a JSON string, a JSON object, or any string."""
+tool_calls = st.builds(ToolCall, function=function_calls, id=maybe(identifiers), index=maybe(st.integers(0, 100)))
+
+# ----------------------------------------------------------------------------------------- messages
+
+system_messages = st.builds(SystemMessage, content=system_contents)
+user_messages = st.builds(UserMessage, content=contents)
+assistant_messages = st.builds(
+    AssistantMessage,
+    content=maybe(contents),
+    tool_calls=maybe(st.lists(tool_calls, max_size=2).map(tuple)),
+    prefix=maybe(st.booleans()),
+)
+tool_messages = st.builds(ToolMessage, content=contents, tool_call_id=maybe(identifiers), name=maybe(identifiers))
+messages = st.one_of(system_messages, user_messages, assistant_messages, tool_messages)
+"""Any message of any role (a conversation of these need not be coherent)."""
+
+# --------------------------------------------------------------------------- schemas, tools, formats
+
+_SCALAR_VALUES: dict[str, S[Any]] = {
+    "string": texts,
+    "number": st.floats(-1e6, 1e6),
+    "integer": st.integers(-100, 100),
+    "boolean": st.booleans(),
+    "null": st.none(),
+}
+_KINDS = [*_SCALAR_VALUES, "object", "array"]
+
+
+@st.composite
+def _definitions(draw: st.DrawFn, depth: int) -> PropertyDefinition:
+    kind = draw(st.sampled_from(_KINDS if depth else list(_SCALAR_VALUES)))
+    description = draw(maybe(texts))
+    if kind == "object":
+        properties = draw(st.dictionaries(identifiers, _definitions(depth - 1), max_size=2))
+        names = sorted(properties)
+        required = draw(maybe(st.lists(st.sampled_from(names), unique=True).map(tuple))) if names else UNSET
+        return PropertyDefinition(
+            type="object",
+            description=description,
+            properties=properties,
+            required=required,
+            additional_properties=draw(maybe(st.booleans() | _definitions(depth - 1))),
+        )
+    if kind == "array":
+        return PropertyDefinition(type="array", items=draw(_definitions(depth - 1)), description=description)
+    values = _SCALAR_VALUES[kind]
+    return PropertyDefinition(
+        type=kind if kind == "null" or draw(st.booleans()) else (kind, "null"),
+        description=description,
+        enum=draw(maybe(st.lists(values, min_size=1, max_size=2).map(tuple))),
+        default=draw(maybe(values)),
+    )
+
+
+property_definitions = _definitions(depth=2)
+"""``PropertyDefinition`` trees (two levels deep at most): scalars with enum/default, nullable type
+lists, objects (properties, required, additionalProperties as a bool or a definition) and arrays."""
+
+schema_dicts = property_definitions.map(PropertyDefinition.to_schema) | json_objects
+"""JSON-schema dicts: from a ``PropertyDefinition`` or any JSON object (the API takes any object)."""
+
+functions = st.builds(
+    Function,
+    name=identifiers,
+    parameters=schema_dicts | property_definitions,
+    description=maybe(texts),
+    strict=maybe(st.booleans()),
+)
+tools = st.builds(Tool, function=functions)
+tool_lists = st.lists(tools, max_size=2, unique_by=lambda t: t.name).map(tuple)
+"""Tuples of tools with distinct names (as a request requires)."""
+
+tool_choice_modes = st.sampled_from(ToolChoiceMode).map(lambda mode: ToolChoice(mode=mode))
+named_tool_choices = identifiers.map(ToolChoice.named)
+tool_choices = tool_choice_modes | named_tool_choices
+"""Every tool choice: the four modes and a named function."""
+
+json_schemas = st.builds(
+    JsonSchema,
+    name=identifiers,
+    schema=schema_dicts | property_definitions,
+    description=maybe(texts),
+    strict=maybe(st.booleans()),
+)
+response_formats = st.one_of(
+    st.just(ResponseFormat.TEXT),
+    st.just(ResponseFormat.JSON_OBJECT),
+    st.builds(ResponseFormat, type=st.just(ResponseFormatType.JSON_SCHEMA), json_schema=json_schemas),
+)
+"""Every response format: text, json_object and json_schema."""
+predictions = st.builds(Prediction, content=texts)
+
+# ----------------------------------------------------------------------------------------- requests
+
+temperatures = st.just(0) | st.just(1.5) | st.floats(0, 1.5) | st.integers(0, 1)
+top_ps = st.just(0) | st.floats(0, 1) | st.integers(0, 1)
+penalties = st.just(0) | st.floats(-2, 2) | st.integers(-2, 2)
+stops = texts | st.lists(texts, max_size=3).map(tuple)
+"""A stop string or a tuple of them (empty included)."""
+metadatas = json_objects
+extra_keys = st.sampled_from(["guardrails", "x_custom", "user", "seed_v2"])
+extras = st.dictionaries(extra_keys, json_values, max_size=2)
+"""Extra body fields that shadow no modelled field."""
+
+
+def _scalar_fields() -> dict[str, S[Any]]:
+    """Strategies for every field of a request except messages, tools and tool choice."""
+    return {
+        "model": maybe(models),
+        "max_tokens": maybe(st.just(0) | st.integers(0, 10**6)),
+        "temperature": maybe(temperatures),
+        "top_p": maybe(top_ps),
+        "response_format": maybe(response_formats),
+        "parallel_tool_calls": maybe(st.booleans()),
+        "frequency_penalty": maybe(penalties),
+        "presence_penalty": maybe(penalties),
+        "n": maybe(st.just(1) | st.integers(1, 8)),
+        "prompt_mode": maybe(st.sampled_from(PromptMode) | st.just("reasoning")),
+        "random_seed": maybe(st.just(0) | st.integers(0, 2**32)),
+        "safe_prompt": maybe(st.booleans()),
+        "stop": maybe(stops),
+        "stream": maybe(st.booleans()),
+        "prediction": maybe(predictions),
+        "reasoning_effort": maybe(st.sampled_from(ReasoningEffort)),
+        "metadata": maybe(metadatas),
+        "prompt_cache_key": maybe(texts),
+    }
+
+
+@st.composite
+def requests(draw: st.DrawFn, *, with_extra: bool = False) -> ChatCompletionRequest:
+    """Any request that can be built, complete or not: every field unset or set (``0``/``False`` too).
+
+    With ``with_extra=True`` some requests also carry :meth:`~ChatCompletionRequest.with_extra` fields.
+    """
+    fields = {name: draw(strategy) for name, strategy in _scalar_fields().items()}
+    fields["messages"] = draw(st.lists(messages, max_size=3).map(tuple))
+    fields["tools"] = draw(maybe(tool_lists))
+    fields["tool_choice"] = draw(maybe(tool_choices))
+    if with_extra:
+        fields["extra"] = draw(extras)
+    return ChatCompletionRequest(**{k: v for k, v in fields.items() if v is not UNSET})
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> tuple[Any, ...]:
+    """A coherent conversation: an optional system message, then turns, ending with a user or tool message.
+
+    Assistant turns may call tools; tool messages answer the ids of earlier calls. No ``prefix=True``.
+    """
+    out: list[Any] = []
+    if draw(st.booleans()):
+        out.append(draw(system_messages))
+    call_ids: list[str] = []
+    for _ in range(draw(st.integers(0, 2))):
+        out.append(draw(user_messages))
+        calls = draw(st.lists(tool_calls, max_size=2))
+        calls = [
+            ToolCall(function=c.function, id=f"call_{len(call_ids) + i}", index=c.index) for i, c in enumerate(calls)
+        ]
+        call_ids += [c.id for c in calls]
+        out.append(
+            AssistantMessage(
+                content=draw(maybe(contents)),
+                tool_calls=tuple(calls) if calls else draw(st.sampled_from([UNSET, ()])),
+                prefix=draw(st.sampled_from([UNSET, False])),
+            )
+        )
+        for call in calls:
+            if draw(st.booleans()):
+                out.append(
+                    ToolMessage(content=draw(contents), tool_call_id=call.id, name=draw(maybe(st.just(call.name))))
+                )
+    last = draw(st.sampled_from(["user", "tool"]) if call_ids else st.just("user"))
+    if last == "user":
+        out.append(draw(user_messages))
+    else:
+        out.append(ToolMessage(content=draw(contents), tool_call_id=draw(st.sampled_from(call_ids))))
+    return tuple(out)
+
+
+@st.composite
+def complete_requests(draw: st.DrawFn) -> ChatCompletionRequest:
+    """Requests that pass ``.validate()``: a model, a coherent conversation, a tool choice that fits the tools."""
+    fields = {name: draw(strategy) for name, strategy in _scalar_fields().items()}
+    fields["model"] = draw(models)
+    fields["messages"] = draw(conversations())
+    offered = draw(maybe(tool_lists))
+    fields["tools"] = offered
+    names = [t.name for t in offered or ()]
+    choices = [st.just(UNSET), st.just(ToolChoice.AUTO), st.just(ToolChoice.NONE)]
+    if names:
+        choices += [
+            st.sampled_from([ToolChoice.ANY, ToolChoice.REQUIRED]),
+            st.sampled_from(names).map(ToolChoice.named),
+        ]
+    fields["tool_choice"] = draw(st.one_of(choices))
+    return ChatCompletionRequest(**{k: v for k, v in fields.items() if v is not UNSET})
+
+
+# ---------------------------------------------------------------------------------------- responses
+
+_timestamps = st.integers(0, 4_000_000_000).map(lambda s: datetime.fromtimestamp(s, tz=UTC))
+usage_infos = st.builds(
+    UsageInfo,
+    prompt_tokens=st.integers(0, 10**6),
+    completion_tokens=st.integers(0, 10**6),
+    total_tokens=st.integers(0, 2 * 10**6),
+    prompt_audio_seconds=st.none() | st.integers(0, 1000),
+    num_cached_tokens=st.none() | st.integers(0, 10**6),
+    prompt_tokens_details=st.none() | st.builds(PromptTokensDetails, cached_tokens=st.integers(0, 10**6)),
+)
+answer_messages = st.builds(
+    AssistantMessage,
+    content=maybe(contents),
+    tool_calls=maybe(st.lists(tool_calls, max_size=2).map(tuple)),
+    prefix=maybe(st.booleans()),
+)
+"""Assistant messages as the server sends them (in a choice or a delta)."""
+finish_reasons = st.none() | st.sampled_from(FinishReason) | st.sampled_from(["content_filter", "new_reason"])
+"""Finish reasons: none, every known one, and unknown ones (kept as strings)."""
+
+
+def responses(*, finish_reason: S[Any] = finish_reasons, created: S[Any] = st.none() | _timestamps) -> S[Any]:
+    """Chat-completion responses; narrow *finish_reason* and *created* to the shapes a check needs."""
+    choices = st.builds(
+        ChatCompletionChoice, index=st.integers(0, 8), message=answer_messages, finish_reason=finish_reason
+    )
+    return st.builds(
+        ChatCompletionResponse,
+        id=texts,
+        object=st.just("chat.completion") | texts,
+        model=texts,
+        created=created,
+        usage=usage_infos,
+        choices=st.lists(choices, max_size=2).map(tuple),
+    )
+
+
+def chunks(
+    *,
+    finish_reason: S[Any] = finish_reasons,
+    created: S[Any] = st.none() | _timestamps,
+    usage: S[Any] = st.none() | usage_infos,
+) -> S[Any]:
+    """Streamed completion chunks; narrow the arguments to the shapes a check needs."""
+    choices = st.builds(
+        CompletionResponseStreamChoice, index=st.integers(0, 8), delta=answer_messages, finish_reason=finish_reason
+    )
+    return st.builds(
+        CompletionChunk,
+        id=texts,
+        object=st.just("chat.completion.chunk") | texts,
+        model=texts,
+        created=created,
+        choices=st.lists(choices, max_size=2).map(tuple),
+        usage=usage,
+    )
+
+
+timestamps = _timestamps
+"""UTC datetimes with whole seconds (what an integer ``created`` can carry)."""
+
+# ------------------------------------------------------------------------------ builder method args
+
+
+def _call(*args: S[Any], **kwargs: S[Any]) -> S[tuple[tuple[Any, ...], dict[str, Any]]]:
+    return st.tuples(st.tuples(*args), st.fixed_dictionaries(kwargs))
+
+
+_schema_args = schema_dicts | property_definitions | json_schemas
+_json_schema_call = _call(
+    _schema_args, name=st.none() | identifiers, description=maybe(texts), strict=maybe(st.booleans())
+)
+_field_names = st.sampled_from([a.name for a in attrs.fields(ChatCompletionRequest)])
+
+METHOD_ARGS: dict[str, S[tuple[tuple[Any, ...], dict[str, Any]]]] = {
+    "add": st.lists(messages, max_size=2).map(lambda ms: (tuple(ms), {})),
+    "with_messages": _call(st.lists(messages, max_size=3)),
+    "system": _call(system_contents),
+    "user": _call(contents),
+    "assistant": _call(
+        st.none() | contents,
+        tool_calls=st.none() | st.lists(tool_calls, max_size=2),
+        prefix=maybe(st.booleans()),
+    ),
+    "tool": _call(contents, tool_call_id=identifiers, name=maybe(identifiers)),
+    "with_model": _call(models),
+    "with_max_tokens": _call(st.integers(0, 10**6)),
+    "with_temperature": _call(temperatures),
+    "with_top_p": _call(top_ps),
+    "with_frequency_penalty": _call(penalties),
+    "with_presence_penalty": _call(penalties),
+    "with_n": _call(st.integers(1, 8)),
+    "with_prompt_mode": _call(st.sampled_from(PromptMode) | st.just("reasoning")),
+    "with_random_seed": _call(st.integers(0, 2**32)),
+    "with_safe_prompt": _call() | _call(st.booleans()),
+    "with_stop": st.lists(texts, min_size=1, max_size=3).map(lambda s: (tuple(s), {})),
+    "with_parallel_tool_calls": _call(st.booleans()),
+    "with_prediction": _call(texts),
+    "with_reasoning_effort": _call(st.sampled_from(ReasoningEffort) | st.sampled_from(["high", "none"])),
+    "with_metadata": _call(metadatas),
+    "with_prompt_cache_key": _call(texts),
+    "with_extra": extras.map(lambda e: ((), e)),
+    "without": st.lists(_field_names, max_size=3).map(lambda n: (tuple(n), {})),
+    "with_response_text_format": _call(),
+    "with_response_json_object_format": _call(),
+    "with_response_json_schema": _json_schema_call,
+    "with_json_schema": _json_schema_call,
+    "with_json_object": _call(),
+    "with_tools": _call(tool_lists | st.lists(tools, max_size=2, unique_by=lambda t: t.name)),
+    "with_tool_choice": _call(
+        tool_choices | st.sampled_from(ToolChoiceMode) | st.sampled_from([m.value for m in ToolChoiceMode])
+    ),
+    "with_streaming": _call() | _call(st.booleans()),
+    "streaming": _call() | _call(st.booleans()),
+    "render": _call(st.dictionaries(identifiers, texts | st.integers(), max_size=2), allow_extra=st.just(True)),
+    "merge": _call(requests()),
+}
+"""For every chained builder method: a strategy of ``(args, kwargs)`` that calls it validly."""

@@ -1,0 +1,294 @@
+"""Template files: save/load round trips, the TOML writer, the header, ``extends``, strictness, the library."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import chatdsl
+from chatdsl import ChatCompletionRequest, RequestTemplate, TemplateError, TemplateLibrary, Variable, chat
+from chatdsl._templates import DEFAULT_MAX_SIZE, _dumps_toml
+
+from .strategies import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "templates"
+tmp_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def has_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_null(v) for v in value)
+    return False
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------ round trips
+
+
+@tmp_settings
+@given(request=requests(with_extra=True))
+def test_json_files_round_trip_every_request(tmp_path, request):
+    path = tmp_path / "r.json"
+    request.save(path)
+    assert ChatCompletionRequest.load(path) == request
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data.pop("extra", {}) == request.extra
+    assert data == chatdsl.chat().merge(request).without("extra").to_dict()
+
+
+@tmp_settings
+@given(request=requests(with_extra=True))
+def test_toml_files_round_trip_every_request_without_nulls(tmp_path, request):
+    path = tmp_path / "r.toml"
+    if has_null(request.to_dict()):
+        with pytest.raises(TemplateError, match="is null, which TOML cannot hold; save this template as .json"):
+            request.save(path)
+        return
+    request.save(path)
+    assert ChatCompletionRequest.load(path) == request
+
+
+_keys = st.text(max_size=4) | st.sampled_from(["a.b", "x y", "template", '"', "\\", "é", "[a]", "1"])
+_strings = st.text(max_size=10) | st.sampled_from(['"""', 'a"', '""', "\\", "\n", 'x\n"', "\r\n", "\x00\x7f", "'''"])
+_scalars = (
+    st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _strings
+)
+toml_data = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_keys, children, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(_keys, toml_data, max_size=4))
+def test_the_toml_writer_is_read_back_equal_by_tomllib(data):
+    assert tomllib.loads(_dumps_toml(data)) == data
+
+
+def test_toml_files_are_readable(tmp_path):
+    request = chat("m").system("Line one\nLine \"two\" costs $$5\n").user("$q").with_temperature(0.2)
+    RequestTemplate(request=request, description="A test.", variables=[Variable(name="q", default=1)]).save(
+        tmp_path / "t.toml"
+    )
+    text = (tmp_path / "t.toml").read_text(encoding="utf-8")
+    assert text.startswith('model = "m"\ntemperature = 0.2\n\n[template]\ndescription = "A test."\n')
+    assert '[template.variables.q]\ndefault = 1\n' in text
+    assert 'content = """\nLine one\nLine "two" costs $$5\n"""' in text
+    assert "[[messages]]" in text
+    assert RequestTemplate.load(tmp_path / "t.toml").render().messages[1].content == "1"
+
+
+def test_template_header_round_trips_in_both_formats(tmp_path):
+    template = RequestTemplate(
+        request=chat("m").user("$a $b").with_extra(x_custom=[1, {"k": "v"}]),
+        description="Two variables.",
+        variables=[Variable(name="a", description="first", default="A"), Variable(name="b", default=2.5)],
+    )
+    for name in ("t.json", "t.toml"):
+        template.save(tmp_path / name)
+        loaded = RequestTemplate.load(tmp_path / name)
+        assert loaded == template
+        assert loaded.path == tmp_path / name
+        assert loaded.render().messages[0].content == "A 2.5"
+
+
+def test_saving_refuses_other_suffixes_and_null_in_toml(tmp_path):
+    with pytest.raises(TemplateError, match=r"r\.yaml: has the suffix '\.yaml'"):
+        chat().save(tmp_path / "r.yaml")
+    with pytest.raises(TemplateError) as info:
+        chat().with_metadata({"a": [1, None]}).save(tmp_path / "r.toml")
+    assert info.value.problems == (
+        (str(tmp_path / "r.toml"), "metadata.a[1]", "is null, which TOML cannot hold; save this template as .json"),
+    )
+    assert not (tmp_path / "r.toml").exists()
+
+
+# ------------------------------------------------------------------------------------------ extends
+
+
+def test_extends_chains_merge_bodies_and_variables(tmp_path):
+    write(
+        tmp_path / "base" / "base.toml",
+        'model = "m"\ntemperature = 0\n\n[template]\ndescription = "base"\n\n'
+        '[template.variables.lang]\ndescription = "language"\ndefault = "English"\n\n'
+        '[[messages]]\nrole = "system"\ncontent = "Answer in $lang."\n',
+    )
+    write(
+        tmp_path / "mid.json",
+        json.dumps(
+            {
+                "template": {"extends": "base/base.toml", "variables": {"lang": {"default": "French"}}},
+                "temperature": 0.5,
+                "messages": [{"role": "user", "content": "$q"}],
+            }
+        ),
+    )
+    write(tmp_path / "sub" / "leaf.toml", 'max_tokens = 9\n\n[template]\nextends = "../mid.json"\n')
+    leaf = RequestTemplate.load(tmp_path / "sub" / "leaf.toml")
+    assert leaf.request.model == "m"
+    assert leaf.request.temperature == 0.5
+    assert leaf.request.max_tokens == 9
+    assert leaf.description == ""  # a description belongs to its own file
+    assert leaf.variables == (Variable(name="lang", description="language", default="French"),)
+    rendered = leaf.render(q="Bonjour?")
+    assert [m.content for m in rendered.messages] == ["Answer in French.", "Bonjour?"]
+    assert ChatCompletionRequest.load(tmp_path / "sub" / "leaf.toml") == leaf.request
+
+
+def test_extends_cycles_are_refused_listing_the_chain(tmp_path):
+    a = write(tmp_path / "a.toml", '[template]\nextends = "b.json"\n')
+    write(tmp_path / "b.json", '{"template": {"extends": "c.toml"}}')
+    write(tmp_path / "c.toml", '[template]\nextends = "a.toml"\n')
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(a)
+    chain = " -> ".join(str(tmp_path / n) for n in ("a.toml", "b.json", "c.toml", "a.toml"))
+    assert info.value.problems == ((str(tmp_path / "c.toml"), "template.extends", f"forms a cycle: {chain}"),)
+    me = write(tmp_path / "me.toml", '[template]\nextends = "me.toml"\n')
+    with pytest.raises(TemplateError, match="forms a cycle"):
+        RequestTemplate.load(me)
+
+
+def test_extends_a_missing_or_broken_parent_names_the_right_file(tmp_path):
+    child = write(tmp_path / "child.toml", '[template]\nextends = "nope.toml"\n')
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(child)
+    assert info.value.file == str(child)
+    assert info.value.path == "template.extends"
+    assert "'nope.toml' names no file" in str(info.value)
+    write(tmp_path / "nope.toml", "temperature = 9\n")
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(child)
+    assert info.value.problems[0][:2] == (str(tmp_path / "nope.toml"), "temperature")
+
+
+# --------------------------------------------------------------------------------------- strictness
+
+
+def test_unknown_keys_are_errors_naming_file_and_path_all_at_once(tmp_path):
+    path = write(
+        tmp_path / "typos.toml",
+        'temprature = 0.2\n\n[template]\ndescripton = "x"\n\n[template.variables.a]\ndefualt = "1"\n\n'
+        '[[messages]]\nrole = "user"\ncontnt = "hi"\n',
+    )
+    with pytest.raises(TemplateError) as info:
+        ChatCompletionRequest.load(path)
+    paths = [p for _, p, _ in info.value.problems]
+    assert "template.descripton" in paths
+    assert "template.variables.a.defualt" in paths
+    assert any(p in ("temprature", "messages[0].contnt") for p in paths)
+    assert all(f == str(path) for f, _, _ in info.value.problems)
+    assert str(info.value).startswith(f"{path}: ")
+    assert isinstance(info.value, chatdsl.ValidationError)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "path", "message"),
+    [
+        ("a.json", '{"model": "m", "model": "n"}', "", "the key 'model' appears twice"),
+        ("a.json", '{"temperature": NaN}', "", "NaN is not a JSON number"),
+        ("a.json", "[1, 2]", "", "not an object"),
+        ("a.json", '{"model": ', "", "is not valid JSON"),
+        ("a.toml", "model = ", "", "is not valid TOML"),
+        ("a.toml", "template = 3\n", "template", "is an int, not a table"),
+        ("a.toml", "extra = 3\n", "extra", "not a table of extra body fields"),
+        ("a.toml", "[extra]\nmodel = 'm'\n", "extra.model", "shadows the modelled field"),
+        ("a.toml", "[template]\nextends = 3\n", "template.extends", "is not a non-empty string"),
+        ("a.toml", "[template.variables]\nx = 'default?'\n", "template.variables.x", "is a str, not a table"),
+        ("a.toml", "[template.variables.1x]\n", "template.variables.1x", "is not a variable name"),
+        ("a.toml", "[template.variables.x]\ndefault = true\n", "template.variables.x.default", "string or a number"),
+        ("a.toml", "temperature = 2024-01-01\n", "temperature", "not a number"),
+        ("a.toml", "[[messages]]\nrole = 'user'\ncontent = 'costs $5'\n", "messages[0].content", "invalid placeholder"),
+    ],
+)
+def test_bad_files_are_one_clear_error(tmp_path, name, text, path, message):
+    file = write(tmp_path / name, text)
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(file)
+    assert info.value.file == str(file)
+    assert info.value.path == path
+    assert message in info.value.rule
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(TemplateError, match="does not exist"):
+        ChatCompletionRequest.load(tmp_path / "missing.toml")
+    with pytest.raises(TemplateError, match="a template file is .json or .toml"):
+        ChatCompletionRequest.load(write(tmp_path / "code.py", "import os\n"))
+    (tmp_path / "latin1.toml").write_bytes(b'model = "caf\xe9"\n')
+    with pytest.raises(TemplateError, match="is not UTF-8 text"):
+        ChatCompletionRequest.load(tmp_path / "latin1.toml")
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(TemplateError, match="cannot be read"):
+        ChatCompletionRequest.load(tmp_path / "dir.json")
+
+
+def test_files_over_the_size_limit_are_refused(tmp_path):
+    assert DEFAULT_MAX_SIZE == 1024 * 1024
+    small = write(tmp_path / "small.toml", 'model = "m"\n')
+    assert RequestTemplate.load(small, max_size=12).request.model == "m"
+    with pytest.raises(TemplateError, match="larger than the limit of 11 bytes"):
+        RequestTemplate.load(small, max_size=11)
+    big = write(tmp_path / "big.json", json.dumps({"model": "m", "metadata": {"pad": "x" * DEFAULT_MAX_SIZE}}))
+    with pytest.raises(TemplateError, match=f"larger than the limit of {DEFAULT_MAX_SIZE} bytes"):
+        ChatCompletionRequest.load(big)
+    assert RequestTemplate.load(big, max_size=2 * DEFAULT_MAX_SIZE).request.model == "m"
+
+
+# ------------------------------------------------------------------------------------------ library
+
+
+def test_the_example_library_loads_and_describes_itself():
+    library = TemplateLibrary(EXAMPLES)
+    assert library.names() == ("base", "extract", "summarize", "support", "support_fr")
+    assert list(library) == list(library.names()) and len(library) == 5
+    assert "extract" in library and "nope" not in library
+    assert library.directory == EXAMPLES
+    info = {i.name: i for i in library.describe()}
+    assert info["summarize"].description == "Summarize a customer message in a few sentences."
+    assert [(v.name, v.default) for v in info["summarize"].variables] == [
+        ("language", "English"),
+        ("sentences", 2),
+        ("text", chatdsl.UNSET),
+    ]
+    assert info["support_fr"].path == EXAMPLES / "support_fr.json"
+    request = library["support_fr"].render(question="Where is A-1?")
+    request.validate()
+    assert request.tools[0].name == "get_order_status"
+    with pytest.raises(KeyError, match="no template 'nope'.*templates: base, extract"):
+        library["nope"]
+
+
+def test_the_library_reports_every_bad_file_at_once(tmp_path):
+    write(tmp_path / "good.toml", 'model = "m"\n')
+    write(tmp_path / "bad1.toml", "temperature = 5\n")
+    write(tmp_path / "bad2.json", '{"modle": "m"}')
+    write(tmp_path / "dup.json", "{}")
+    write(tmp_path / "dup.toml", "")
+    write(tmp_path / "notes.md", "not a template")
+    write(tmp_path / "child.toml", '[template]\nextends = "bad1.toml"\n')  # bad1's problem is shown once
+    with pytest.raises(TemplateError) as info:
+        TemplateLibrary(tmp_path)
+    files = [Path(f).name for f, _, _ in info.value.problems]
+    assert files == ["bad1.toml", "bad2.json", "dup.toml"]
+    assert len(info.value.lines()) == 3
+    with pytest.raises(TemplateError, match="is not a directory"):
+        TemplateLibrary(tmp_path / "good.toml")
