@@ -15,6 +15,7 @@ Exit status: 0 success, 1 a problem (bad template, missing value, API or connect
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -137,9 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--compact", action="store_true", help="print the JSON on one line")
     _add_max_size(render)
 
-    validate = commands.add_parser(
-        "validate", help="check template files (one line per problem; exit status 1 if any)"
-    )
+    validate = commands.add_parser("validate", help="check template files (one line per problem; exit status 1 if any)")
     validate.add_argument("paths", metavar="PATH", nargs="+", help="template files, or folders of them")
     validate.add_argument(
         "--complete",
@@ -260,18 +259,14 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
 def _usage_line(usage: UsageInfo | None) -> str:
     if usage is None:
         return "usage: not reported"
-    return (
-        f"usage: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion = {usage.total_tokens} tokens"
-    )
+    return f"usage: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion = {usage.total_tokens} tokens"
 
 
 def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
-    from ._converter import dumps
-
     message = response.assistant_message()
     for call in (message.tool_calls if message is not None else None) or ():
         arguments = call.function.arguments
-        shown = arguments if isinstance(arguments, str) else dumps(arguments)
+        shown = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
         out.write(f"[tool call {call.function.name}({shown})]\n")
 
 
@@ -343,18 +338,18 @@ def _send_stream(
 def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .testing import LocalServer
 
+    server = LocalServer(host=args.host, port=args.port, api_key=args.api_key)
+    try:
+        server.start()
+    except OSError as exc:
+        raise _Failure(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    server = LocalServer(host=args.host, port=args.port, api_key=args.api_key)
-    try:
-        server.start()
-    except OSError as exc:
-        signal.signal(signal.SIGTERM, previous)
-        raise _Failure(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+    # Ctrl-C and SIGTERM both stop the server cleanly (SIGINT too when a shell started us ignoring it).
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         out.write(server.url + "\n")
         out.flush()
@@ -362,11 +357,10 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.flush()
         while not stop.wait(0.2):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
     err.write(f"{PROG}: stopped\n")
     return 0
 
@@ -399,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.write(f"\n{PROG}: interrupted\n")
         return 130
     except BrokenPipeError:
-        # The reader went away (``chatdsl render t.toml | head``): stop quietly.
-        sys.stdout = None  # type: ignore[assignment]
+        # The reader went away (``chatdsl render t.toml | head``): stop quietly, as the Python docs advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1

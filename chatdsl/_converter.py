@@ -7,7 +7,6 @@ responses and chunks leniently (unknown keys ignored, unknown enum values kept a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import is_dataclass
 from datetime import UTC, datetime
@@ -27,8 +26,11 @@ from cattrs.gen import make_dict_structure_fn as _gen_structure
 from cattrs.gen import make_dict_unstructure_fn as _gen_unstructure
 from cattrs.gen import override
 
+from . import _json
 from ._checks import _type_name
 from ._errors import OutputError, ValidationError, _nest
+from ._json import dumps as dumps
+from ._json import dumps_bytes as dumps_bytes
 from ._messages import (
     AssistantMessage,
     AudioChunk,
@@ -128,6 +130,8 @@ def as_validation_error(exc: BaseException, prefix: str = "") -> ValidationError
 
 
 def _expect_object(value: Any, what: str) -> Mapping[str, Any]:
+    if value.__class__ is dict:
+        return value
     if not isinstance(value, Mapping):
         raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a JSON object ({what})")
     return value
@@ -574,12 +578,16 @@ _REQUEST.append(lambda v, _: None)
 
 
 def _lenient_str(value: Any) -> str:
+    if value.__class__ is str:
+        return value
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    return str(value)
 
 
 def _lenient_int(value: Any) -> int:
+    if value.__class__ is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError("", f"{_short(value)} is not a number")
     return int(value)
@@ -592,22 +600,35 @@ def _opt_int(value: Any, _: Any = None) -> int | None:
 def _finish_reason(value: Any, _: Any = None) -> FinishReason | str | None:
     if value is None:
         return None
+    reason = _FINISH_REASONS.get(value) if value.__class__ is str else None
+    if reason is not None:
+        return reason
     if not isinstance(value, str):
         raise ValidationError("", f"{_short(value)} is not a string")
-    try:
-        return FinishReason(value)
-    except ValueError:
-        return value
+    return str(value)
+
+
+_FINISH_REASONS: Final[dict[str, FinishReason]] = {reason.value: reason for reason in FinishReason}
 
 
 def _created(value: Any, _: Any = None) -> datetime | None:
+    global _last_created
     if value is None:
         return None
+    last = _last_created
+    if value.__class__ is int and last[0] == value:
+        cached: datetime = last[1]
+        return cached  # a stream's chunks all carry the same timestamp
     seconds = _lenient_int(value)
     try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        result = datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise ValidationError("", f"{_short(value)} is not a valid timestamp") from None
+    _last_created = (seconds, result)  # one atomic rebinding: safe across threads
+    return result
+
+
+_last_created: tuple[Any, Any] = (None, None)
 
 
 def _lenient_chunk(value: Any) -> Any:
@@ -619,10 +640,12 @@ def _lenient_chunk(value: Any) -> Any:
 
 
 def _lenient_content(value: Any) -> Any:
+    if value.__class__ is str:
+        return value
     if value is None:
         return UNSET
     if isinstance(value, str):
-        return value
+        return str(value)
     if isinstance(value, list):
         parts = []
         for index, part in enumerate(value):
@@ -636,24 +659,70 @@ def _lenient_content(value: Any) -> Any:
     raise ValidationError("", f"{_short(value)} is not a string or a list of content parts")
 
 
+def _trusted(cls: type[_T]) -> Callable[..., _T]:
+    """Return a positional constructor of *cls* that sets its slots without running validators.
+
+    Only for the lenient response path, whose hooks have already checked every value's type.
+    """
+    names = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
+    lines = [f"def make({', '.join(names)}):", "    o = _new(_cls)"]
+    lines += [f"    _set_{name}(o, {name})" for name in names]
+    lines.append("    return o")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    for name in names:  # the slots' own descriptors: cheaper than object.__setattr__ on a frozen class
+        namespace[f"_set_{name}"] = cls.__dict__[name].__set__
+    exec("\n".join(lines), namespace)  # generated from the class's own field names
+    make: Callable[..., _T] = namespace["make"]
+    make.__qualname__ = f"_trusted.<{cls.__name__}>"
+    return make
+
+
+_new_function_call = _trusted(FunctionCall)
+_new_tool_call = _trusted(ToolCall)
+_new_assistant = _trusted(AssistantMessage)
+_EMPTY_ASSISTANT: Final = AssistantMessage()
+_new_usage = _trusted(UsageInfo)
+
+
+def _lenient_arguments(value: Any) -> Any:
+    if value is None:
+        return ""
+    if value.__class__ is str:
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return freeze(value)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("function.arguments", f"is not a JSON object ({exc})") from None
+    if isinstance(value, str):
+        return str(value)
+    raise ValidationError("function.arguments", f"{_short(value)} is not a JSON string or a JSON object")
+
+
 def _lenient_tool_call(value: Any) -> ToolCall:
-    data = _expect_object(value, "tool call")
+    data = value if value.__class__ is dict else _expect_object(value, "tool call")
     function = data.get("function")
-    function = _expect_object(function if function is not None else {}, "function call")
+    if function.__class__ is not dict:
+        function = _expect_object(function if function is not None else {}, "function call")
+    name = function.get("name")
+    arguments = function.get("arguments")
     call_id = data.get("id")
     index = data.get("index")
-    arguments = function.get("arguments")
-    return ToolCall(
-        id=UNSET if call_id is None else _lenient_str(call_id),
-        index=UNSET if index is None else _lenient_int(index),
-        function=FunctionCall(
-            name=_lenient_str(function.get("name")),
-            arguments="" if arguments is None else arguments,
+    return _new_tool_call(
+        _new_function_call(
+            name if name.__class__ is str else _lenient_str(name),
+            arguments if arguments.__class__ is str else _lenient_arguments(arguments),
         ),
+        call_id if call_id.__class__ is str else (UNSET if call_id is None else _lenient_str(call_id)),
+        index if index.__class__ is int else (UNSET if index is None else _lenient_int(index)),
     )
 
 
 def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
+    if value.__class__ is dict and "tool_calls" not in value and "prefix" not in value:
+        text = value.get("content")
+        if text.__class__ is str:  # a streamed text delta, the most common message of all
+            return _new_assistant(text, UNSET, UNSET)
     data = _expect_object(value, "assistant message")
     problems: list[tuple[str, str]] = []
     content: Any = UNSET
@@ -677,7 +746,7 @@ def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
     prefix = data.get("prefix")
     if problems:
         raise ValidationError("", "", errors=problems)
-    return AssistantMessage(content=content, tool_calls=calls, prefix=prefix if isinstance(prefix, bool) else UNSET)
+    return _new_assistant(content, calls, prefix if isinstance(prefix, bool) else UNSET)
 
 
 def _lenient(cls: type, **overrides: Any) -> Callable[[Any, Any], Any]:
@@ -689,64 +758,143 @@ def _lenient(cls: type, **overrides: Any) -> Callable[[Any, Any], Any]:
     return hook
 
 
+def field(data: Mapping[str, Any], key: str, hook: Callable[..., Any], problems: list[Any], default: Any) -> Any:
+    """Return ``hook(data[key])`` (*default* when absent or ``null``), collecting errors in *problems*."""
+    value = data.get(key)
+    if value is None:
+        return default
+    try:
+        return hook(value)
+    except ValidationError as exc:
+        problems += exc.with_prefix(key).errors
+        return default
+
+
 def _register_responses() -> None:
-    text = override(struct_hook=lambda v, _: _lenient_str(v))
-    integer = override(struct_hook=lambda v, _: 0 if v is None else _lenient_int(v))
-    opt_int = override(struct_hook=_opt_int)
-    converter.register_structure_hook(PromptTokensDetails, _lenient(PromptTokensDetails, cached_tokens=integer))
-    details = override(struct_hook=lambda v, _: None if v is None else converter.structure(v, PromptTokensDetails))
+
+    def details(value: Any, _: Any = None) -> PromptTokensDetails:
+        data = _expect_object(value, "PromptTokensDetails")
+        cached = data.get("cached_tokens")
+        return PromptTokensDetails(cached_tokens=0 if cached is None else _lenient_int(cached))
+
+    def usage_info(value: Any, _: Any = None) -> UsageInfo:
+        data = _expect_object(value, "UsageInfo")
+        get = data.get
+        problems: list[tuple[str, str]] = []
+        out = _new_usage(
+            field(data, "prompt_tokens", _lenient_int, problems, 0),
+            field(data, "completion_tokens", _lenient_int, problems, 0),
+            field(data, "total_tokens", _lenient_int, problems, 0),
+            field(data, "prompt_audio_seconds", _lenient_int, problems, None),
+            field(data, "num_cached_tokens", _lenient_int, problems, None),
+            None
+            if get("prompt_tokens_details") is None
+            else field(data, "prompt_tokens_details", details, problems, None),
+        )
+        if problems:
+            raise ValidationError("", "", errors=problems)
+        return out
+
+    converter.register_structure_hook(PromptTokensDetails, details)
+    converter.register_structure_hook(UsageInfo, usage_info)
+    structure_usage = converter.get_structure_hook(UsageInfo)
+
+    def choice(cls: type[Any], message_key: str) -> Callable[[Any, Any], Any]:
+        make = _trusted(cls)
+
+        def hook(value: Any, _: Any = None) -> Any:
+            if value.__class__ is dict:  # the usual shape, read without the per-field error plumbing
+                index = value.get("index", 0)
+                message = value.get(message_key)
+                reason = value.get("finish_reason")
+                if index.__class__ is int and message.__class__ is dict and reason is None:
+                    return make(index, _lenient_assistant(message), None)
+            return slow(value)
+
+        def slow(value: Any) -> Any:
+            data = _expect_object(value, cls.__name__)
+            problems: list[tuple[str, str]] = []
+            index = field(data, "index", _lenient_int, problems, 0)
+            message = field(data, message_key, _lenient_assistant, problems, _EMPTY_ASSISTANT)
+            reason = field(data, "finish_reason", _finish_reason, problems, None)
+            if problems:
+                raise ValidationError("", "", errors=problems)
+            return make(index, message, reason)
+
+        return hook
+
+    structure_choice = choice(ChatCompletionChoice, "message")
+    structure_stream_choice = choice(CompletionResponseStreamChoice, "delta")
+    converter.register_structure_hook(ChatCompletionChoice, structure_choice)
+    converter.register_structure_hook(CompletionResponseStreamChoice, structure_stream_choice)
+
+    def choices(item: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        return _list_of(item, "choices", if_none=())
+
+    def top(cls: type[Any], object_default: str, usage_default: Any, item: Callable[[Any, Any], Any]) -> Any:
+        structure_choices = choices(item)
+        make = _trusted(cls)
+        names = [a.name for a in attrs.fields(cls)]
+        assert names[:6] == ["id", "object", "model", "created", "usage", "choices"], names
+        # the HTTP facts after the wire fields keep their defaults
+        tail = tuple(a.default for a in attrs.fields(cls)[6:])
+
+        def usage(value: Any) -> Any:
+            return structure_usage(value, UsageInfo)
+
+        def hook(value: Any, _: Any = None) -> Any:
+            if value.__class__ is dict:  # the usual shape, read without the per-field error plumbing
+                get = value.get
+                id_, object_, model, created = get("id"), get("object", object_default), get("model"), get("created")
+                usage_, choices_ = get("usage"), get("choices")
+                if (
+                    id_.__class__ is str
+                    and object_.__class__ is str
+                    and model.__class__ is str
+                    and created.__class__ is int
+                    and choices_.__class__ is list
+                    and usage_ is None
+                ):
+                    try:
+                        return make(
+                            id_,
+                            object_,
+                            model,
+                            _created(created),
+                            usage_default,
+                            tuple([item(c, None) for c in choices_]),
+                            *tail,
+                        )
+                    except ValidationError:
+                        pass  # the slow path below reports it with its full path
+            return slow(value)
+
+        def slow(value: Any) -> Any:
+            data = _expect_object(value, cls.__name__)
+            problems: list[tuple[str, str]] = []
+            out = make(
+                field(data, "id", _lenient_str, problems, ""),
+                field(data, "object", _lenient_str, problems, object_default),
+                field(data, "model", _lenient_str, problems, ""),
+                field(data, "created", _created, problems, None),
+                field(data, "usage", usage, problems, usage_default),
+                field(data, "choices", structure_choices, problems, ()),
+                *tail,
+            )
+            if problems:
+                raise ValidationError("", "", errors=problems)
+            return out
+
+        return hook
+
     converter.register_structure_hook(
-        UsageInfo,
-        _lenient(
-            UsageInfo,
-            prompt_tokens=integer,
-            completion_tokens=integer,
-            total_tokens=integer,
-            prompt_audio_seconds=opt_int,
-            num_cached_tokens=opt_int,
-            prompt_tokens_details=details,
-        ),
+        ChatCompletionResponse, top(ChatCompletionResponse, "chat.completion", UsageInfo(), structure_choice)
     )
-    usage = override(struct_hook=lambda v, _: UsageInfo() if v is None else converter.structure(v, UsageInfo))
-    opt_usage = override(struct_hook=lambda v, _: None if v is None else converter.structure(v, UsageInfo))
-    reason = override(struct_hook=_finish_reason)
-    assistant = override(struct_hook=_lenient_assistant)
     converter.register_structure_hook(
-        ChatCompletionChoice, _lenient(ChatCompletionChoice, index=integer, message=assistant, finish_reason=reason)
-    )
-    converter.register_structure_hook(
-        CompletionResponseStreamChoice,
-        _lenient(CompletionResponseStreamChoice, index=integer, delta=assistant, finish_reason=reason),
+        CompletionChunk, top(CompletionChunk, "chat.completion.chunk", None, structure_stream_choice)
     )
     meta = {name: override(omit=True) for name in ("latency", "request_id", "rate_limit", "retries_taken")}
     chunk_meta = {name: override(omit=True) for name in ("is_last_chunk", "chunk_latency", "total_latency", "error")}
-    common = {"id": text, "object": text, "model": text, "created": override(struct_hook=_created)}
-    converter.register_structure_hook(
-        ChatCompletionResponse,
-        _lenient(
-            ChatCompletionResponse,
-            usage=usage,
-            choices=override(
-                struct_hook=_list_of(lambda v, _: converter.structure(v, ChatCompletionChoice), "choices", if_none=())
-            ),
-            **common,
-            **meta,
-        ),
-    )
-    converter.register_structure_hook(
-        CompletionChunk,
-        _lenient(
-            CompletionChunk,
-            usage=opt_usage,
-            choices=override(
-                struct_hook=_list_of(
-                    lambda v, _: converter.structure(v, CompletionResponseStreamChoice), "choices", if_none=()
-                )
-            ),
-            **common,
-            **chunk_meta,
-        ),
-    )
 
     # unstructure: full shapes, nulls kept, HTTP facts left out
     def created(value: datetime | None) -> int | None:
@@ -803,21 +951,17 @@ def _register_responses() -> None:
 _register_unstructure()
 _register_structure()
 _register_responses()
+_RESPONSE_HOOKS: Final[dict[type, Callable[[Any, Any], Any]]] = {
+    cls: converter.get_structure_hook(cls) for cls in (ChatCompletionResponse, CompletionChunk)
+}
 
 # ------------------------------------------------------------------------------------ public API
-
-
-def dumps(data: Any, *, indent: int | None = None) -> str:
-    """Return *data* as compact JSON text (non-ASCII kept as it is)."""
-    if indent is None:
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return json.dumps(data, ensure_ascii=False, indent=indent, allow_nan=False)
 
 
 def loads(text: str | bytes) -> Any:
     """Return the value JSON *text* holds; malformed JSON is a :class:`ValidationError`."""
     try:
-        return json.loads(text)
+        return _json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise ValidationError("", f"is not valid JSON ({exc})") from None
 
@@ -857,6 +1001,9 @@ def loads_request(text: str | bytes, *, allow_extra: bool = False) -> ChatComple
 def structure_response(data: Any, cls: type[_T]) -> _T:
     """Return a response or chunk of type *cls* from its wire body (lenient)."""
     try:
+        hook = _RESPONSE_HOOKS.get(cls)
+        if hook is not None:
+            return hook(data, cls)  # type: ignore[no-any-return]
         return converter.structure(data, cls)
     except ValidationError:
         raise
@@ -894,8 +1041,8 @@ def structure_strict(data: Any, cls: type[_T]) -> _T:
 def parse_output(content: str, cls: Any) -> Any:
     """Parse the JSON text *content* into *cls* through the converter (raising :class:`OutputError`)."""
     try:
-        data = json.loads(content)
-    except ValueError as exc:
+        data = _json.loads(content)
+    except (ValueError, RecursionError) as exc:
         raise OutputError(f"is not valid JSON ({exc})", content=content) from None
     return structure_output(data, cls, content=content)
 

@@ -112,6 +112,9 @@ class TemplateError(ValidationError):
         super().__init__("", "", errors=[(path, message) for _, path, message in self.problems])
         self.args = ("\n".join(f"{file}: {_join(path, message)}" for file, path, message in self.problems),)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,))
+
     @property
     def file(self) -> str:
         """The file of the first problem."""

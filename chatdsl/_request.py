@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
@@ -170,9 +169,7 @@ class ChatCompletionRequest:
         """
         if type(self) is not ChatCompletionRequest:
             return attrs.evolve(self, **changes)
-        new = _new_request()
-        for name, value in zip(_FIELD_NAMES, _get_fields(self), strict=True):
-            _set(new, name, value)
+        new = _copy_request(self)
         for name, value in changes.items():
             field = _FIELD_SPECS.get(name)
             if field is None:
@@ -408,7 +405,7 @@ class ChatCompletionRequest:
 
     def to_json(self, *, indent: int | None = None) -> str:
         """Return the wire body as JSON text."""
-        from ._converter import dumps
+        from ._json import dumps
 
         return dumps(self.to_dict(), indent=indent)
 
@@ -498,12 +495,25 @@ _FIELD_SPECS: dict[str, tuple[Any, Any, Any]] = {
 }
 _MESSAGES_ATTRIBUTE = attrs.fields(ChatCompletionRequest).messages
 _check_messages = c.items_of(*MESSAGE_TYPES, what="message")
-_get_fields = operator.attrgetter(*_FIELD_NAMES)
 _set = object.__setattr__
 
 
-def _new_request() -> ChatCompletionRequest:
-    return object.__new__(ChatCompletionRequest)
+def _make_copier() -> Callable[[ChatCompletionRequest], ChatCompletionRequest]:
+    """Return a function copying a request slot by slot (generated: one line per field, no loop)."""
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": ChatCompletionRequest}
+    lines = ["def copy(self):", "    new = _new(_cls)"]
+    for name in _FIELD_NAMES:
+        descriptor = ChatCompletionRequest.__dict__[name]
+        namespace[f"_get_{name}"] = descriptor.__get__
+        namespace[f"_set_{name}"] = descriptor.__set__
+        lines.append(f"    _set_{name}(new, self.{name})")
+    lines.append("    return new")
+    exec("\n".join(lines), namespace)  # generated from the class's own field names
+    copier: Callable[[ChatCompletionRequest], ChatCompletionRequest] = namespace["copy"]
+    return copier
+
+
+_copy_request = _make_copier()
 
 
 _EMPTY: dict[str, Any] = {"messages": (), "extra": FrozenDict()}

@@ -158,7 +158,7 @@ class ChatCompletionResponse:
 
     def to_json(self, *, indent: int | None = None) -> str:
         """Return the wire body as JSON text."""
-        from ._converter import dumps
+        from ._json import dumps
 
         return dumps(self.to_dict(), indent=indent)
 
@@ -186,8 +186,8 @@ class CompletionChunk:
     object: str = "chat.completion.chunk"
     model: str = ""
     created: datetime | None = None
-    choices: tuple[CompletionResponseStreamChoice, ...] = ()
     usage: UsageInfo | None = None
+    choices: tuple[CompletionResponseStreamChoice, ...] = ()
     is_last_chunk: bool = attrs.field(default=False, eq=False)
     chunk_latency: timedelta | None = attrs.field(default=None, eq=False)
     total_latency: timedelta | None = attrs.field(default=None, eq=False)
@@ -224,6 +224,6 @@ class CompletionChunk:
 
     def to_json(self, *, indent: int | None = None) -> str:
         """Return the wire event as JSON text."""
-        from ._converter import dumps
+        from ._json import dumps
 
         return dumps(self.to_dict(), indent=indent)

@@ -29,6 +29,8 @@ from typing import Any, Final
 
 import attrs
 
+from . import _json
+from ._converter import structure_response
 from ._errors import StreamError, ValidationError
 from ._response import CompletionChunk
 
@@ -242,7 +244,7 @@ def decode_chunk(event: ServerSentEvent) -> CompletionChunk:
     the start of the data. (``[DONE]`` is the caller's business: check for :data:`DONE` first.)
     """
     try:
-        data = json.loads(event.data)
+        data = _json.loads(event.data)
     except (ValueError, RecursionError):
         if event.event == "error":
             raise StreamError(f"the server sent an error event: {describe_error_body(event.data)}") from None
@@ -254,6 +256,6 @@ def decode_chunk(event: ServerSentEvent) -> CompletionChunk:
     if not isinstance(data, dict):
         raise StreamError(f"malformed event: its data is not a JSON object: {_shorten(event.data, 200)!r}")
     try:
-        return CompletionChunk.from_dict(data)
+        return structure_response(data, CompletionChunk)
     except ValidationError as exc:
         raise StreamError(f"malformed event: not a completion chunk ({exc})") from exc

@@ -17,8 +17,9 @@ Files (``.json`` or ``.toml``, UTF-8, at most :data:`DEFAULT_MAX_SIZE` bytes by 
     ``template`` (the optional header: ``description``, ``extends``, ``variables``) and ``extra``
     (body fields sent as they are, as with ``with_extra()``). Reading is strict: an unknown key is
     a :class:`~chatdsl.TemplateError` naming the file and the key path. ``extends`` names another
-    template file, relative to this one; this file's body is merged over the parent's. Files are
-    data only: nothing in them is ever executed.
+    template file, relative to this one; this file's body is merged over the parent's, its
+    variables over the parent's field by field; a description belongs to its own file. Cycles are
+    refused, listing the chain. Files are data only: nothing in them is ever executed.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ DEFAULT_MAX_SIZE: Final = 1 << 20
 
 _PATTERN: Final = string.Template.pattern
 _IDENTIFIER: Final = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*\Z")
+_SNIPPET: Final = re.compile(r"\$\S{0,10}")
 _SUFFIXES: Final = (".json", ".toml")
 _HEADER_KEYS: Final = ("description", "extends", "variables")
 _VARIABLE_KEYS: Final = ("description", "default")
@@ -88,7 +90,8 @@ def _scan(path: str, text: str, names: set[str], problems: list[tuple[str, str]]
             names.add(name)
         elif match.group("invalid") is not None:
             start = match.start("invalid") - 1
-            snippet = text[start : start + 12]
+            found = _SNIPPET.match(text, start)
+            snippet = found.group() if found else "$"
             problems.append(
                 (
                     path,
@@ -156,8 +159,11 @@ def render(
         except ValidationError as exc:
             problems += exc.errors
     known = ", ".join(names) or "none"
-    problems += [(name, f"is a variable of the request but has no value (variables: {known})")
-                 for name in names if name not in given]  # fmt: skip
+    problems += [
+        (name, f"is a variable of the request but has no value (variables: {known})")
+        for name in names
+        if name not in given
+    ]
     if not allow_extra:
         problems += [
             (name, f"is not a variable of the request (variables: {known}); pass allow_extra=True to allow it")
@@ -364,7 +370,8 @@ class RequestTemplate:
 
         Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
         """
-        return _load(Path(path), (), max_size)
+        request, description, declared = _load(Path(path), (), max_size, placeholders=True)
+        return cls(request=request, description=description, variables=declared, path=Path(path))
 
     def save(self, path: str | Path) -> None:
         """Write this template (header and body; ``extends`` is already resolved) as ``.json`` or ``.toml``."""
@@ -394,8 +401,12 @@ def save(request: ChatCompletionRequest, path: str | Path) -> None:
 
 
 def load(path: str | Path, *, max_size: int = DEFAULT_MAX_SIZE) -> ChatCompletionRequest:
-    """Read the request a template file holds (``extends`` resolved; the header's defaults are not applied)."""
-    return _load(Path(path), (), max_size).request
+    """Read the request a template file holds (``extends`` followed; the header's defaults are not applied).
+
+    Message text is taken as it is: placeholders are checked when the request is rendered (or by
+    :meth:`RequestTemplate.load`), so a saved request holding a lone ``$`` loads back unchanged.
+    """
+    return _load(Path(path), (), max_size, placeholders=False)[0]
 
 
 def _suffix(path: Path) -> str:
@@ -515,7 +526,7 @@ def _read_header(header: Any, problems: list[tuple[str, str]]) -> tuple[str, str
     return description, extends, tuple(declared)
 
 
-def _read_body(data: dict[str, Any], problems: list[tuple[str, str]]) -> ChatCompletionRequest:
+def _read_body(data: dict[str, Any], problems: list[tuple[str, str]], *, placeholders: bool) -> ChatCompletionRequest:
     from ._converter import structure_request
 
     extra = data.pop("extra", None)
@@ -532,14 +543,22 @@ def _read_body(data: dict[str, Any], problems: list[tuple[str, str]]) -> ChatCom
                 request = attrs.evolve(request, extra=extra)
             except ValidationError as exc:
                 problems += exc.errors
-    try:
-        variables(request)
-    except ValidationError as exc:
-        problems += exc.errors
+    if placeholders:
+        try:
+            variables(request)
+        except ValidationError as exc:
+            problems += exc.errors
     return request
 
 
-def _load(path: Path, chain: tuple[Path, ...], max_size: int) -> RequestTemplate:
+_Loaded = tuple[ChatCompletionRequest, str, tuple[Variable, ...]]
+
+
+def _load(path: Path, chain: tuple[Path, ...], max_size: int, *, placeholders: bool) -> _Loaded:
+    """Return the request, description and declared variables of the file at *path*, ``extends`` followed.
+
+    With *placeholders*, message text must hold only valid placeholders (it is template text).
+    """
     file = str(path)
     resolved = path.resolve()
     if resolved in (p.resolve() for p in chain):
@@ -548,17 +567,17 @@ def _load(path: Path, chain: tuple[Path, ...], max_size: int) -> RequestTemplate
     data = _read(path, max_size)
     problems: list[tuple[str, str]] = []
     description, extends, declared = _read_header(data.pop("template", {}), problems)
-    request = _read_body(data, problems)
+    request = _read_body(data, problems, placeholders=placeholders)
     parent_path = path.parent / extends if extends is not None else None
     if parent_path is not None and not parent_path.is_file():
         problems.append(("template.extends", f"{extends!r} names no file (looked for {parent_path})"))
     if problems:
         raise TemplateError([(file, p, m) for p, m in problems])
     if parent_path is not None:
-        parent = _load(parent_path, (*chain, path), max_size)
-        request = merge(parent.request, request)
-        declared = _merge_variables(parent.variables, declared)
-    return RequestTemplate(request=request, description=description, variables=declared, path=path)
+        parent_request, _, parent_variables = _load(parent_path, (*chain, path), max_size, placeholders=placeholders)
+        request = merge(parent_request, request)
+        declared = _merge_variables(parent_variables, declared)
+    return request, description, declared
 
 
 # ----------------------------------------------------------------------------------- TOML writer

@@ -88,7 +88,8 @@ def test_merge_example():
     assert merged.tools[0].function.description == "new"
     assert merged.tool_choice == ToolChoice.AUTO
     assert merged.extra == {"a": 1, "b": 2}
-    assert base.temperature == 0 and len(base.messages) == 1  # both sides unchanged
+    assert base.temperature == 0
+    assert len(base.messages) == 1
     assert base.merge(overlay) == merged
 
 

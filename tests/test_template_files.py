@@ -57,7 +57,7 @@ def test_json_files_round_trip_every_request(tmp_path, request):
 def test_toml_files_round_trip_every_request_without_nulls(tmp_path, request):
     path = tmp_path / "r.toml"
     if has_null(request.to_dict()):
-        with pytest.raises(TemplateError, match="is null, which TOML cannot hold; save this template as .json"):
+        with pytest.raises(TemplateError, match=r"is null, which TOML cannot hold; save this template as \.json"):
             request.save(path)
         return
     request.save(path)
@@ -67,10 +67,7 @@ def test_toml_files_round_trip_every_request_without_nulls(tmp_path, request):
 _keys = st.text(max_size=4) | st.sampled_from(["a.b", "x y", "template", '"', "\\", "é", "[a]", "1"])
 _strings = st.text(max_size=10) | st.sampled_from(['"""', 'a"', '""', "\\", "\n", 'x\n"', "\r\n", "\x00\x7f", "'''"])
 _scalars = (
-    st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _strings
+    st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | _strings
 )
 toml_data = st.recursive(
     _scalars,
@@ -85,13 +82,13 @@ def test_the_toml_writer_is_read_back_equal_by_tomllib(data):
 
 
 def test_toml_files_are_readable(tmp_path):
-    request = chat("m").system("Line one\nLine \"two\" costs $$5\n").user("$q").with_temperature(0.2)
+    request = chat("m").system('Line one\nLine "two" costs $$5\n').user("$q").with_temperature(0.2)
     RequestTemplate(request=request, description="A test.", variables=[Variable(name="q", default=1)]).save(
         tmp_path / "t.toml"
     )
     text = (tmp_path / "t.toml").read_text(encoding="utf-8")
     assert text.startswith('model = "m"\ntemperature = 0.2\n\n[template]\ndescription = "A test."\n')
-    assert '[template.variables.q]\ndefault = 1\n' in text
+    assert "[template.variables.q]\ndefault = 1\n" in text
     assert 'content = """\nLine one\nLine "two" costs $$5\n"""' in text
     assert "[[messages]]" in text
     assert RequestTemplate.load(tmp_path / "t.toml").render().messages[1].content == "1"
@@ -109,6 +106,15 @@ def test_template_header_round_trips_in_both_formats(tmp_path):
         assert loaded == template
         assert loaded.path == tmp_path / name
         assert loaded.render().messages[0].content == "A 2.5"
+
+
+def test_request_files_keep_text_as_it_is_while_templates_check_placeholders(tmp_path):
+    request = chat("m").user("It costs $5 (a lone $)")
+    for name in ("r.json", "r.toml"):
+        request.save(tmp_path / name)
+        assert ChatCompletionRequest.load(tmp_path / name) == request
+        with pytest.raises(TemplateError, match=r"messages\[0\]\.content: has an invalid placeholder '\$5'"):
+            RequestTemplate.load(tmp_path / name)
 
 
 def test_saving_refuses_other_suffixes_and_null_in_toml(tmp_path):
@@ -231,7 +237,7 @@ def test_bad_files_are_one_clear_error(tmp_path, name, text, path, message):
 def test_unreadable_files(tmp_path):
     with pytest.raises(TemplateError, match="does not exist"):
         ChatCompletionRequest.load(tmp_path / "missing.toml")
-    with pytest.raises(TemplateError, match="a template file is .json or .toml"):
+    with pytest.raises(TemplateError, match=r"a template file is \.json or \.toml"):
         ChatCompletionRequest.load(write(tmp_path / "code.py", "import os\n"))
     (tmp_path / "latin1.toml").write_bytes(b'model = "caf\xe9"\n')
     with pytest.raises(TemplateError, match="is not UTF-8 text"):
@@ -259,8 +265,10 @@ def test_files_over_the_size_limit_are_refused(tmp_path):
 def test_the_example_library_loads_and_describes_itself():
     library = TemplateLibrary(EXAMPLES)
     assert library.names() == ("base", "extract", "summarize", "support", "support_fr")
-    assert list(library) == list(library.names()) and len(library) == 5
-    assert "extract" in library and "nope" not in library
+    assert list(library) == list(library.names())
+    assert len(library) == 5
+    assert "extract" in library
+    assert "nope" not in library
     assert library.directory == EXAMPLES
     info = {i.name: i for i in library.describe()}
     assert info["summarize"].description == "Summarize a customer message in a few sentences."
@@ -273,7 +281,7 @@ def test_the_example_library_loads_and_describes_itself():
     request = library["support_fr"].render(question="Where is A-1?")
     request.validate()
     assert request.tools[0].name == "get_order_status"
-    with pytest.raises(KeyError, match="no template 'nope'.*templates: base, extract"):
+    with pytest.raises(KeyError, match=r"no template 'nope'.*templates: base, extract"):
         library["nope"]
 
 
@@ -292,3 +300,13 @@ def test_the_library_reports_every_bad_file_at_once(tmp_path):
     assert len(info.value.lines()) == 3
     with pytest.raises(TemplateError, match="is not a directory"):
         TemplateLibrary(tmp_path / "good.toml")
+
+
+def test_template_errors_survive_pickling():
+    import pickle
+
+    error = TemplateError([("a.toml", "temperature", "is above the maximum"), ("b.json", "", "does not exist")])
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.problems == error.problems
+    assert str(copy) == str(error) == "a.toml: temperature: is above the maximum\nb.json: does not exist"
+    assert copy.errors == (("temperature", "is above the maximum"), ("", "does not exist"))

@@ -143,7 +143,13 @@ def test_other_values_are_refused(value):
 
 @pytest.mark.parametrize(
     ("text", "snippet"),
-    [("costs $5", "'$5'"), ("a $ b", "'$ b'"), ("end $", "'$'"), ("${not closed", "'${not closed'"), ("${1x}", "'${1x}'")],
+    [
+        ("costs $5", "'$5'"),
+        ("a $ b", "'$'"),
+        ("end $", "'$'"),
+        ("${not closed", "'${not'"),
+        ("${1x}", "'${1x}'"),
+    ],
 )
 def test_invalid_placeholders_name_the_message_path(text, snippet):
     request = chat().system("fine").user([TextChunk(text="ok"), TextChunk(text=text)])

@@ -22,7 +22,6 @@ import sys
 import textwrap
 import threading
 import time
-import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -122,8 +121,17 @@ def floor_build(question: str) -> str:
 TEMPLATE = (
     chatdsl.chat(MODEL)
     .system(SYSTEM)
-    .with_tools([Tool.of(t["function"]["name"], t["function"]["parameters"],
-                         description=t["function"]["description"], strict=True) for t in TOOLS])
+    .with_tools(
+        [
+            Tool.of(
+                t["function"]["name"],
+                t["function"]["parameters"],
+                description=t["function"]["description"],
+                strict=True,
+            )
+            for t in TOOLS
+        ]
+    )
     .with_json_schema(ANSWER_SCHEMA, name="answer", strict=True)
     .with_temperature(0.3)
     .with_top_p(0.9)
@@ -161,8 +169,11 @@ def _mistralai_build() -> Callable[[str], Any] | None:
                     {
                         "role": "assistant",
                         "tool_calls": [
-                            {"id": "call_1", "type": "function",
-                             "function": {"name": "weather_0", "arguments": ARGUMENTS}}
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "weather_0", "arguments": ARGUMENTS},
+                            }
                         ],
                     },
                     {"role": "tool", "content": TOOL_RESULT, "tool_call_id": "call_1", "name": "weather_0"},
@@ -194,8 +205,12 @@ RESPONSE_TEXT = json.dumps(
                     "role": "assistant",
                     "content": "Let me look that up for you: Paris, three days, with hourly detail and rain.",
                     "tool_calls": [
-                        {"id": f"call_{i}", "type": "function", "index": i,
-                         "function": {"name": f"weather_{i}", "arguments": ARGUMENTS}}
+                        {
+                            "id": f"call_{i}",
+                            "type": "function",
+                            "index": i,
+                            "function": {"name": f"weather_{i}", "arguments": ARGUMENTS},
+                        }
                         for i in range(3)
                     ],
                 },
@@ -263,11 +278,77 @@ def floor_stream(data: bytes) -> int:
     return count
 
 
-def chatdsl_stream(data: bytes) -> int:
-    """chatdsl: the SSE decoder fed socket-sized reads, each event parsed into a ``CompletionChunk``."""
-    from chatdsl._client import _parse_stream_bytes  # type: ignore[attr-defined]
+def _stream_session(data: bytes) -> Any:
+    """A ``requests`` session whose adapter answers every call with *data* as an SSE body (no socket)."""
+    import io
 
-    return _parse_stream_bytes(_reads(data))  # type: ignore[no-any-return]
+    import requests
+    import urllib3
+    from requests.adapters import BaseAdapter
+
+    class Answer(BaseAdapter):
+        def send(self, request: Any, **kwargs: Any) -> requests.Response:
+            raw = urllib3.HTTPResponse(
+                body=_ChunkedReader(data),
+                headers={"Content-Type": "text/event-stream"},
+                status=200,
+                preload_content=False,
+                decode_content=False,
+            )
+            response = requests.Response()
+            response.status_code = 200
+            response.headers["Content-Type"] = "text/event-stream"
+            response.raw = raw
+            response.request = request
+            response.url = request.url
+            return response
+
+        def close(self) -> None:
+            pass
+
+    class _ChunkedReader(io.RawIOBase):
+        """Hands the body over in socket-sized reads, as a real connection would."""
+
+        def __init__(self, body: bytes) -> None:
+            self._body = memoryview(body)
+            self._pos = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            size = min(len(buffer), READ_SIZE, len(self._body) - self._pos)
+            buffer[:size] = self._body[self._pos : self._pos + size]
+            self._pos += size
+            return size
+
+        def read1(self, size: int = -1) -> bytes:
+            size = READ_SIZE if size < 0 else min(size, READ_SIZE)
+            chunk = bytes(self._body[self._pos : self._pos + size])
+            self._pos += len(chunk)
+            return chunk
+
+    session = requests.Session()
+    session.mount("https://", Answer())
+    return session
+
+
+_STREAM_CLIENT: Any = None
+
+
+def chatdsl_stream(data: bytes) -> int:
+    """chatdsl: the client's real streaming path (SSE decoder, chunks, latencies, merging) over in-memory reads."""
+    global _STREAM_CLIENT
+    if _STREAM_CLIENT is None:
+        _STREAM_CLIENT = chatdsl.Client(api_key="bench-key", session=_stream_session(data), max_retries=0)
+    count = 0
+    with _STREAM_CLIENT.chat_completion_stream(TEMPLATE.user(QUESTION)) as stream:
+        for chunk in stream:
+            if chunk.error is not None:
+                raise chunk.error
+            if chunk.choices:
+                count += 1
+    return count
 
 
 def _mistralai_stream() -> Callable[[bytes], int] | None:
@@ -294,9 +375,7 @@ def _mistralai_stream() -> Callable[[bytes], int] | None:
 # ---------------------------------------------------------------------------------- harness
 
 
-def interleaved(
-    candidates: dict[str, Callable[[], Any]], *, rounds: int, target: float = 0.02
-) -> dict[str, float]:
+def interleaved(candidates: dict[str, Callable[[], Any]], *, rounds: int, target: float = 0.02) -> dict[str, float]:
     """Return the median seconds per call of each candidate, timed in interleaved rounds."""
     numbers = {}
     for name, fn in candidates.items():
@@ -421,13 +500,18 @@ def client_round_trip() -> dict[str, Callable[[], Any]]:
 
 def streaming_latency(events: int = 50) -> list[float]:
     """Seconds from the server writing an event to the caller receiving it, over loopback."""
-    from chatdsl.testing import LocalServer, Reply  # type: ignore[attr-defined]
+    from chatdsl.testing import LocalServer, Reply
 
     sent: dict[int, float] = {}
     lock = threading.Lock()
     chunks = [
-        {"id": "s", "object": "chat.completion.chunk", "created": 0, "model": "m",
-         "choices": [{"index": 0, "delta": {"content": str(i)}, "finish_reason": None}]}
+        {
+            "id": "s",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": str(i)}, "finish_reason": None}],
+        }
         for i in range(events)
     ]
     latencies: list[float] = []
@@ -498,14 +582,17 @@ def main(argv: list[str] | None = None) -> None:
         kinds.append("mistralai")
     rows.append(("memory per derived request (10,000)", {k: memory_per_request(k) for k in kinds}, "bytes"))
 
-    columns = ["floor", "chatdsl", "mistralai"]
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
     try:
         from importlib.metadata import version
 
-        print(f"chatdsl {chatdsl.__version__}, mistralai {version('mistralai')}, orjson "
-              f"{version('orjson') if _has('orjson') else 'absent'}")
+        print(
+            f"chatdsl {chatdsl.__version__}, mistralai {version('mistralai')}, orjson "
+            f"{version('orjson') if _has('orjson') else 'absent'}"
+        )
     except Exception:
         print(f"chatdsl {chatdsl.__version__} (mistralai not installed)")
     print()

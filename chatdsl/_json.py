@@ -1,0 +1,64 @@
+"""JSON text in and out: ``orjson`` when it is installed, the standard library otherwise.
+
+Both paths give the same values. orjson is used first for speed; whatever it refuses (integers
+beyond 64 bits, lone surrogates, indents other than 2) goes through the standard library, which
+then decides. Standard library only at import besides the optional ``orjson``.
+"""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+_orjson: ModuleType | None
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by forcing the fallback in tests
+    _orjson = None
+
+__all__ = ["dumps", "dumps_bytes", "loads", "using_orjson"]
+
+
+def using_orjson() -> bool:
+    """Return whether the fast ``orjson`` path is in use."""
+    return _orjson is not None
+
+
+def _std_dumps(data: Any, indent: int | None) -> str:
+    if indent is None:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return json.dumps(data, ensure_ascii=False, indent=indent, allow_nan=False)
+
+
+def dumps_bytes(data: Any) -> bytes:
+    """Return *data* as compact UTF-8 JSON bytes (the body that goes on the wire)."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(data)  # type: ignore[no-any-return]
+        except TypeError:
+            pass
+    return _std_dumps(data, None).encode("utf-8", "surrogatepass")
+
+
+def dumps(data: Any, *, indent: int | None = None) -> str:
+    """Return *data* as JSON text: compact, or indented by *indent* spaces (non-ASCII kept as it is)."""
+    if _orjson is not None and indent in (None, 2):
+        try:
+            option = _orjson.OPT_INDENT_2 if indent == 2 else 0
+            return _orjson.dumps(data, option=option).decode("utf-8")  # type: ignore[no-any-return]
+        except TypeError:
+            pass
+    return _std_dumps(data, indent)
+
+
+def loads(text: str | bytes | bytearray | memoryview) -> Any:
+    """Return the value JSON *text* holds; raises ``ValueError`` (or ``RecursionError``) when malformed."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(text)
+        except ValueError:
+            pass  # let the standard library decide (and word the error)
+    if isinstance(text, memoryview):
+        text = bytes(text)
+    return json.loads(text)

@@ -1,0 +1,285 @@
+"""The ``chatdsl`` command: every subcommand once as a real subprocess, the error paths in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+import chatdsl
+from chatdsl import RequestTemplate
+from chatdsl._cli import main
+from chatdsl.testing import LocalServer, Reply
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "templates"
+SUPPORT = str(EXAMPLES / "support_fr.json")
+KEY = "test-key-cli"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chatdsl", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("chatdsl: error: ")
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture
+def server():
+    with LocalServer(api_key=KEY) as running:
+        yield running
+
+
+# ------------------------------------------------------------------------------ subprocesses
+
+
+def test_render_prints_the_wire_json_through_the_console_script():
+    script = Path(sys.executable).parent / "chatdsl"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "chatdsl"]
+    result = subprocess.run(
+        [*command, "render", "examples/templates/summarize.toml", "--var", "text=It costs $5 {x}", "-v", "sentences=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = RequestTemplate.load(EXAMPLES / "summarize.toml").render(text="It costs $5 {x}", sentences="1")
+    assert json.loads(result.stdout) == expected.to_dict()
+    assert result.stdout.startswith("{\n  ")  # indented by default
+
+
+def test_render_with_a_missing_value_is_one_line_and_status_1():
+    result = run("render", "examples/templates/summarize.toml")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    line = one_error_line(result.stderr)
+    assert line == (
+        "chatdsl: error: examples/templates/summarize.toml: text: has no value and no default; "
+        "give one with --var text=VALUE"
+    )
+
+
+def test_validate_reports_one_line_per_problem(tmp_path):
+    (tmp_path / "good.toml").write_text('model = "m"\n[[messages]]\nrole = "user"\ncontent = "$q"\n')
+    (tmp_path / "typo.toml").write_text('temprature = 0.2\n[template]\ndescripton = "x"\n')
+    (tmp_path / "price.json").write_text('{"messages": [{"role": "user", "content": "costs $5"}]}')
+    result = run("validate", str(tmp_path), "examples/templates")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines == [
+        f"{tmp_path / 'price.json'}: messages[0].content: has an invalid placeholder '$5' at character 6; "
+        "write $name or ${name} for a variable and $$ for a literal dollar",
+        f"{tmp_path / 'typo.toml'}: template.descripton: is not a known field (known: description, extends, variables)",
+        f"{tmp_path / 'typo.toml'}: temprature: is not a known field (known: {', '.join(_request_fields())})",
+    ]
+    assert result.stderr == "chatdsl: 3 problems in 8 template file(s)\n"
+    assert run("validate", "examples/templates").returncode == 0
+
+
+def _request_fields() -> list[str]:
+    return [a.name for a in attrs.fields(chatdsl.ChatCompletionRequest) if a.name != "extra"]
+
+
+def test_list_shows_names_descriptions_and_variables():
+    result = run("list", "examples/templates")
+    assert result.returncode == 0, result.stderr
+    assert "summarize\tSummarize a customer message in a few sentences.\n" in result.stdout
+    assert "    $sentences (default 2)  How many sentences the summary may have.\n" in result.stdout
+    assert "    $text (required)  The customer message to summarize.\n" in result.stdout
+    assert result.stdout.count("\n    $language") == 5
+
+
+def test_send_prints_the_answer_then_usage_and_latency(server):
+    result = run(
+        "send", SUPPORT, "--var", "question=Where is A-1?", "--base-url", server.url, env={"MISTRAL_API_KEY": KEY}
+    )
+    assert result.returncode == 0, result.stderr
+    sent = server.last_request
+    assert sent is not None
+    assert sent.json == RequestTemplate.load(SUPPORT).render(question="Where is A-1?").to_dict()
+    assert "Where is A-1?" in result.stdout  # the local server echoes the last user message
+    assert result.stderr.startswith("usage: ")
+    assert " tokens; latency " in result.stderr
+    assert result.stderr.endswith(" s\n")
+
+
+def test_send_stream_prints_the_text_as_it_arrives(server):
+    result = run(
+        "send",
+        SUPPORT,
+        "-v",
+        "question=Hello there",
+        "--stream",
+        "--base-url",
+        server.url,
+        env={"MISTRAL_API_KEY": KEY},
+    )
+    assert result.returncode == 0, result.stderr
+    assert server.last_request is not None
+    assert server.last_request.json["stream"] is True
+    assert "Hello there" in result.stdout
+    assert result.stdout.endswith("\n")
+    assert "first text after" in result.stderr
+    assert result.stderr.startswith("usage: ")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_runs_until_sigterm_or_ctrl_c(signum):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatdsl", "serve", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        with chatdsl.Client(api_key="anything", base_url=url, timeout=10) as client:
+            answer = client.chat_completion(chatdsl.chat("m").user("ping"))
+        assert "ping" in answer.text()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+        assert "serving chat completions on" in stderr
+        assert stderr.endswith("chatdsl: stopped\n")
+        assert "Traceback" not in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+# ------------------------------------------------------------------------------------ in-process
+
+
+def test_send_needs_the_api_key(monkeypatch, capsys):
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    assert main(["send", SUPPORT, "--var", "question=q"]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        "chatdsl: error: MISTRAL_API_KEY is not set; set it to your API key (any key works with `chatdsl serve`)"
+    )
+
+
+def test_send_api_errors_are_one_line(monkeypatch, capsys, server):
+    monkeypatch.setenv("MISTRAL_API_KEY", "wrong-key")
+    assert main(["send", SUPPORT, "--var", "question=q", "--base-url", server.url]) == 1
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    assert line.startswith("chatdsl: error: AuthenticationError: HTTP 401")
+    assert "wrong-key" not in captured.err + captured.out
+
+
+def test_send_json_prints_the_response(monkeypatch, capsys, server):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    assert main(["send", SUPPORT, "--var", "question=q", "--base-url", server.url, "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_send_stream_json_prints_one_chunk_per_line(monkeypatch, capsys, server):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    assert main(["send", SUPPORT, "--var", "question=a b c", "--stream", "--json", "--base-url", server.url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 2
+    assert all(json.loads(line)["object"] == "chat.completion.chunk" for line in lines)
+
+
+def test_a_broken_stream_ends_the_line_and_fails(monkeypatch, capsys, server):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    server.enqueue(Reply.stream_cut(after=1))
+    assert main(["send", SUPPORT, "--var", "question=one two three", "--stream", "--base-url", server.url]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.endswith("\n")
+    assert captured.out.strip() != ""
+    assert one_error_line(captured.err).startswith("chatdsl: error: StreamError: ")
+
+
+def test_tool_calls_are_shown(monkeypatch, capsys, server):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    answer = {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "created": 0,
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {"id": "c1", "function": {"name": "get_order_status", "arguments": '{"order": "A-1"}'}}
+                    ],
+                },
+            }
+        ],
+    }
+    server.enqueue(Reply.json(answer))
+    assert main(["send", SUPPORT, "--var", "question=q", "--base-url", server.url]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == '\n[tool call get_order_status({"order": "A-1"})]\n'
+    assert captured.err.startswith("usage: 1 prompt + 2 completion = 3 tokens; latency ")
+
+
+def test_validate_complete_renders_with_defaults_and_vars(capsys):
+    assert main(["validate", "--complete", str(EXAMPLES / "summarize.toml")]) == 1
+    out = capsys.readouterr().out
+    assert "summarize.toml: text: is a variable of the request but has no value" in out
+    assert main(["validate", "--complete", str(EXAMPLES / "summarize.toml"), "--var", "text=t", "-v", "x=y"]) == 0
+    assert main(["validate", "--complete", str(EXAMPLES / "base.toml")]) == 1
+    assert "the last message must be a user or tool message" in capsys.readouterr().out
+
+
+def test_template_problems_and_size_limits(tmp_path, capsys):
+    assert main(["render", str(tmp_path / "missing.toml")]) == 1
+    assert one_error_line(capsys.readouterr().err).endswith("missing.toml: does not exist")
+    assert main(["render", str(EXAMPLES / "base.toml"), "--max-size", "10"]) == 1
+    assert "is larger than the limit of 10 bytes" in capsys.readouterr().err
+    assert main(["list", str(tmp_path / "nope")]) == 1
+    assert one_error_line(capsys.readouterr().err).endswith("nope: is not a directory")
+    assert main(["validate", str(tmp_path)]) == 1
+    assert capsys.readouterr().out == f"{tmp_path}: holds no .json or .toml file\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["render"],
+        ["render", "t.toml", "--var", "novalue"],
+        ["send", "t.toml", "--timeout", "-1"],
+        ["serve", "--port", "70000"],
+        ["frobnicate"],
+    ],
+)
+def test_command_line_mistakes_exit_with_status_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err
+    assert "Traceback" not in err
