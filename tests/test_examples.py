@@ -75,24 +75,28 @@ def test_each_example_runs_and_its_request_bodies_are_valid(example: Path, tmp_p
             assert problems(REQUEST, document) == []
 
 
-def test_the_quickstart_prints_three_derived_requests(tmp_path: Path) -> None:
+def test_the_quickstart_builds_from_the_template_and_sends_four_ways(tmp_path: Path) -> None:
     output = run(ROOT / "examples" / "quickstart.py", tmp_path)
-    names = [line[2:] for line in output.splitlines() if line.startswith("# ")]
+    assert "MISTRAL_API_KEY is not set" in output  # it says it is offline
     bodies = json_documents(output)
-    assert names == ["plain", "seeded", "structured"]
-    assert len(bodies) == 3
-    requests = [ChatCompletionRequest.from_dict(body) for body in bodies]
-    for request, body in zip(requests, bodies, strict=True):
-        assert request.validate() is request
-        assert problems(REQUEST, body) == []
-        assert body["temperature"] == 0  # an explicit zero reaches the wire
-        assert body["messages"][0] == bodies[0]["messages"][0]  # the shared template's system message
-        assert body["messages"][-1]["role"] == "user"
-    plain, seeded, structured = bodies
-    assert "random_seed" not in plain
-    assert seeded["random_seed"] == 0
-    assert structured["response_format"]["type"] == "json_schema"
-    assert structured["response_format"]["json_schema"]["name"] == "place"
+    assert len(bodies) == 1
+    request = ChatCompletionRequest.from_dict(bodies[0])
+    assert request.validate() is request
+    assert problems(REQUEST, bodies[0]) == []
+    assert bodies[0]["temperature"] == 0  # an explicit zero reaches the wire
+    sections = [line[2:] for line in output.splitlines() if line.startswith("# ")]
+    assert sections == [
+        "the wire body of the first request",
+        "a plain call",
+        "a stream, printed as it arrives",
+        "a JSON-schema answer parsed into a class",
+        "a tool call, run by the tool loop",
+    ]
+    assert "echo: What is the capital of France?" in output
+    assert "' lighthouse.' (+" in output  # streamed word by word, with a latency each
+    assert "Place(city=" in output
+    assert "assistant calls get_weather(" in output
+    assert "tool: 18 °C and clear in" in output
 
 
 def test_json_documents_finds_each_printed_object() -> None:
