@@ -6,7 +6,9 @@
 0
 """
 
-from ._client import ChatCompletionStream, Client, RetryPolicy, Timeout
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -26,8 +28,6 @@ from ._errors import (
     UnprocessableEntityError,
     ValidationError,
 )
-from ._functions import FunctionTool, tool
-from ._loop import ToolRunResult
 from ._messages import (
     AssistantMessage,
     AudioChunk,
@@ -87,8 +87,6 @@ from ._response import (
     RateLimitInfo,
     UsageInfo,
 )
-from ._schema import json_schema
-from ._templates import RequestTemplate, TemplateInfo, TemplateLibrary, Variable
 from ._tools import (
     Function,
     JsonSchema,
@@ -103,6 +101,42 @@ from ._tools import (
     ToolChoiceMode,
 )
 from ._types import UNSET, FrozenDict, FrozenList, JSONValue, UnsetType
+
+if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` stays cheap
+    from ._client import ChatCompletionStream, Client, RetryPolicy, Timeout
+    from ._functions import FunctionTool, tool
+    from ._loop import ToolRunResult
+    from ._schema import json_schema
+    from ._templates import RequestTemplate, TemplateInfo, TemplateLibrary, Variable
+
+_LAZY: dict[str, str] = {
+    "ChatCompletionStream": "._client",
+    "Client": "._client",
+    "RetryPolicy": "._client",
+    "Timeout": "._client",
+    "FunctionTool": "._functions",
+    "tool": "._functions",
+    "ToolRunResult": "._loop",
+    "json_schema": "._schema",
+    "RequestTemplate": "._templates",
+    "TemplateInfo": "._templates",
+    "TemplateLibrary": "._templates",
+    "Variable": "._templates",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the client, templates, schemas and tool helpers on first use (PEP 562)."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'chatdsl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __version__ = "0.1.0"
 

@@ -66,7 +66,7 @@ def _to_image_detail(value: Any) -> Any:
     return c.to_enum(ImageDetail)(value)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class TextChunk:
     """A text content part."""
 
@@ -74,7 +74,7 @@ class TextChunk:
     text: str = attrs.field(validator=c.string())
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ImageURLChunk:
     """An image content part: an ``https:`` URL or a ``data:`` URL, with an optional detail level."""
 
@@ -85,7 +85,7 @@ class ImageURLChunk:
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class DocumentURLChunk:
     """A document content part given by URL."""
 
@@ -94,7 +94,7 @@ class DocumentURLChunk:
     document_name: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class FileChunk:
     """A content part referring to an uploaded file by id."""
 
@@ -102,7 +102,7 @@ class FileChunk:
     file_id: str = attrs.field(validator=c.string(non_empty=True))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ReferenceChunk:
     """A content part citing references by id."""
 
@@ -110,7 +110,7 @@ class ReferenceChunk:
     reference_ids: tuple[int, ...] = attrs.field(converter=c.to_tuple, validator=c.items_of(int))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class AudioChunk:
     """An audio content part (base64 data or a URL, as the API accepts)."""
 
@@ -118,7 +118,7 @@ class AudioChunk:
     input_audio: str = attrs.field(validator=c.string())
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ToolReferenceChunk:
     """A reference to a built-in tool's result, found inside thinking parts."""
 
@@ -133,7 +133,7 @@ class ToolReferenceChunk:
 ThinkPart: TypeAlias = TextChunk | ReferenceChunk | ToolReferenceChunk
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ThinkChunk:
     """A reasoning content part, as reasoning models return it."""
 
@@ -189,7 +189,7 @@ def _content(*, required: bool, parts: tuple[type, ...] = CONTENT_CHUNK_TYPES) -
     return check
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class FunctionCall:
     """The function a tool call invokes; ``arguments`` is a JSON string or a JSON object."""
 
@@ -199,7 +199,7 @@ class FunctionCall:
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ToolCall:
     """A call of a tool by the model: an ``id`` to answer with a tool message, and the function call."""
 
@@ -239,7 +239,7 @@ class ToolCall:
         return structure_output(self.arguments(), tp, content=raw_arguments(self))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SystemMessage:
     """A system message: instructions for the model."""
 
@@ -249,7 +249,7 @@ class SystemMessage:
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class UserMessage:
     """A user message: text, or content parts such as text and images."""
 
@@ -257,7 +257,7 @@ class UserMessage:
     content: Content = attrs.field(converter=_to_content, validator=_content(required=True))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class AssistantMessage:
     """An assistant message: content, tool calls, or both; ``prefix`` asks the model to continue it."""
 
@@ -290,7 +290,7 @@ class AssistantMessage:
         return parse_output(self.text(), tp)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ToolMessage:
     """The result of a tool call, answering the call's ``tool_call_id``."""
 

@@ -110,7 +110,7 @@ def _to_reasoning_effort(value: Any) -> Any:
     return c.to_enum(ReasoningEffort)(value)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ChatCompletionRequest:
     """A chat-completion request: immutable, validated on every construction, unset fields not sent.
 

@@ -34,14 +34,14 @@ class FinishReason(enum.StrEnum):
     TOOL_CALLS = "tool_calls"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PromptTokensDetails:
     """Details of the prompt's tokens (``cached_tokens``)."""
 
     cached_tokens: int = 0
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class UsageInfo:
     """Token usage of a completion."""
 
@@ -53,7 +53,7 @@ class UsageInfo:
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class RateLimitInfo:
     """The server's ``x-ratelimit-*`` headers: ``headers`` holds them all (names lower-cased).
 
@@ -99,7 +99,7 @@ class RateLimitInfo:
         return self._int("x-ratelimit-remaining-tokens", "x-ratelimit-remaining-tokens-minute")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ChatCompletionChoice:
     """One completion: its ``index``, the assistant ``message`` and the ``finish_reason``."""
 
@@ -108,7 +108,7 @@ class ChatCompletionChoice:
     finish_reason: FinishReason | str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ChatCompletionResponse:
     """A chat completion with the HTTP facts around it.
 
@@ -163,7 +163,7 @@ class ChatCompletionResponse:
         return dumps(self.to_dict(), indent=indent)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class CompletionResponseStreamChoice:
     """One choice of a streamed chunk: the ``delta`` to append and, at its end, the ``finish_reason``."""
 
@@ -172,7 +172,7 @@ class CompletionResponseStreamChoice:
     finish_reason: FinishReason | str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class CompletionChunk:
     """A chunk of a streamed completion.
 

@@ -71,7 +71,7 @@ def _to_response_format_type(value: Any) -> Any:
     return c.to_enum(ResponseFormatType)(value)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Function:
     """A function the model may call: its name, description and JSON-schema parameters."""
 
@@ -81,7 +81,7 @@ class Function:
     strict: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Tool:
     """A tool the model may call (the API knows function tools)."""
 
@@ -152,7 +152,7 @@ def _to_mode(value: Any) -> Any:
     return c.to_enum(ToolChoiceMode)(value)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ToolChoice:
     """Which tool the model may call: a mode (``auto``/``none``/``any``/``required``) or one function.
 
@@ -209,7 +209,7 @@ ToolChoice.ANY = _MODES[ToolChoiceMode.ANY]
 ToolChoice.REQUIRED = _MODES[ToolChoiceMode.REQUIRED]
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class JsonSchema:
     """A named JSON schema for structured output; ``strict`` asks the model to follow it exactly."""
 
@@ -219,7 +219,7 @@ class JsonSchema:
     strict: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ResponseFormat:
     """The format of the answer: text, a JSON object, or JSON following ``json_schema``."""
 
@@ -245,7 +245,7 @@ ResponseFormat.TEXT = ResponseFormat(type=ResponseFormatType.TEXT)
 ResponseFormat.JSON_OBJECT = ResponseFormat(type=ResponseFormatType.JSON_OBJECT)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Prediction:
     """Expected output content, which lets the model answer faster when it matches."""
 
@@ -291,7 +291,7 @@ def _check_additional(_: Any, attribute: Any, value: Any) -> None:
     raise c.fail(attribute.name, value, "is not a bool or a PropertyDefinition")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PropertyDefinition:
     """A JSON-schema node, as the Go client's ``PropertyDefinition``; :meth:`to_schema` gives the dict.
 

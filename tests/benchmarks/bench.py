@@ -278,8 +278,8 @@ def floor_stream(data: bytes) -> int:
     return count
 
 
-def _stream_session(data: bytes) -> Any:
-    """A ``requests`` session whose adapter answers every call with *data* as an SSE body (no socket)."""
+def _memory_session(data: bytes, content_type: str = "text/event-stream") -> Any:
+    """A ``requests`` session whose adapter answers every call with *data* (no socket, socket-sized reads)."""
     import io
 
     import requests
@@ -290,14 +290,16 @@ def _stream_session(data: bytes) -> Any:
         def send(self, request: Any, **kwargs: Any) -> requests.Response:
             raw = urllib3.HTTPResponse(
                 body=_ChunkedReader(data),
-                headers={"Content-Type": "text/event-stream"},
+                headers={"Content-Type": content_type, "Content-Length": str(len(data))},
                 status=200,
                 preload_content=False,
                 decode_content=False,
             )
             response = requests.Response()
             response.status_code = 200
-            response.headers["Content-Type"] = "text/event-stream"
+            response.headers["Content-Type"] = content_type
+            response.headers["Content-Length"] = str(len(data))
+            response.headers["mistral-correlation-id"] = "bench"
             response.raw = raw
             response.request = request
             response.url = request.url
@@ -340,7 +342,7 @@ def chatdsl_stream(data: bytes) -> int:
     """chatdsl: the client's real streaming path (SSE decoder, chunks, latencies, merging) over in-memory reads."""
     global _STREAM_CLIENT
     if _STREAM_CLIENT is None:
-        _STREAM_CLIENT = chatdsl.Client(api_key="bench-key", session=_stream_session(data), max_retries=0)
+        _STREAM_CLIENT = chatdsl.Client(api_key="bench-key", session=_memory_session(data), max_retries=0)
     count = 0
     with _STREAM_CLIENT.chat_completion_stream(TEMPLATE.user(QUESTION)) as stream:
         for chunk in stream:
@@ -406,9 +408,9 @@ def _import_time(statement: str, runs: int) -> float:
     return float(out.stdout.strip())
 
 
-def import_times(runs: int) -> dict[str, float]:
+def import_times(runs: int, chatdsl_statement: str = "import chatdsl") -> dict[str, float]:
     """Median import time of each statement, measured in fresh interpreters, interleaved."""
-    statements = {"floor": "import requests, attrs, cattrs", "chatdsl": "import chatdsl"}
+    statements = {"floor": "import requests, attrs, cattrs", "chatdsl": chatdsl_statement}
     try:
         import importlib.util
 
@@ -443,9 +445,11 @@ _MEMORY_SCRIPT = textwrap.dedent(
                                             tools=bench.TOOLS, response_format=bench.RESPONSE_FORMAT, **bench.PARAMS)
         make = lambda t: base.model_copy(update={{"messages": [*base.messages, models.UserMessage(content=t)]}})
     make("warm up")
+    kept = [None] * len(texts)  # the list that holds them is not part of what is measured
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    kept = [make(t) for t in texts]
+    for i, t in enumerate(texts):
+        kept[i] = make(t)
     after = tracemalloc.get_traced_memory()[0]
     print((after - before) / len(kept))
     """
@@ -460,37 +464,17 @@ def memory_per_request(kind: str) -> float:
 
 
 def client_round_trip() -> dict[str, Callable[[], Any]]:
-    """A full call through ``requests`` with an in-memory adapter answering (no socket)."""
-    import requests
-    from requests.adapters import BaseAdapter
-
-    body = RESPONSE_TEXT.encode()
-
-    class Answer(BaseAdapter):
-        def send(self, request: Any, **kwargs: Any) -> requests.Response:
-            response = requests.Response()
-            response.status_code = 200
-            response.headers["Content-Type"] = "application/json"
-            response.headers["mistral-correlation-id"] = "bench"
-            response._content = body
-            response.request = request
-            response.url = request.url
-            return response
-
-        def close(self) -> None:
-            pass
-
-    session = requests.Session()
-    session.mount("https://", Answer())
+    """A full call through ``requests`` with an in-memory adapter answering (no socket), both sides alike."""
+    session = _memory_session(RESPONSE_TEXT.encode(), "application/json")
     url = "https://api.mistral.ai/v1/chat/completions"
     headers = {"Authorization": "Bearer bench-key", "Content-Type": "application/json", "Accept": "application/json"}
-    request = json.loads(floor_build(QUESTION))
     derived = TEMPLATE.user(QUESTION)
+    body = derived.to_dict()
 
     def floor() -> Any:
-        return session.post(url, data=json.dumps(request), headers=headers, timeout=(5, 60)).json()
+        return session.post(url, data=json.dumps(body), headers=headers, timeout=(5, 60)).json()
 
-    client = chatdsl.Client(api_key="bench-key", session=session, max_retries=0)  # type: ignore[attr-defined]
+    client = chatdsl.Client(api_key="bench-key", session=session, max_retries=0)
 
     def dsl() -> Any:
         return client.chat_completion(derived)
@@ -498,39 +482,61 @@ def client_round_trip() -> dict[str, Callable[[], Any]]:
     return {"floor": floor, "chatdsl": dsl}
 
 
-def streaming_latency(events: int = 50) -> list[float]:
-    """Seconds from the server writing an event to the caller receiving it, over loopback."""
-    from chatdsl.testing import LocalServer, Reply
+def streaming_latency(events: int = 50, pause: float = 0.01) -> list[float]:
+    """Seconds from an event's bytes being written to the loopback socket to the caller receiving it.
 
-    sent: dict[int, float] = {}
-    lock = threading.Lock()
-    chunks = [
-        {
-            "id": "s",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": "m",
-            "choices": [{"index": 0, "delta": {"content": str(i)}, "finish_reason": None}],
-        }
-        for i in range(events)
-    ]
+    A minimal server thread (same process, same clock) writes each event with ``sendall`` and
+    stamps it with ``time.perf_counter()`` just before; it pauses between events, so every event
+    is measured on its own, not behind the next one.
+    """
+    import socket
+
+    stamps: list[float] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+            for i in range(events):
+                chunk = {
+                    "id": "s",
+                    "object": "chat.completion.chunk",
+                    "created": 1702256327,
+                    "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": str(i)}, "finish_reason": None}],
+                }
+                payload = b"data: " + json.dumps(chunk).encode() + b"\n\n"
+                time.sleep(pause)
+                stamps.append(time.perf_counter())
+                conn.sendall(payload)
+            conn.sendall(b"data: [DONE]\n\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
     latencies: list[float] = []
-    with LocalServer() as server:
-        server.enqueue(Reply.stream(chunks, delay=0.01, on_event=lambda i: _mark(sent, lock, i)))
-        client = chatdsl.Client(api_key="bench", base_url=server.url, max_retries=0)  # type: ignore[attr-defined]
-        for chunk in client.chat_completion_stream(chatdsl.chat("m").user("x")):
+    client = chatdsl.Client(api_key="bench", base_url=f"http://127.0.0.1:{port}", max_retries=0)
+    with client.chat_completion_stream(chatdsl.chat("m").user("x")) as stream:
+        for chunk in stream:
             now = time.perf_counter()
-            if chunk.error is not None or not chunk.choices:
-                continue
-            index = int(chunk.text())
-            with lock:
-                latencies.append(now - sent[index])
+            if chunk.error is not None:
+                raise chunk.error
+            if chunk.choices:
+                latencies.append(now - stamps[int(chunk.text())])
+    thread.join(timeout=5)
+    listener.close()
     return latencies
-
-
-def _mark(sent: dict[int, float], lock: threading.Lock, index: int) -> None:
-    with lock:
-        sent[index] = time.perf_counter()
 
 
 # ------------------------------------------------------------------------------------ report
@@ -576,6 +582,13 @@ def main(argv: list[str] | None = None) -> None:
 
     rows.append(("client round trip (in-memory adapter)", interleaved(client_round_trip(), rounds=rounds), "time"))
     rows.append(("import", import_times(import_runs), "time"))
+    rows.append(
+        (
+            "import, then first use of the client and the converter",
+            import_times(import_runs, "import chatdsl; chatdsl.Client; chatdsl.chat('m').user('x').to_json()"),
+            "time",
+        )
+    )
 
     kinds = ["floor", "chatdsl"]
     if _mistralai_build() is not None:
