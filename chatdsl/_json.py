@@ -1,8 +1,10 @@
 """JSON text in and out: ``orjson`` when it is installed, the standard library otherwise.
 
-Both paths give the same values. orjson is used first for speed; whatever it refuses (integers
-beyond 64 bits, lone surrogates, indents other than 2) goes through the standard library, which
-then decides. Standard library only at import besides the optional ``orjson``.
+orjson is used first for speed; whatever it refuses to write (integers beyond 64 bits, lone
+surrogates, indents other than 2) or to read (malformed text, ``NaN`` literals) goes through the
+standard library, which then decides and words the error. Both paths give the same values, with
+one exception: orjson reads an integer beyond 64 bits as a float (no chat-completion field holds
+one; the request model refuses a float where it wants an integer).
 """
 
 from __future__ import annotations
