@@ -58,7 +58,7 @@ from ._response import (
     UsageInfo,
 )
 from ._tools import Function, JsonSchema, Prediction, ResponseFormat, Tool, ToolChoice
-from ._types import UNSET, freeze, thaw
+from ._types import UNSET, freeze
 
 _T = TypeVar("_T")
 
@@ -593,10 +593,6 @@ def _lenient_int(value: Any) -> int:
     return int(value)
 
 
-def _opt_int(value: Any, _: Any = None) -> int | None:
-    return None if value is None else _lenient_int(value)
-
-
 def _finish_reason(value: Any, _: Any = None) -> FinishReason | str | None:
     if value is None:
         return None
@@ -747,15 +743,6 @@ def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
     if problems:
         raise ValidationError("", "", errors=problems)
     return _new_assistant(content, calls, prefix if isinstance(prefix, bool) else UNSET)
-
-
-def _lenient(cls: type, **overrides: Any) -> Callable[[Any, Any], Any]:
-    fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False, **overrides)
-
-    def hook(value: Any, _: Any = None) -> Any:
-        return fn(_expect_object(value, cls.__name__), cls)
-
-    return hook
 
 
 def field(data: Mapping[str, Any], key: str, hook: Callable[..., Any], problems: list[Any], default: Any) -> Any:
@@ -1028,16 +1015,6 @@ def unstructure(obj: Any) -> Any:
     return converter.unstructure(obj, type(obj))
 
 
-def structure_strict(data: Any, cls: type[_T]) -> _T:
-    """Return a model of type *cls* read strictly from its wire form."""
-    try:
-        return converter.structure(data, cls)
-    except ValidationError:
-        raise
-    except Exception as exc:
-        raise as_validation_error(exc) from None
-
-
 def parse_output(content: str, cls: Any) -> Any:
     """Parse the JSON text *content* into *cls* through the converter (raising :class:`OutputError`)."""
     try:
@@ -1170,13 +1147,3 @@ def _expect(value: Any, kind: type) -> Any:
 
 output_converter: Final = _make_output_converter()
 """Structures user-defined types from JSON answers (kept apart from the wire converter)."""
-
-
-def frozen_copy(value: Any) -> Any:
-    """Return a frozen copy of a JSON value (re-exported for templates)."""
-    return freeze(value)
-
-
-def plain_copy(value: Any) -> Any:
-    """Return a mutable copy of a frozen JSON value."""
-    return thaw(value)
