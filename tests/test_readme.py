@@ -45,3 +45,26 @@ def test_the_readme_snippets_run(
         ran += 1
     assert ran >= 10
     assert capsys.readouterr().out  # the snippets print what they show
+
+
+def test_every_public_name_is_shown_in_the_readme_or_an_example() -> None:
+    import chatdsl
+
+    shown = README + "".join(path.read_text(encoding="utf-8") for path in (ROOT / "examples").glob("*.py"))
+    missing = [name for name in chatdsl.__all__ if not re.search(rf"\b{re.escape(name)}\b", shown)]
+    assert missing == []
+
+
+def test_every_public_name_is_exported_sorted_and_documented() -> None:
+    import chatdsl
+
+    # isort style, as ruff's RUF022 keeps it: CONSTANTS, then Classes, then functions
+    assert list(chatdsl.__all__) == sorted(chatdsl.__all__, key=lambda n: (not n.isupper(), not n[:1].isupper(), n))
+    assert len(set(chatdsl.__all__)) == len(chatdsl.__all__)
+    undocumented = [
+        name
+        for name in chatdsl.__all__
+        if (callable(getattr(chatdsl, name)) and isinstance(getattr(chatdsl, name), type | types.FunctionType))
+        and not (getattr(chatdsl, name).__doc__ or "").strip()
+    ]
+    assert undocumented == []
