@@ -9,6 +9,7 @@
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._dialects import Dialect
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -103,7 +104,7 @@ from ._tools import (
 from ._types import UNSET, FrozenDict, FrozenList, JSONValue, UnsetType
 
 if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` stays cheap
-    from ._client import ChatCompletionStream, Client, RetryPolicy, Timeout
+    from ._client import ChatCompletionStream, Client, Limits, RetryPolicy, Timeout
     from ._functions import FunctionTool, tool
     from ._loop import ToolRunResult
     from ._schema import json_schema
@@ -112,6 +113,7 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
 _LAZY: dict[str, str] = {
     "ChatCompletionStream": "._client",
     "Client": "._client",
+    "Limits": "._client",
     "RetryPolicy": "._client",
     "Timeout": "._client",
     "FunctionTool": "._functions",
@@ -138,6 +140,7 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -159,6 +162,7 @@ __all__ = [
     "CompletionResponseStreamChoice",
     "Content",
     "ContentChunk",
+    "Dialect",
     "DocumentURLChunk",
     "FileChunk",
     "FinishReason",
@@ -172,6 +176,7 @@ __all__ = [
     "InternalServerError",
     "JSONValue",
     "JsonSchema",
+    "Limits",
     "MalformedResponseError",
     "Message",
     "NotFoundError",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import ValidationError
-from ._types import UNSET, FrozenDict, freeze
+from ._types import UNSET, FrozenDict, freeze, short_repr
 
 Validator = Callable[[Any, Any, Any], None]
 
@@ -23,8 +23,7 @@ def fail(field: str, value: Any, rule: str) -> ValidationError:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return short_repr(value)
 
 
 def _type_name(value: Any) -> str:

@@ -40,6 +40,7 @@ import urllib3
 
 from . import _json
 from ._converter import structure_response
+from ._dialects import Dialect, to_wire
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -65,7 +66,7 @@ from ._types import UNSET, FrozenDict, UnsetType
 if TYPE_CHECKING:
     from ._loop import OnToolError, ToolRunResult, Tools
 
-__all__ = ["DEFAULT_BASE_URL", "ChatCompletionStream", "Client", "RetryPolicy", "Timeout"]
+__all__ = ["DEFAULT_BASE_URL", "ChatCompletionStream", "Client", "Limits", "RetryPolicy", "Timeout"]
 
 logger: Final = logging.getLogger("chatdsl")
 
@@ -82,6 +83,7 @@ _READ_SIZE: Final = 65536
 _ERROR_BODY_LIMIT: Final = 1 << 20  # bytes of an error body kept (they are small; a proxy page may not be)
 _DRAIN_WAIT: Final = 0.05  # after [DONE]: how long to wait for the end of the HTTP body (to reuse the connection)
 _DRAIN_LIMIT: Final = 1 << 16
+_SHOWN_BODY: Final = 1000  # bytes of an oversized body kept on the error
 
 _STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
     400: BadRequestError,
@@ -189,6 +191,35 @@ class RetryPolicy:
 DEFAULT_TIMEOUT: Final = Timeout()
 
 
+def _size(_: Any, attribute: Any, value: Any) -> None:
+    if value is None and attribute.name != "pool_maxsize":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        allowed = "a positive integer" if attribute.name == "pool_maxsize" else "a positive number of bytes or None"
+        raise ValidationError(f"limits.{attribute.name}", f"{value!r} is not {allowed}")
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Resource bounds of a :class:`Client` (``None``: no limit).
+
+    ``max_response_size``: the most bytes of one response body, plain or streamed (counted after
+    decompression); a plain body past it is a :class:`~chatdsl.MalformedResponseError` (not
+    retried), a stream past it ends with an error chunk. ``max_event_size``: the most bytes of one
+    server-sent event; a stream with a larger event ends with an error chunk. ``pool_maxsize``: how
+    many connections per host are kept open for reuse (for the session the client makes; a
+    ``session`` you pass keeps its own adapters) — keep it at least the number of threads sharing
+    the client, or connections beyond it are closed after each call and opened again.
+    """
+
+    max_response_size: int | None = attrs.field(default=32 << 20, validator=_size)
+    max_event_size: int | None = attrs.field(default=4 << 20, validator=_size)
+    pool_maxsize: int = attrs.field(default=20, validator=_size)
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
 # ------------------------------------------------------------------------------------ helpers
 
 
@@ -208,11 +239,23 @@ class _BearerAuth(requests.auth.AuthBase):
         return "<BearerAuth ***>"
 
 
-def _check_key(api_key: Any) -> str:
+class _NoAuth(requests.auth.AuthBase):
+    """Sends no ``Authorization`` header (and, being an auth object, keeps ``.netrc`` from adding one)."""
+
+    __slots__ = ()
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+    def __repr__(self) -> str:
+        return "<NoAuth>"
+
+
+def _check_key(api_key: Any, env: str = API_KEY_ENV) -> str:
     if not isinstance(api_key, str):
         raise ValidationError("api_key", f"is {type(api_key).__name__}, not a string")
     if not api_key:
-        raise ValidationError("api_key", f"is empty; pass api_key=... or set the {API_KEY_ENV} environment variable")
+        raise ValidationError("api_key", f"is empty; pass api_key=... or set the {env} environment variable")
     if not api_key.isascii() or not api_key.isprintable() or any(ch.isspace() for ch in api_key):
         raise ValidationError("api_key", "holds whitespace, control or non-ASCII characters; a key is one token")
     return api_key
@@ -368,6 +411,7 @@ class _Exchange:
     deadline: float | None
     timeout: Timeout
     url: str
+    limits: Limits = DEFAULT_LIMITS
 
 
 # ------------------------------------------------------------------------------------ the client
@@ -382,7 +426,16 @@ class Client:
     ``timeout`` is a :class:`Timeout` or a number of seconds (connect and read); ``max_retries``
     overrides the ``retry`` policy's count. ``session`` is used as it is and never closed by the
     client (else the client makes one and closes it in :meth:`close`). ``headers`` are added to
-    every request.
+    every request. ``limits`` bounds response and event sizes and the connection pool (:class:`Limits`).
+
+    ``dialect`` (a :class:`~chatdsl.Dialect` or its name) picks the server's wire format: ``"mistral"``
+    (the default) or ``"openai"`` for OpenAI and the servers that copy its API (vLLM, llama.cpp's
+    server, Ollama, LM Studio). With ``"openai"`` the default ``base_url`` is
+    ``https://api.openai.com``, the key falls back to ``OPENAI_API_KEY`` and is optional (no key: no
+    ``Authorization`` header; ``api_key=""`` sends none even when the variable is set), and a
+    request field OpenAI has no equivalent for is a :class:`~chatdsl.ValidationError` before sending
+    — unless ``drop_unsupported=True`` (here or per call), which leaves such fields out and logs
+    them at INFO. Either way the endpoint is ``{base_url}/v1/chat/completions``.
 
     Use it as a context manager, or call :meth:`close`. It holds no per-call state and may be
     shared between threads.
@@ -394,7 +447,10 @@ class Client:
         "_auth",
         "_base_url",
         "_closed",
+        "_dialect",
+        "_drop_unsupported",
         "_headers",
+        "_limits",
         "_log_url",
         "_owns_session",
         "_retry",
@@ -409,27 +465,42 @@ class Client:
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: Timeout | float = DEFAULT_TIMEOUT,
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
         headers: Mapping[str, str] | None = None,
         allow_insecure_http: bool = False,
+        dialect: Dialect | str = Dialect.MISTRAL,
+        drop_unsupported: bool = False,
+        limits: Limits | None = None,
         _sleep: Callable[[float], None] | None = None,
     ) -> None:
         from . import __version__
 
+        self._dialect = Dialect.coerce(dialect)
+        self._drop_unsupported = _flag("drop_unsupported", drop_unsupported)
+        env = self._dialect.api_key_env
         if api_key is None:
-            api_key = os.environ.get(API_KEY_ENV)
-            if api_key is None:
-                raise ValidationError(
-                    "api_key", f"is not set; pass api_key=... or set the {API_KEY_ENV} environment variable"
-                )
-        self._api_key = _check_key(api_key)
-        self._auth = _BearerAuth(self._api_key)
+            api_key = os.environ.get(env)
+            if api_key is None and self._dialect is Dialect.MISTRAL:
+                raise ValidationError("api_key", f"is not set; pass api_key=... or set the {env} environment variable")
+        # an OpenAI-compatible server may need no key (a local vLLM, llama.cpp or Ollama): None or "" is none
+        self._api_key = None if self._dialect is Dialect.OPENAI and not api_key else _check_key(api_key, env)
+        self._auth: requests.auth.AuthBase = _NoAuth() if self._api_key is None else _BearerAuth(self._api_key)
         self._allow_insecure_http = bool(allow_insecure_http)
-        self._base_url = _check_base_url(base_url, allow_insecure_http=self._allow_insecure_http)
+        self._base_url = _check_base_url(
+            self._dialect.default_base_url if base_url is None else base_url,
+            # without a key nothing secret travels: plain http anywhere is the caller's business
+            allow_insecure_http=self._allow_insecure_http or self._api_key is None,
+        )
+        if self._dialect is Dialect.OPENAI and self._base_url.endswith("/v1"):
+            raise ValidationError(
+                "base_url",
+                f"{_redact_url(self._base_url)!r} ends with /v1, and chatdsl adds /v1/chat/completions itself; "
+                f"pass {_redact_url(self._base_url[:-3])!r}",
+            )
         self._url = self._base_url + _PATH
         self._log_url = _redact_url(self._url)
         self._timeout = Timeout.coerce(timeout)
@@ -438,8 +509,11 @@ class Client:
             raise ValidationError("retry", f"{policy!r} is not a RetryPolicy")
         self._retry = policy if max_retries is None else attrs.evolve(policy, max_retries=max_retries)
         self._headers = _check_headers(headers)
+        self._limits = DEFAULT_LIMITS if limits is None else limits
+        if not isinstance(self._limits, Limits):
+            raise ValidationError("limits", f"{self._limits!r} is not a Limits")
         self._owns_session = session is None
-        self._session = requests.Session() if session is None else session
+        self._session = _new_session(self._limits) if session is None else session
         self._sleep: Callable[[float], None] = time.sleep if _sleep is None else _sleep
         self._user_agent = f"chatdsl/{__version__}"
         self._closed = False
@@ -450,6 +524,16 @@ class Client:
     def base_url(self) -> str:
         """The API's base URL (without a trailing slash)."""
         return self._base_url
+
+    @property
+    def dialect(self) -> Dialect:
+        """The wire :class:`~chatdsl.Dialect` this client speaks."""
+        return self._dialect
+
+    @property
+    def drop_unsupported(self) -> bool:
+        """Whether request fields the dialect has no equivalent for are left out (logged) instead of refused."""
+        return self._drop_unsupported
 
     @property
     def timeout(self) -> Timeout:
@@ -465,6 +549,11 @@ class Client:
     def max_retries(self) -> int:
         """How many times a failed call is sent again (``retry.max_retries``)."""
         return self._retry.max_retries
+
+    @property
+    def limits(self) -> Limits:
+        """The :class:`Limits` of every call."""
+        return self._limits
 
     @property
     def session(self) -> requests.Session:
@@ -486,12 +575,16 @@ class Client:
         retry: RetryPolicy | UnsetType = UNSET,
         headers: Mapping[str, str | None] | UnsetType = UNSET,
         allow_insecure_http: bool | UnsetType = UNSET,
+        dialect: Dialect | str | UnsetType = UNSET,
+        drop_unsupported: bool | UnsetType = UNSET,
+        limits: Limits | UnsetType = UNSET,
     ) -> Client:
         """Return a new client with these settings changed, sharing this client's session.
 
         ``headers`` are merged into the current ones (a ``None`` value removes a header). The new
         client does not own the session: closing it leaves the session open; closing the client
-        that created the session closes it for both.
+        that created the session closes it for both. A new ``dialect`` keeps the key and base URL
+        unless they are given too.
         """
         merged = dict(self._headers)
         if not isinstance(headers, UnsetType):
@@ -501,8 +594,9 @@ class Client:
                 if value is not None:
                     merged[name] = value
         policy = self._retry if isinstance(retry, UnsetType) else retry
+        key = (self._api_key or "") if isinstance(api_key, UnsetType) else api_key  # "": still no key
         return Client(
-            self._api_key if isinstance(api_key, UnsetType) else api_key,
+            key,
             base_url=self._base_url if isinstance(base_url, UnsetType) else base_url,
             timeout=self._timeout if isinstance(timeout, UnsetType) else timeout,
             max_retries=None if isinstance(max_retries, UnsetType) else max_retries,
@@ -512,23 +606,32 @@ class Client:
             allow_insecure_http=(
                 self._allow_insecure_http if isinstance(allow_insecure_http, UnsetType) else allow_insecure_http
             ),
+            dialect=self._dialect if isinstance(dialect, UnsetType) else dialect,
+            drop_unsupported=(self._drop_unsupported if isinstance(drop_unsupported, UnsetType) else drop_unsupported),
+            limits=self._limits if isinstance(limits, UnsetType) else limits,
             _sleep=self._sleep,
         )
 
     def __repr__(self) -> str:
+        key = "None" if self._api_key is None else "'***'"
+        dialect = "" if self._dialect is Dialect.MISTRAL else f", dialect={self._dialect.value!r}"
         return (
-            f"Client(base_url={self._base_url!r}, api_key='***', timeout={self._timeout!r}, "
-            f"max_retries={self._retry.max_retries})"
+            f"Client(base_url={self._base_url!r}, api_key={key}, timeout={self._timeout!r}, "
+            f"max_retries={self._retry.max_retries}{dialect})"
         )
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Close the session if this client created it (idempotent); a closed client sends nothing."""
+        """Close the session if this client created it (idempotent); a closed client sends nothing.
+
+        Its pooled connections are closed at once (a call still running closes its own when it ends).
+        """
         if self._closed:
             return
         self._closed = True
         if self._owns_session:
+            _close_pools(self._session)
             self._session.close()
 
     @property
@@ -553,12 +656,14 @@ class Client:
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
         headers: Mapping[str, str] | None = None,
+        drop_unsupported: bool | None = None,
     ) -> ChatCompletionResponse:
         """Send *request* and return the completion (the Go client's ``ChatCompletion``).
 
-        The request is validated first (:meth:`ChatCompletionRequest.validate`); a request with
-        ``stream=True`` is sent with ``"stream": false``. ``timeout``, ``max_retries`` and
-        ``headers`` override the client's for this call. The response carries ``latency`` (the
+        The request is validated first (:meth:`ChatCompletionRequest.validate`) and spelled in the
+        client's dialect; a request with ``stream=True`` is sent with ``"stream": false``.
+        ``timeout``, ``max_retries``, ``headers`` and ``drop_unsupported`` override the client's for
+        this call. The response carries ``latency`` (the
         successful attempt: request sent to body parsed), ``request_id``, ``rate_limit`` and
         ``retries_taken``. Raises an :class:`~chatdsl.APIError` subclass for an error status,
         :class:`~chatdsl.MalformedResponseError` for a success body that is not a completion, and
@@ -568,7 +673,13 @@ class Client:
         if request.stream is True:
             request = request.with_streaming(False)
         return self._send(
-            request, _read_completion, stream=False, timeout=timeout, max_retries=max_retries, headers=headers
+            request,
+            _read_completion,
+            stream=False,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+            drop_unsupported=drop_unsupported,
         )
 
     def chat_completion_stream(
@@ -578,17 +689,28 @@ class Client:
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
         headers: Mapping[str, str] | None = None,
+        drop_unsupported: bool | None = None,
     ) -> ChatCompletionStream:
         """Send *request* with ``"stream": true`` and return the stream of its chunks.
 
         Errors before the response headers (an error status, no connection) raise here, after the
         retries; once the headers arrived nothing is retried and every failure ends the stream with
-        an error chunk (see :class:`ChatCompletionStream`).
+        an error chunk (see :class:`ChatCompletionStream`). With the ``"openai"`` dialect the
+        request asks for usage (``stream_options.include_usage``) and the stream folds the trailing
+        usage-only chunk into its last chunk.
         """
         request = _checked(request).with_streaming()
-        exchange = self._send(request, _accept, stream=True, timeout=timeout, max_retries=max_retries, headers=headers)
+        exchange = self._send(
+            request,
+            _accept,
+            stream=True,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+            drop_unsupported=drop_unsupported,
+        )
         n = request.n if isinstance(request.n, int) else 1
-        return ChatCompletionStream(exchange, expected_choices=max(1, n))
+        return ChatCompletionStream(exchange, expected_choices=max(1, n), fold_usage=self._dialect is Dialect.OPENAI)
 
     def run_tools(
         self,
@@ -630,6 +752,7 @@ class Client:
         timeout: Timeout | float | None,
         max_retries: int | None,
         headers: Mapping[str, str] | None,
+        drop_unsupported: bool | None = None,
     ) -> _T:
         """POST *request* with retries; once a success status arrives, return ``reader(exchange)``.
 
@@ -639,7 +762,11 @@ class Client:
             raise RuntimeError("this Client is closed")
         limits = self._timeout if timeout is None else Timeout.coerce(timeout)
         policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
-        body = dumps_bytes(request.to_dict())
+        data = request.to_dict()
+        if self._dialect is not Dialect.MISTRAL:
+            drop = self._drop_unsupported if drop_unsupported is None else _flag("drop_unsupported", drop_unsupported)
+            data = to_wire(data, self._dialect, drop_unsupported=drop)
+        body = dumps_bytes(data)
         send_headers = {
             "User-Agent": self._user_agent,
             "Content-Type": "application/json",
@@ -680,7 +807,10 @@ class Client:
                 status = response.status_code
                 if 200 <= status < 300:
                     try:
-                        return reader(_Exchange(response, sent_at, retries, deadline, limits, log_url))
+                        exchange = _Exchange(
+                            response, sent_at, retries, deadline, timeout=limits, url=log_url, limits=self._limits
+                        )
+                        return reader(exchange)
                     except APIConnectionError as exc:
                         error = exc
                 else:
@@ -748,10 +878,42 @@ def _accept(exchange: _Exchange) -> _Exchange:
     return exchange
 
 
+def _new_session(limits: Limits) -> requests.Session:
+    """Return a session whose adapters keep ``limits.pool_maxsize`` connections per host."""
+    session = requests.Session()
+    if limits.pool_maxsize != requests.adapters.DEFAULT_POOLSIZE:
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, requests.adapters.HTTPAdapter(pool_maxsize=limits.pool_maxsize))
+    return session
+
+
+def _close_pools(session: requests.Session) -> None:
+    """Close the idle pooled connections of *session* now.
+
+    ``Session.close()`` alone leaves them to the garbage collector with urllib3 2.x: its pools are
+    closed by a finalizer, which waits as long as any response object still refers to its pool.
+    """
+    for adapter in session.adapters.values():
+        manager = getattr(adapter, "poolmanager", None)
+        pools = getattr(manager, "pools", None)
+        if pools is None:
+            continue
+        for key in list(pools.keys()):
+            pool = pools.get(key)
+            if pool is not None:
+                pool.close()
+
+
 def _checked(request: ChatCompletionRequest) -> ChatCompletionRequest:
     if not isinstance(request, ChatCompletionRequest):
         raise TypeError(f"expected a ChatCompletionRequest, got {type(request).__name__}")
     return request.validate()
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(name, f"{value!r} is not True or False")
+    return value
 
 
 def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -802,12 +964,20 @@ def _read_body(response: requests.Response, limit: int | None = None) -> bytes:
             return b"".join(pieces)[:limit]
 
 
+def _content_length(response: requests.Response) -> int | None:
+    value = response.headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
+
+
 def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
     """Read and parse a success body; transport failures raise ``APIConnectionError`` (retryable)."""
     response = exchange.response
+    limit = exchange.limits.max_response_size
+    announced = _content_length(response)
+    too_large = limit is not None and announced is not None and announced > limit
     watchdog = _Watchdog(response, exchange.deadline)
     try:
-        body = _read_body(response)
+        body = b"" if too_large else _read_body(response, None if limit is None else limit + 1)
     except _READ_ERRORS as exc:
         if watchdog.fired:
             error: APIConnectionError = APITimeoutError(
@@ -824,6 +994,15 @@ def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
         )
     headers = response.headers
     request_id = _request_id(headers)
+    if too_large or (limit is not None and len(body) > limit):
+        size = f"{announced} bytes announced" if too_large else "more bytes"
+        raise MalformedResponseError(
+            f"the body is larger than max_response_size ({size}; the limit is {limit} bytes)",
+            status_code=response.status_code,
+            body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
+            request_id=request_id,
+            headers=_lower(headers),
+        )
     try:
         data = _json.loads(body)
     except (ValueError, RecursionError):
@@ -923,9 +1102,16 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
 
     ``chunk_latency`` is the time from the previous chunk's arrival (the first: from the request
     being sent), ``total_latency`` from the request being sent; both measured on arrival.
+
+    With ``fold_usage`` (the ``"openai"`` dialect, whose servers send the usage in one more chunk
+    without choices after the last one) the chunk that finishes the last choice is handed over
+    together with that usage chunk: its ``usage`` is set, it keeps ``is_last_chunk``, its latencies
+    run to the usage chunk's arrival, and the usage chunk itself is not handed over. So the last
+    chunk carries the usage in both dialects. (That one chunk waits for the next event — servers
+    send the two back to back.)
     """
 
-    def __init__(self, exchange: _Exchange, *, expected_choices: int = 1) -> None:
+    def __init__(self, exchange: _Exchange, *, expected_choices: int = 1, fold_usage: bool = False) -> None:
         response = exchange.response
         self._exchange = exchange
         self._response = response
@@ -947,7 +1133,7 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
         """The server's ``x-ratelimit-*`` headers."""
         self.retries_taken: int = exchange.retries
         """How many times the call was sent again before this stream began."""
-        self._chunks = self._generate()
+        self._chunks = self._fold_usage(self._generate()) if fold_usage else self._generate()
 
     # ------------------------------------------------------------------ iteration
 
@@ -995,9 +1181,10 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
 
         Content is concatenated per choice (text parts merged when the content is a list of parts),
         tool-call deltas are merged by their ``index`` (argument strings concatenated, ``id`` and
-        name from the first delta that has them; the index, a streaming detail, is not kept), finish
-        reasons and usage are kept; ``id``, ``model`` and ``created`` come from the first chunks that
-        have them. ``latency`` is the ``total_latency`` of the last chunk received.
+        name from the first delta that has them; the index, a streaming detail, is not kept),
+        refusal pieces are concatenated, finish reasons and usage are kept; ``id``, ``model`` and
+        ``created`` come from the first chunks that have them. ``latency`` is the ``total_latency``
+        of the last chunk received.
         """
         return self._merger.response(
             request_id=self.request_id, rate_limit=self.rate_limit, retries_taken=self.retries_taken
@@ -1010,11 +1197,13 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
     # ------------------------------------------------------------------ the reader
 
     def _generate(self) -> Generator[CompletionChunk]:
-        decoder = SSEDecoder()
+        limits = self._exchange.limits
+        decoder = SSEDecoder(max_event_size=limits.max_event_size)
         raw = self._response.raw
         merger = self._merger
         expected = self._expected
         marked = False
+        left = math.inf if limits.max_response_size is None else limits.max_response_size
         try:
             while True:
                 try:
@@ -1025,6 +1214,11 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
                 received = time.perf_counter()
                 if not data:
                     yield self._failure(self._end_failure(decoder))
+                    return
+                left -= len(data)
+                if left < 0:
+                    limit = limits.max_response_size
+                    yield self._failure(StreamError(f"the stream is larger than max_response_size ({limit} bytes)"))
                     return
                 try:
                     events = decoder.feed(data)
@@ -1059,6 +1253,32 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
                     yield self._stamp(chunk, received, last=marked)
         finally:
             self._release()
+
+    @staticmethod
+    def _fold_usage(chunks: Generator[CompletionChunk]) -> Generator[CompletionChunk]:
+        """Fold a trailing usage-only chunk into the chunk marked last before it (see the class docstring)."""
+        held: CompletionChunk | None = None
+        try:
+            for chunk in chunks:
+                if held is not None:
+                    if chunk.usage is not None and not chunk.choices and chunk.error is None:
+                        # both were stamped by this stream and are not shared: fold in place
+                        _set(held, "usage", chunk.usage)
+                        if held.chunk_latency is not None and chunk.chunk_latency is not None:
+                            _set(held, "chunk_latency", held.chunk_latency + chunk.chunk_latency)
+                        _set(held, "total_latency", chunk.total_latency)
+                        chunk, held = held, None
+                    else:
+                        yield held
+                        held = None
+                elif chunk.is_last_chunk and chunk.choices and chunk.usage is None and chunk.error is None:
+                    held = chunk
+                    continue
+                yield chunk
+            if held is not None:
+                yield held
+        finally:
+            chunks.close()
 
     def _stamp(self, chunk: CompletionChunk, received: float, *, last: bool) -> CompletionChunk:
         # The chunk was just built by this stream and nobody else holds it yet: set its timing
@@ -1101,8 +1321,8 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
             error.__cause__ = cause
             return error
         if decoder.has_partial_event:
-            return StreamError("the stream was cut in the middle of an event (the connection closed)")
-        return StreamError("the stream ended without [DONE] (the connection closed)")
+            return StreamError("the stream was cut in the middle of an event (the body ended)")
+        return StreamError("the stream ended without [DONE] (the body ended)")
 
     def _release(self, *, reuse: bool = False) -> None:
         """Free the connection (idempotent): back to the pool if the body ends at once, else closed."""
@@ -1140,13 +1360,14 @@ def _drain(response: requests.Response) -> None:
 
 
 class _Choice:
-    __slots__ = ("calls", "content", "finish_reason", "order")
+    __slots__ = ("calls", "content", "finish_reason", "order", "refusal")
 
     def __init__(self) -> None:
         self.content: list[str | tuple[ContentChunk, ...]] = []
         self.calls: dict[object, list[Any]] = {}  # key -> [id, name, arguments pieces]
         self.order: list[object] = []
         self.finish_reason: Any = None
+        self.refusal: list[str] = []  # pieces of a refusal (OpenAI dialect)
 
     def add(self, delta: AssistantMessage) -> None:
         if not isinstance(delta.content, UnsetType):
@@ -1247,6 +1468,8 @@ class _Merger:
             if choice.finish_reason is not None:
                 state.finish_reason = choice.finish_reason
                 self.finished.add(choice.index)
+            if choice.refusal is not None:
+                state.refusal.append(choice.refusal)
         return len(self.finished)
 
     def marker(self) -> CompletionChunk:
@@ -1255,7 +1478,12 @@ class _Merger:
 
     def response(self, **facts: Any) -> ChatCompletionResponse:
         choices = tuple(
-            ChatCompletionChoice(index=index, message=state.message(), finish_reason=state.finish_reason)
+            ChatCompletionChoice(
+                index=index,
+                message=state.message(),
+                finish_reason=state.finish_reason,
+                refusal="".join(state.refusal) if state.refusal else None,
+            )
             for index, state in sorted(self.choices.items())
         )
         return ChatCompletionResponse(

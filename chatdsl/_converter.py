@@ -7,6 +7,7 @@ responses and chunks leniently (unknown keys ignored, unknown enum values kept a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import is_dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from ._messages import (
     DocumentURLChunk,
     FileChunk,
     FunctionCall,
+    ImageDetail,
     ImageURLChunk,
     ReferenceChunk,
     SystemMessage,
@@ -58,9 +60,10 @@ from ._response import (
     UsageInfo,
 )
 from ._tools import Function, JsonSchema, Prediction, ResponseFormat, Tool, ToolChoice
-from ._types import UNSET, freeze
+from ._types import UNSET, freeze, short_repr
 
 _T = TypeVar("_T")
+logger = logging.getLogger("chatdsl")
 
 # cattrs' generators take field overrides as **kwargs, which its stubs cannot express.
 make_dict_structure_fn: Any = _gen_structure
@@ -138,8 +141,7 @@ def _expect_object(value: Any, what: str) -> Mapping[str, Any]:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return short_repr(value)
 
 
 # ------------------------------------------------------------------------------------ unstructure
@@ -627,12 +629,43 @@ def _created(value: Any, _: Any = None) -> datetime | None:
 _last_created: tuple[Any, Any] = (None, None)
 
 
-def _lenient_chunk(value: Any) -> Any:
+_PART_KEYS: Final[dict[str, frozenset[str]]] = {
+    "text": frozenset({"type", "text"}),
+    "image_url": frozenset({"type", "image_url"}),
+    "document_url": frozenset({"type", "document_url", "document_name"}),
+    "reference": frozenset({"type", "reference_ids"}),
+    "file": frozenset({"type", "file_id"}),
+    "thinking": frozenset({"type", "thinking", "closed"}),
+    "input_audio": frozenset({"type", "input_audio"}),
+    "tool_reference": frozenset({"type", "tool", "title", "url", "favicon", "description"}),
+}
+_DETAILS: Final = frozenset(detail.value for detail in ImageDetail)
+
+
+def _lenient_part(value: Any, *, inside_thinking: bool = False) -> Any:
+    """Read a content part of a response: unknown keys are ignored, an unknown part type is skipped (``None``)."""
     data = _expect_object(value, "content part")
     tag = data.get("type")
-    if tag == "text" and isinstance(data.get("text"), str):
+    if tag == "text" and data.get("text").__class__ is str:
         return TextChunk(text=data["text"])
-    return _structure_chunk(value, None)
+    keys = _PART_KEYS.get(tag) if isinstance(tag, str) else None
+    allowed = {"text", "reference", "tool_reference"} if inside_thinking else set(_CHUNK_TAGS)
+    if keys is None or tag not in allowed:
+        logger.debug("skipped a response content part of a type chatdsl does not know: %r", tag)
+        return None
+    clean = {key: item for key, item in data.items() if key in keys}
+    image = clean.get("image_url")
+    if isinstance(image, Mapping):
+        clean["image_url"] = {key: item for key, item in image.items() if key == "url" or key == "detail"}
+        if clean["image_url"].get("detail") not in _DETAILS:
+            clean["image_url"].pop("detail", None)  # an unknown detail level is not worth failing for
+    thinking = clean.get("thinking")
+    if isinstance(thinking, list):
+        parts = [_lenient_part(part, inside_thinking=True) for part in thinking]
+        clean["thinking"] = [_unstructure_chunk(part) for part in parts if part is not None]
+    if inside_thinking:
+        return _structure_think_part(clean, None)
+    return _structure_chunk(clean, None)
 
 
 def _lenient_content(value: Any) -> Any:
@@ -646,7 +679,9 @@ def _lenient_content(value: Any) -> Any:
         parts = []
         for index, part in enumerate(value):
             try:
-                parts.append(_lenient_chunk(part))
+                part = _lenient_part(part)
+                if part is not None:
+                    parts.append(part)
             except ValidationError as exc:
                 raise exc.with_prefix(f"[{index}]") from None
             except Exception as exc:
@@ -794,8 +829,8 @@ def _register_responses() -> None:
                 index = value.get("index", 0)
                 message = value.get(message_key)
                 reason = value.get("finish_reason")
-                if index.__class__ is int and message.__class__ is dict and reason is None:
-                    return make(index, _lenient_assistant(message), None)
+                if index.__class__ is int and message.__class__ is dict and reason is None and "refusal" not in message:
+                    return make(index, _lenient_assistant(message), None, None)
             return slow(value)
 
         def slow(value: Any) -> Any:
@@ -804,9 +839,11 @@ def _register_responses() -> None:
             index = field(data, "index", _lenient_int, problems, 0)
             message = field(data, message_key, _lenient_assistant, problems, _EMPTY_ASSISTANT)
             reason = field(data, "finish_reason", _finish_reason, problems, None)
+            raw = data.get(message_key)
+            refusal = field(raw, "refusal", _lenient_str, problems, None) if isinstance(raw, Mapping) else None
             if problems:
                 raise ValidationError("", "", errors=problems)
-            return make(index, message, reason)
+            return make(index, message, reason, refusal)
 
         return hook
 
@@ -893,22 +930,40 @@ def _register_responses() -> None:
     for cls in (PromptTokensDetails, UsageInfo):
         converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter))
     message = converter.get_unstructure_hook(AssistantMessage)
+
+    def with_refusal(base: Callable[[Any], dict[str, Any]], key: str) -> Callable[[Any], dict[str, Any]]:
+        def unstructure(obj: Any) -> dict[str, Any]:  # a refusal travels in the message, as OpenAI sends it
+            out = base(obj)
+            if obj.refusal is not None:
+                out[key]["refusal"] = obj.refusal
+            return out
+
+        return unstructure
+
     converter.register_unstructure_hook(
         ChatCompletionChoice,
-        make_dict_unstructure_fn(
-            ChatCompletionChoice,
-            converter,
-            message=override(unstruct_hook=message),
-            finish_reason=override(unstruct_hook=reason_value),
+        with_refusal(
+            make_dict_unstructure_fn(
+                ChatCompletionChoice,
+                converter,
+                message=override(unstruct_hook=message),
+                finish_reason=override(unstruct_hook=reason_value),
+                refusal=override(omit=True),
+            ),
+            "message",
         ),
     )
     converter.register_unstructure_hook(
         CompletionResponseStreamChoice,
-        make_dict_unstructure_fn(
-            CompletionResponseStreamChoice,
-            converter,
-            delta=override(unstruct_hook=message),
-            finish_reason=override(unstruct_hook=reason_value),
+        with_refusal(
+            make_dict_unstructure_fn(
+                CompletionResponseStreamChoice,
+                converter,
+                delta=override(unstruct_hook=message),
+                finish_reason=override(unstruct_hook=reason_value),
+                refusal=override(omit=True),
+            ),
+            "delta",
         ),
     )
     converter.register_unstructure_hook(

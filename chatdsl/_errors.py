@@ -53,6 +53,18 @@ __all__ = [
 class ChatDSLError(Exception):
     """The root of every error chatdsl raises on purpose."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors cannot be re-run from ``args``: rebuild from the state instead,
+        # so every error survives pickling (multiprocessing, pytest-xdist) and ``copy``.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[ChatDSLError], args: tuple[Any, ...], state: dict[str, Any]) -> ChatDSLError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class ValidationError(ChatDSLError, ValueError):
     """A value breaks a rule of the request model, a template or a dialect.

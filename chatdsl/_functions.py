@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, overl
 
 import attrs
 
+from . import _json
 from ._checks import _type_name
 from ._errors import OutputError, ValidationError
 from ._schema import _NO_DEFAULT, _Builder, _class_summary, _is_record, _json_default, json_schema, parse_docstring
@@ -167,6 +168,11 @@ def function_tool(
     """Return *function* paired with the tool that describes it (see :func:`tool`)."""
     if isinstance(function, FunctionTool):
         function = function.function
+    if inspect.iscoroutinefunction(function):
+        raise ValidationError(
+            getattr(function, "__name__", "tool"),
+            "is an async function; the tool loop calls tools synchronously — wrap it, e.g. with asyncio.run",
+        )
     if not callable(function):
         raise ValidationError("function", f"{function!r} is not callable")
     name = _tool_name(function, name)
@@ -272,8 +278,8 @@ def call_arguments(call: ToolCall) -> dict[str, Any]:
     if not arguments.strip():
         return {}
     try:
-        data = json.loads(arguments)
-    except ValueError as exc:
+        data = _json.loads(arguments)
+    except (ValueError, RecursionError) as exc:
         raise OutputError(f"the arguments of {call.name!r} are not valid JSON ({exc})", content=arguments) from None
     if not isinstance(data, dict):
         raise OutputError(

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, overload
+from typing import Any, ClassVar, TypeAlias, TypeVar, overload
 
 import attrs
 
 from . import _checks as c
 from ._errors import ValidationError
 from ._types import UNSET, FrozenDict, UnsetType
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "AssistantMessage",

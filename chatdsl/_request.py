@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
@@ -36,7 +37,7 @@ from ._tools import (
 from ._types import UNSET, FrozenDict, JSONValue, UnsetType
 
 if TYPE_CHECKING:
-    pass
+    from ._dialects import Dialect
 
 __all__ = ["ChatCompletionRequest", "Option", "chat"]
 
@@ -193,7 +194,10 @@ class ChatCompletionRequest:
 
     def add(self, *messages: Message) -> Self:
         """Return a copy with *messages* appended to the conversation."""
-        _check_messages(self, _MESSAGES_ATTRIBUTE, messages)  # only the new ones: the rest were checked
+        try:
+            _check_messages(self, _MESSAGES_ATTRIBUTE, messages)  # only the new ones: the rest were checked
+        except ValidationError as exc:
+            raise _renumber(exc, len(self.messages)) from None
         new = self._replace()
         _set(new, "messages", self.messages + messages)
         return new
@@ -397,17 +401,28 @@ class ChatCompletionRequest:
 
     # ---------------------------------------------------------------- wire format
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the wire body as a dict (unset fields left out; nested JSON objects are frozen)."""
+    def to_dict(self, *, dialect: Dialect | str | None = None, drop_unsupported: bool = False) -> dict[str, Any]:
+        """Return the wire body as a dict (unset fields left out; nested JSON objects are frozen).
+
+        The body is Mistral's; ``dialect="openai"`` returns it as an OpenAI-compatible server expects
+        it (see :class:`~chatdsl.Dialect`): a field without an equivalent there is a
+        :class:`~chatdsl.ValidationError` naming it, unless *drop_unsupported* leaves it out.
+        """
         from ._converter import unstructure_request
 
-        return unstructure_request(self)
+        if dialect is None:
+            return unstructure_request(self)
+        from ._dialects import to_wire
 
-    def to_json(self, *, indent: int | None = None) -> str:
-        """Return the wire body as JSON text."""
+        return to_wire(unstructure_request(self), dialect, drop_unsupported=drop_unsupported)
+
+    def to_json(
+        self, *, indent: int | None = None, dialect: Dialect | str | None = None, drop_unsupported: bool = False
+    ) -> str:
+        """Return the wire body as JSON text (*dialect* and *drop_unsupported* as for :meth:`to_dict`)."""
         from ._json import dumps
 
-        return dumps(self.to_dict(), indent=indent)
+        return dumps(self.to_dict(dialect=dialect, drop_unsupported=drop_unsupported), indent=indent)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, allow_extra: bool = False) -> ChatCompletionRequest:
@@ -496,6 +511,16 @@ _FIELD_SPECS: dict[str, tuple[Any, Any, Any]] = {
 _MESSAGES_ATTRIBUTE = attrs.fields(ChatCompletionRequest).messages
 _check_messages = c.items_of(*MESSAGE_TYPES, what="message")
 _set = object.__setattr__
+
+
+def _renumber(error: ValidationError, offset: int) -> ValidationError:
+    """Return *error* with ``messages[i]`` paths shifted by *offset* (the messages already there)."""
+
+    def shift(path: str) -> str:
+        match = re.match(r"messages\[(\d+)\]", path)
+        return f"messages[{int(match.group(1)) + offset}]{path[match.end() :]}" if match else path
+
+    return ValidationError("", "", errors=[(shift(path), message) for path, message in error.errors])
 
 
 def _make_copier() -> Callable[[ChatCompletionRequest], ChatCompletionRequest]:

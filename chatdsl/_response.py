@@ -74,7 +74,7 @@ class RateLimitInfo:
             if value is not None:
                 try:
                     return int(float(value))
-                except ValueError:
+                except (ValueError, OverflowError):  # not a number, or "inf"
                     return None
         return None
 
@@ -101,11 +101,17 @@ class RateLimitInfo:
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class ChatCompletionChoice:
-    """One completion: its ``index``, the assistant ``message`` and the ``finish_reason``."""
+    """One completion: its ``index``, the assistant ``message`` and the ``finish_reason``.
+
+    ``refusal`` holds the model's refusal message when it declined to answer (OpenAI-compatible
+    servers send it beside the message, whose content is then empty); ``None`` otherwise. It is a
+    fact of the answer, not part of the message, so sending the message back never carries it.
+    """
 
     index: int = 0
     message: AssistantMessage = attrs.field(factory=AssistantMessage)
     finish_reason: FinishReason | str | None = None
+    refusal: str | None = None
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -165,11 +171,15 @@ class ChatCompletionResponse:
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class CompletionResponseStreamChoice:
-    """One choice of a streamed chunk: the ``delta`` to append and, at its end, the ``finish_reason``."""
+    """One choice of a streamed chunk: the ``delta`` to append and, at its end, the ``finish_reason``.
+
+    ``refusal`` is a piece of the model's refusal message (see :class:`ChatCompletionChoice`), or ``None``.
+    """
 
     index: int = 0
     delta: AssistantMessage = attrs.field(factory=AssistantMessage)
     finish_reason: FinishReason | str | None = None
+    refusal: str | None = None
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)

@@ -28,7 +28,7 @@ import attrs
 
 from ._errors import ValidationError
 from ._tools import JsonSchema
-from ._types import UNSET, UnsetType
+from ._types import UNSET, UnsetType, short_repr
 
 __all__ = ["json_schema", "parse_docstring", "schema_for_response"]
 
@@ -61,7 +61,10 @@ def json_schema(tp: Any, *, strict: bool = False) -> dict[str, Any]:
     such as ``Order.lines[].sku``.
     """
     builder = _Builder(strict=strict)
-    return builder.document(tp)
+    try:
+        return builder.document(tp)
+    except RecursionError:
+        raise ValidationError("", f"the type {_type_label(tp)} is nested too deeply for a JSON schema") from None
 
 
 def schema_for_response(
@@ -305,7 +308,7 @@ def _type_label(tp: Any) -> str:
     if isinstance(tp, type) and typing.get_origin(tp) is None:
         module = tp.__module__
         return tp.__qualname__ if module in ("builtins", "__main__") else f"{module}.{tp.__qualname__}"
-    return repr(tp).replace("typing.", "")
+    return short_repr(tp, 200).replace("typing.", "")
 
 
 def _strip_annotated(tp: Any) -> tuple[Any, str]:

@@ -33,6 +33,7 @@ from . import _json
 from ._converter import structure_response
 from ._errors import StreamError, ValidationError
 from ._response import CompletionChunk
+from ._types import short_repr
 
 __all__ = ["DONE", "SSEDecoder", "ServerSentEvent", "decode_chunk", "describe_error_body", "iter_events"]
 
@@ -220,7 +221,7 @@ def describe_error_body(body: Any, *, limit: int = 200) -> str:
     try:
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
     except (TypeError, ValueError, RecursionError):
-        text = repr(body)
+        text = short_repr(body, limit)
     return _shorten(text, limit)
 
 

@@ -454,6 +454,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_MAX_KEY_PARTS: Final = 256
+# A dotted TOML key (``a.b.c = 1``, ``[a.b.c]``, ``{a.b = 1}``) with more parts than any request can
+# use (JSON values nest at most 200 levels). tomllib's time grows with the square of a key's parts:
+# a 1 MiB file holding one long key would keep it busy for an hour, so such keys are refused first.
+_KEY_PART: Final = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+_DEEP_TOML_KEY: Final = re.compile(
+    rf"(?:^|[{{,])[ \t]*\[{{0,2}}[ \t]*(?:{_KEY_PART}[ \t]*\.[ \t]*){{{_MAX_KEY_PARTS},}}{_KEY_PART}[ \t]*[=\]]",
+    re.MULTILINE,
+)
+
+
 def _read(path: Path, max_size: int) -> dict[str, Any]:
     """Return the top-level table of the file at *path* (size-limited, UTF-8, strict JSON or TOML)."""
     file = str(path)
@@ -475,6 +486,10 @@ def _read(path: Path, max_size: int) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise fail(f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    kind = "TOML" if suffix == ".toml" else "JSON"
+    if suffix == ".toml" and (deep := _DEEP_TOML_KEY.search(text)):
+        line = text.count("\n", 0, deep.start()) + 1
+        raise fail(f"is not valid TOML (line {line}: a dotted key of more than {_MAX_KEY_PARTS} parts)")
     try:
         if suffix == ".toml":
             data: Any = tomllib.loads(text)
@@ -482,8 +497,10 @@ def _read(path: Path, max_size: int) -> dict[str, Any]:
             data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
     except tomllib.TOMLDecodeError as exc:
         raise fail(f"is not valid TOML ({exc})") from None
-    except (ValueError, RecursionError) as exc:
-        raise fail(f"is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise fail(f"is not valid {kind} (nested too deeply)") from None
+    except ValueError as exc:
+        raise fail(f"is not valid {kind} ({exc})") from None
     if not isinstance(data, dict):
         raise fail(f"holds a JSON {type(data).__name__}, not an object")
     return data

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, Literal, NoReturn, TypeAlias, TypeVar
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "JSONValue",
     "UnsetType",
     "freeze",
-    "is_set",
 ]
 
 
@@ -45,11 +44,6 @@ JSONValue: TypeAlias = Any
 _T = TypeVar("_T")
 
 
-def is_set(value: _T | UnsetType) -> bool:
-    """Return whether *value* was given (is not :data:`UNSET`)."""
-    return value is not UNSET
-
-
 def _immutable(self: object, *args: object, **kwargs: object) -> NoReturn:
     raise TypeError(f"{type(self).__name__} is immutable; copy it with dict(...) or list(...) first")
 
@@ -73,7 +67,7 @@ class FrozenDict(dict[str, Any]):
     update = _immutable
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(self.items()))
+        return hash(frozenset(self.items()))  # like ==, blind to key order
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_dict, (dict(self),))
@@ -169,10 +163,14 @@ def thaw(value: Any) -> Any:
     return value
 
 
-def as_tuple(items: Iterable[_T] | None) -> tuple[_T, ...]:
-    """Return *items* as a tuple, sharing it when it already is one."""
-    if items is None:
-        return ()
-    if isinstance(items, tuple):
-        return items
-    return tuple(items)
+def short_repr(value: Any, limit: int = 80) -> str:
+    """Return ``repr(value)`` cut to *limit* characters, for error messages.
+
+    A value nested too deeply to show (``repr`` would overflow the stack) is described by its type
+    instead, so building an error message never raises ``RecursionError``.
+    """
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

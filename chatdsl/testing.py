@@ -23,8 +23,11 @@ Wire details: HTTP/1.1 with keep-alive. Plain bodies carry ``Content-Length``; s
 ``text/event-stream`` with ``Transfer-Encoding: chunked``, one HTTP chunk per event, each written to
 the socket at once (``TCP_NODELAY``), so a client can observe every event as it is sent.
 
+``LocalServer(dialect="openai")`` speaks OpenAI's wire format instead (as vLLM, llama.cpp's server,
+Ollama and LM Studio do), so a client of either dialect can be tested offline.
+
 The pytest fixture ``chatdsl_server`` (installed with chatdsl through a ``pytest11`` entry point)
-yields a started server per test.
+yields a started server per test; ``@pytest.mark.chatdsl_server(dialect="openai")`` picks the dialect.
 """
 
 from __future__ import annotations
@@ -48,10 +51,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 import attrs
 
+from ._dialects import Dialect, request_from_openai
 from ._errors import ValidationError
 from ._messages import AssistantMessage, FunctionCall, ToolCall, ToolMessage, UserMessage, content_text
 from ._request import ChatCompletionRequest
@@ -64,7 +68,7 @@ from ._response import (
     UsageInfo,
 )
 from ._tools import ResponseFormatType, ToolChoice
-from ._types import UNSET
+from ._types import UNSET, UnsetType
 
 __all__ = ["Cut", "Headers", "LocalServer", "Pause", "RecordedRequest", "Reply", "StreamItem"]
 
@@ -541,6 +545,24 @@ class _MistralWire:
     """How Mistral's API spells bodies and errors (the seam for other dialects)."""
 
     path: Final = CHAT_COMPLETIONS_PATH
+    validation_status: ClassVar[int] = 422
+    request_id_headers: ClassVar[tuple[str, ...]] = ("mistral-correlation-id", "x-request-id")
+
+    @staticmethod
+    def parse_request(value: Any) -> ChatCompletionRequest:
+        return ChatCompletionRequest.from_dict(value)
+
+    @staticmethod
+    def not_found_body(method: str, path: str) -> dict[str, Any]:
+        return {"detail": "Not Found"}
+
+    @staticmethod
+    def method_not_allowed_body(method: str, path: str) -> dict[str, Any]:
+        return {"detail": "Method Not Allowed"}
+
+    @staticmethod
+    def stream_chunks(chunks: list[CompletionChunk], request: ChatCompletionRequest) -> list[CompletionChunk]:
+        return chunks
 
     @staticmethod
     def error_body(message: str, type_: str, code: str | None) -> dict[str, Any]:
@@ -570,6 +592,172 @@ class _MistralWire:
                 if isinstance(choice.get("delta"), dict):
                     choice["delta"].pop("role", None)
         return data
+
+
+_FINGERPRINT: Final = "fp_chatdsl_local"
+
+_OPENAI_RATE_LIMIT_HEADERS: Final[Mapping[str, str]] = {
+    "x-ratelimit-limit-requests": "120",
+    "x-ratelimit-remaining-requests": "119",
+    "x-ratelimit-limit-tokens": "500000",
+    "x-ratelimit-remaining-tokens": "499000",
+}
+
+
+def _openai_error(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _openai_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
+    out = {key: usage.get(key, 0) for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    if usage.get("prompt_tokens_details") is not None:  # only when set: the answer reads back as it was
+        out["prompt_tokens_details"] = {"cached_tokens": usage["prompt_tokens_details"].get("cached_tokens", 0)}
+    out["completion_tokens_details"] = {"reasoning_tokens": 0}
+    return out
+
+
+def _openai_message(message: dict[str, Any], *, delta: bool) -> None:
+    """Respell an assistant message (or delta) of chatdsl's wire form as OpenAI sends it, in place."""
+    message.pop("prefix", None)
+    content = message.get("content")
+    if isinstance(content, list):  # OpenAI answers with text only
+        message["content"] = "".join(part.get("text", "") for part in content if part.get("type") == "text")
+    calls = message.get("tool_calls")
+    if calls:
+        if message.get("content") == "":
+            message["content"] = None  # OpenAI: no content beside tool calls
+        for position, call in enumerate(calls):
+            function = call.get("function") or {}
+            arguments = function.get("arguments", "")
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments, ensure_ascii=False)
+            if delta and not function.get("name") and "id" not in call:  # a continuation delta: arguments only
+                calls[position] = {"index": call.get("index", position), "function": {"arguments": arguments}}
+            else:
+                call["function"] = {**function, "arguments": arguments}
+                if not delta:
+                    call.pop("index", None)
+    if not delta:
+        message.setdefault("refusal", None)
+
+
+def _split(text: str, parts: int) -> list[str]:
+    size = max(1, -(-len(text) // parts))
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+class _OpenAIWire(_MistralWire):
+    """How OpenAI's API spells bodies and errors (as do vLLM, llama.cpp's server, Ollama, LM Studio).
+
+    Requests are read with :func:`~chatdsl._dialects.request_from_openai` (a Mistral-only field is a
+    400); answers carry ``system_fingerprint`` and ``logprobs: null``; a default stream splits each
+    tool call over several deltas (id and name first, then the arguments in pieces) and, when the
+    request asks ``stream_options: {"include_usage": true}``, ends with a usage-only chunk; errors are
+    ``{"error": {"message", "type", "param", "code"}}``; the request id is ``x-request-id``.
+    """
+
+    validation_status: ClassVar[int] = 400
+    request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id",)
+
+    @staticmethod
+    def parse_request(value: Any) -> ChatCompletionRequest:
+        return request_from_openai(value)
+
+    @staticmethod
+    def not_found_body(method: str, path: str) -> dict[str, Any]:
+        return _openai_error(f"Invalid URL ({method} {path})", "invalid_request_error")
+
+    @staticmethod
+    def method_not_allowed_body(method: str, path: str) -> dict[str, Any]:
+        return _openai_error(f"Method Not Allowed ({method} {path})", "invalid_request_error")
+
+    @staticmethod
+    def error_body(message: str, type_: str, code: str | None) -> dict[str, Any]:
+        return _openai_error(message, type_, None, code)
+
+    @staticmethod
+    def unauthorized_body(request_id: str) -> dict[str, Any]:
+        return _openai_error("Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
+
+    @staticmethod
+    def validation_body(error: ValidationError) -> dict[str, Any]:
+        return _openai_error(str(error), "invalid_request_error", error.path or None)
+
+    @staticmethod
+    def json_invalid_body(exc: json.JSONDecodeError) -> dict[str, Any]:
+        return _openai_error(f"We could not parse the JSON body of your request ({exc.msg}).", "invalid_request_error")
+
+    @staticmethod
+    def response_body(response: ChatCompletionResponse) -> dict[str, Any]:
+        data = response.to_dict()
+        for choice in data.get("choices") or ():
+            _openai_message(choice["message"], delta=False)
+            choice["logprobs"] = None
+        data["usage"] = _openai_usage(data.get("usage") or {})
+        data["system_fingerprint"] = _FINGERPRINT
+        return data
+
+    @staticmethod
+    def chunk_body(chunk: CompletionChunk, *, first: bool) -> dict[str, Any]:
+        data = _MistralWire.chunk_body(chunk, first=first)
+        for choice in data.get("choices") or ():
+            if isinstance(choice.get("delta"), dict):
+                _openai_message(choice["delta"], delta=True)
+            choice["logprobs"] = None
+        if data.get("usage") is not None:
+            data["usage"] = _openai_usage(data["usage"])
+        data["system_fingerprint"] = _FINGERPRINT
+        return data
+
+    @staticmethod
+    def stream_chunks(chunks: list[CompletionChunk], request: ChatCompletionRequest) -> list[CompletionChunk]:
+        options = request.extra.get("stream_options")
+        include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
+        out: list[CompletionChunk] = []
+        usage: UsageInfo | None = None
+        for chunk in chunks:
+            if chunk.usage is not None:  # OpenAI sends the usage only on request, in a chunk of its own
+                usage = chunk.usage
+                chunk = attrs.evolve(chunk, usage=None)
+            out.extend(_split_tool_calls(chunk))
+        if include_usage and usage is not None:
+            last = out[-1]
+            out.append(CompletionChunk(id=last.id, model=last.model, created=last.created, usage=usage))
+        return out
+
+
+def _split_tool_calls(chunk: CompletionChunk) -> list[CompletionChunk]:
+    """Return *chunk*, its tool calls split as OpenAI streams them: id and name first, then the arguments in pieces."""
+    if len(chunk.choices) != 1 or not chunk.choices[0].delta.tool_calls:
+        return [chunk]
+    choice = chunk.choices[0]
+    deltas: list[AssistantMessage] = []
+    for position, call in enumerate(choice.delta.tool_calls or ()):
+        index = position if isinstance(call.index, UnsetType) else call.index
+        arguments = call.function.arguments
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        head = ToolCall(id=call.id, index=index, function=FunctionCall(name=call.function.name, arguments=""))
+        deltas.append(AssistantMessage(content=choice.delta.content, tool_calls=(head,)))
+        deltas += [
+            AssistantMessage(tool_calls=(ToolCall(index=index, function=FunctionCall(name="", arguments=piece)),))
+            for piece in _split(text, 3)
+        ]
+    return [
+        attrs.evolve(
+            chunk,
+            choices=(
+                CompletionResponseStreamChoice(
+                    index=choice.index,
+                    delta=delta,
+                    finish_reason=choice.finish_reason if position == len(deltas) - 1 else None,
+                ),
+            ),
+        )
+        for position, delta in enumerate(deltas)
+    ]
+
+
+_WIRES: Final[dict[Dialect, _MistralWire]] = {Dialect.MISTRAL: _MistralWire(), Dialect.OPENAI: _OpenAIWire()}
 
 
 # --------------------------------------------------------------------------------- default answers
@@ -792,6 +980,9 @@ class _Abort(Exception):
 class _HTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 overflows when many clients connect at once: the kernel then
+    # drops connection attempts (a 1 s SYN retry) or resets them (ECONNRESET on the client's first send)
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], owner: LocalServer) -> None:
         self.owner = owner
@@ -811,6 +1002,8 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             self.finish_request(request, client_address)
+        except ConnectionError as exc:  # the client reset the connection (it closed it with data unread)
+            logger.debug("LocalServer: the client reset the connection (%s)", exc)
         except Exception:  # pragma: no cover - defensive: a handler bug must not kill the server
             logger.exception("LocalServer: connection handler failed")
         finally:
@@ -863,6 +1056,13 @@ class LocalServer:
     *rate_limit_headers*: the ``x-ratelimit-*`` headers sent with every response.
     *created*: the ``created`` time (Unix seconds) of default replies (default: when the server was made).
     *host* and *port*: where to listen (default: 127.0.0.1 and a free port chosen by the system).
+    *dialect*: ``"mistral"`` (default) or ``"openai"`` — the wire format spoken, as a real server of
+    that kind would: with ``"openai"`` bodies are read as OpenAI's API reads them (a Mistral-only
+    field such as ``random_seed``, ``safe_prompt`` or an assistant ``prefix`` is a 400), errors
+    are ``{"error": {...}}`` with status 400 for a refused body, answers carry
+    ``system_fingerprint``, streamed tool calls come split over several deltas, a stream asked for
+    ``stream_options.include_usage`` ends with a usage-only chunk, and the request id is sent as
+    ``x-request-id`` only.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. Script replies with
     :meth:`enqueue` (first in, first out) or set :attr:`handler` to a function of the
@@ -886,15 +1086,18 @@ class LocalServer:
         created: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        dialect: Dialect | str = Dialect.MISTRAL,
     ) -> None:
+        self.dialect: Final[Dialect] = Dialect.coerce(dialect)
+        """The wire dialect this server speaks."""
+        self._wire = _WIRES[self.dialect]
         self._api_key = api_key
         self.strict = strict
         """Whether bodies are parsed and validated strictly (422 otherwise)."""
         self.model = model
         """The model named in default replies (``None``: the request's model)."""
-        self.rate_limit_headers: dict[str, str] = dict(
-            self.DEFAULT_RATE_LIMIT_HEADERS if rate_limit_headers is None else rate_limit_headers
-        )
+        defaults = self.DEFAULT_RATE_LIMIT_HEADERS if self.dialect is Dialect.MISTRAL else _OPENAI_RATE_LIMIT_HEADERS
+        self.rate_limit_headers: dict[str, str] = dict(defaults if rate_limit_headers is None else rate_limit_headers)
         """The ``x-ratelimit-*`` headers sent with every response (change it at will)."""
         self.created = int(time.time()) if created is None else created
         """The ``created`` time of default replies, in Unix seconds."""
@@ -903,7 +1106,6 @@ class LocalServer:
         self.max_body_size = 16 * 1024 * 1024
         """Request bodies above this many bytes are answered 413."""
         self._host, self._port = host, port
-        self._wire = _MistralWire()
         self._lock = threading.Condition()
         self._queue: collections.deque[Reply] = collections.deque()
         self._requests: list[RecordedRequest] = []
@@ -1094,6 +1296,8 @@ class LocalServer:
 
         One chunk per word (a tool call comes whole in one chunk); the last chunk of each choice has
         its finish reason, and the very last one the usage. Joined, they give :meth:`default_response`.
+        In the ``"openai"`` dialect each tool call is split over several chunks, and the usage
+        comes in a last chunk of its own only when the request's ``stream_options`` ask for it.
         """
         response = self.default_response(request)
         chunks: list[CompletionChunk] = []
@@ -1112,10 +1316,10 @@ class LocalServer:
                 )
                 chunks.append(CompletionChunk(choices=(stream_choice,), **common))
         chunks[-1] = attrs.evolve(chunks[-1], usage=response.usage)
-        return chunks
+        return self._wire.stream_chunks(chunks, request)
 
     def _response_id(self, request: ChatCompletionRequest) -> str:
-        body = {k: v for k, v in request.to_dict().items() if k != "stream"}
+        body = {k: v for k, v in request.to_dict().items() if k not in ("stream", "stream_options")}
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
         return f"cmpl-{digest[:24]}"
 
@@ -1207,7 +1411,7 @@ class LocalServer:
                 json_error = json.JSONDecodeError(str(exc), "", 0)
         if json_error is None and path == self._wire.path:
             try:
-                request = ChatCompletionRequest.from_dict(value).validate()
+                request = self._wire.parse_request(value).validate()
             except ValidationError as exc:
                 error = exc
         elif json_error is not None:
@@ -1230,19 +1434,19 @@ class LocalServer:
         ex.recorded = recorded
 
         if path != self._wire.path:
-            self._send_json(ex, 404, {"detail": "Not Found"})
+            self._send_json(ex, 404, self._wire.not_found_body(h.command, path))
             return
         if h.command != "POST":
-            self._send_json(ex, 405, {"detail": "Method Not Allowed"}, extra=[("Allow", "POST")])
+            self._send_json(ex, 405, self._wire.method_not_allowed_body(h.command, path), extra=[("Allow", "POST")])
             return
         if self._api_key is not None and not self._authorized(headers.get("authorization")):
             self._send_json(ex, 401, self._wire.unauthorized_body(ex.request_id))
             return
         if self.strict and json_error is not None:
-            self._send_json(ex, 422, self._wire.json_invalid_body(json_error))
+            self._send_json(ex, self._wire.validation_status, self._wire.json_invalid_body(json_error))
             return
         if self.strict and error is not None:
-            self._send_json(ex, 422, self._wire.validation_body(error))
+            self._send_json(ex, self._wire.validation_status, self._wire.validation_body(error))
             return
         self._send_reply(ex, self._script(recorded))
 
@@ -1361,8 +1565,8 @@ class LocalServer:
         put("Server", "chatdsl-localserver")
         put("Content-Type", content_type)
         put(*framing)
-        put("mistral-correlation-id", ex.request_id)
-        put("x-request-id", ex.request_id)
+        for name in self._wire.request_id_headers:
+            put(name, ex.request_id)
         for name, limit in self.rate_limit_headers.items():
             put(name, limit)
         for name, value in extra:
@@ -1402,7 +1606,7 @@ class LocalServer:
         needs_default = reply.chunks is None if kind == "stream" else reply.body is None and reply.error_fields is None
         if needs_default and request is None:  # strict=False and a body that is no request: nothing to echo
             error = recorded.error if recorded is not None and recorded.error else ValidationError("", "is empty")
-            self._send_json(ex, 422, self._wire.validation_body(error))
+            self._send_json(ex, self._wire.validation_status, self._wire.validation_body(error))
             return
         if kind == "stream":
             self._send_stream(ex, reply, request)

@@ -1,0 +1,229 @@
+"""A pytest plugin that fails any test in which the test API key leaks (registered in ``tests/conftest.py``).
+
+Client tests use :data:`TEST_KEY`. For every test, the autouse fixture :func:`secret_guard`
+
+- records every log record of the ``chatdsl``, ``requests`` and ``urllib3`` loggers at DEBUG (the
+  levels are lowered for the test and restored after it);
+- records every exception raised through the client — by ``Client(...)``, its methods
+  (``chat_completion``, ``chat_completion_stream``, ``run_tools``, ``with_options``) and a stream's
+  iteration — and every ``StreamError`` an error chunk carries;
+
+and at teardown fails the test if the key, or any 12 characters of it (a key cut short in a
+message is still a leak), appears in a record's message or exception text, or in an exception's
+``str``, ``repr``, arguments, attributes (``body``, ``headers``, …), notes or chained causes and
+contexts. The captured stdout and stderr of each test are checked the same way. The session ends
+with a one-line summary of what was checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+TEST_KEY = "sk-chatdsl-TESTKEY-9f2c41d7e8a3b605"
+"""The API key every client test uses: distinctive, so a leak is found by a plain substring search."""
+
+_WINDOW = 12
+_LOGGERS = ("chatdsl", "requests", "urllib3")
+
+
+def leaked(text: str, secret: str = TEST_KEY) -> bool:
+    """Return whether *text* holds *secret* or any 12 consecutive characters of it."""
+    if secret in text:
+        return True
+    return any(secret[i : i + _WINDOW] in text for i in range(len(secret) - _WINDOW + 1))
+
+
+def _mask(text: str, secret: str = TEST_KEY) -> str:
+    """Return *text* with every run of characters that belongs to a leaked piece of *secret* shown as ``<KEY>``."""
+    covered = [False] * len(text)
+    for i in range(len(secret) - _WINDOW + 1):
+        start = text.find(secret[i : i + _WINDOW])
+        while start != -1:
+            covered[start : start + _WINDOW] = [True] * _WINDOW
+            start = text.find(secret[i : i + _WINDOW], start + 1)
+    out: list[str] = []
+    for char, hidden in zip(text, covered, strict=True):
+        if not hidden:
+            out.append(char)
+        elif not out or out[-1] != "<KEY>":
+            out.append("<KEY>")
+    return "".join(out)
+
+
+def exception_texts(exc: BaseException) -> list[str]:
+    """Return every text an exception shows or carries: the formatted chain (causes, contexts,
+    notes), and for each exception in it its ``repr``, arguments and attributes."""
+    texts = ["".join(traceback.format_exception(exc))]
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts += [str(current), repr(current), repr(current.args)]
+        texts += [repr(note) for note in getattr(current, "__notes__", ())]
+        texts += [f"{name}={value!r}" for name, value in vars(current).items()]
+        stack += [e for e in (current.__cause__, current.__context__) if e is not None]
+        stack += list(getattr(current, "exceptions", ()))
+    return texts
+
+
+class _Records(logging.Handler):
+    def __init__(self, guard: SecretGuard) -> None:
+        super().__init__(logging.DEBUG)
+        self.guard = guard
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "\n" + "".join(traceback.format_exception(record.exc_info[1]))
+        self.guard.records.append((f"log record {record.name} {record.levelname}", text))
+
+
+class SecretGuard:
+    """What one test logged and raised through the client; :meth:`leaks` lists where the key appears."""
+
+    def __init__(self, secret: str = TEST_KEY) -> None:
+        self.secret = secret
+        self.records: list[tuple[str, str]] = []
+        self.exceptions: list[BaseException] = []
+
+    def exception(self, exc: BaseException) -> None:
+        """Record *exc* (raised through the client, or carried by an error chunk)."""
+        self.exceptions.append(exc)
+
+    def texts(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(where, text)`` for everything recorded."""
+        yield from self.records
+        for exc in self.exceptions:
+            for text in exception_texts(exc):
+                yield f"exception {type(exc).__name__}", text
+
+    def leaks(self) -> list[str]:
+        """Return one line per recorded text that holds the key (masked), or an empty list."""
+        return [
+            f"{where}: {_mask(text, self.secret)[:300]!r}" for where, text in self.texts() if leaked(text, self.secret)
+        ]
+
+
+class _Totals:
+    tests = 0
+    records = 0
+    exceptions = 0
+    leaks = 0
+
+
+def _guarded(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            guard.exception(exc)
+            raise
+
+    return call
+
+
+def _guarded_next(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any) -> Any:
+        try:
+            chunk = method(self)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            guard.exception(exc)
+            raise
+        if chunk.error is not None:
+            guard.exception(chunk.error)
+        return chunk
+
+    return call
+
+
+def _guarded_iter(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def iterate(self: Any) -> Iterator[Any]:
+        inner = method(self)
+        try:
+            for chunk in inner:
+                if chunk.error is not None:
+                    guard.exception(chunk.error)
+                yield chunk
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            guard.exception(exc)
+            raise
+        finally:
+            inner.close()  # leaving the loop early closes the stream at once, as without the guard
+
+    return iterate
+
+
+@pytest.fixture(autouse=True)
+def secret_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretGuard]:
+    """Fail the test if :data:`TEST_KEY` appears in a log record or in an exception raised through the client."""
+    from chatdsl import ChatCompletionStream, Client
+
+    guard = SecretGuard()
+    handler = _Records(guard)
+    levels = {}
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        levels[name] = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+    for name in ("__init__", "chat_completion", "chat_completion_stream", "run_tools", "with_options"):
+        monkeypatch.setattr(Client, name, _guarded(guard, getattr(Client, name)))
+    monkeypatch.setattr(ChatCompletionStream, "__next__", _guarded_next(guard, ChatCompletionStream.__next__))
+    monkeypatch.setattr(ChatCompletionStream, "__iter__", _guarded_iter(guard, ChatCompletionStream.__iter__))
+    monkeypatch.setattr(ChatCompletionStream, "final_response", _guarded(guard, ChatCompletionStream.final_response))
+    try:
+        yield guard
+    finally:
+        for name in _LOGGERS:
+            logger = logging.getLogger(name)
+            logger.removeHandler(handler)
+            logger.setLevel(levels[name])
+    leaks = guard.leaks()
+    _Totals.tests += 1
+    _Totals.records += len(guard.records)
+    _Totals.exceptions += len(guard.exceptions)
+    _Totals.leaks += len(leaks)
+    if leaks:
+        pytest.fail("the test API key leaked:\n" + "\n".join(leaks), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Fail a test whose captured stdout or stderr shows the key."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    shown = [
+        (name, text)
+        for name, text in report.sections
+        if name in (f"Captured stdout {report.when}", f"Captured stderr {report.when}")
+    ]
+    leaks = [f"{name}: {_mask(text)[:300]!r}" for name, text in shown if leaked(text)]
+    if leaks and report.outcome != "failed":
+        _Totals.leaks += len(leaks)
+        report.outcome = "failed"
+        report.longrepr = "the test API key leaked:\n" + "\n".join(leaks)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how much the guard checked."""
+    if _Totals.tests:
+        terminalreporter.write_line(
+            f"secret guard: {_Totals.tests} tests, {_Totals.records} log records and {_Totals.exceptions} "
+            f"client exceptions checked for the test key; leaks found: {_Totals.leaks}"
+        )
