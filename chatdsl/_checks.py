@@ -26,15 +26,14 @@ def _show(value: Any) -> str:
     return short_repr(value)
 
 
-def _type_name(value: Any) -> str:
-    """Return the type of *value* with its article: ``a str``, ``an int``."""
-    name = type(value).__name__
-    return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
-
-
 def _article(name: str) -> str:
     """Return *name* with its article: ``a message``, ``an int``."""
     return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
+
+
+def _type_name(value: Any) -> str:
+    """Return the type of *value* with its article: ``a str``, ``an int``."""
+    return _article(type(value).__name__)
 
 
 def json_value() -> Validator:

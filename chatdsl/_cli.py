@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._errors import ChatDSLError, TemplateError, ValidationError
-from ._templates import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary
+from ._templates import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary, _template_files
 
 if TYPE_CHECKING:
     from ._request import ChatCompletionRequest
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 PROG = "chatdsl"
-_SUFFIXES = (".json", ".toml")
 
 
 class _Failure(Exception):
@@ -178,17 +177,15 @@ def _values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 def _rendered(args: argparse.Namespace) -> ChatCompletionRequest:
     template = RequestTemplate.load(args.template, max_size=args.max_size)
     values = _values(args.vars)
-    used = template.request.variables
-    known = sorted({*used, *(v.name for v in template.variables)})
+    # The template's own checks, reported together and worded for the command line.
+    known = ", ".join(template._names()) or "none"
     problems = [
-        (args.template, name, f"is not a variable of the template (variables: {', '.join(known) or 'none'})")
-        for name in values
-        if name not in known
+        (args.template, name, f"is not a variable of the template (variables: {known})")
+        for name in template._unknown(values)
     ]
     problems += [
         (args.template, name, f"has no value and no default; give one with --var {name}=VALUE")
-        for name in used
-        if name not in values and name not in template.defaults
+        for name in template._missing(values)
     ]
     if problems:
         raise TemplateError(problems)
@@ -201,12 +198,12 @@ def _render(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _template_files(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
+def _files_named(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
     """Yield each file named, and every template file of each folder named (``None``: nothing to check)."""
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES and p.is_file())
+            found = _template_files(path)
             if not found:
                 yield name, None
             for file in found:
@@ -219,7 +216,7 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     problems: list[str] = []
     checked = 0
     values = _values(args.vars)
-    for name, path in _template_files(args.paths):
+    for name, path in _files_named(args.paths):
         if path is None:
             problems.append(f"{name}: holds no .json or .toml file")
             continue

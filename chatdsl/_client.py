@@ -9,7 +9,11 @@ Failures become exceptions of the tree in ``_errors``::
     a 2xx whose body is not a completion      -> MalformedResponseError
     refused, reset, DNS, TLS, cut body        -> APIConnectionError   (chained from the requests error)
     connect, read or total timeout            -> APITimeoutError
+    a call on a closed client                 -> ClientClosedError
     anything after a stream began             -> a last chunk whose ``error`` is a StreamError
+
+Nothing is sent again once a success status arrived (a cut or stalled body raises with
+``response_started=True``): the server has accepted the request and may have billed the answer.
 
 The API key lives only in the ``Authorization`` header (set by a ``requests`` auth object, so a
 ``.netrc`` file cannot replace it); no repr, log line or exception text contains it.
@@ -18,6 +22,7 @@ The API key lives only in the ``Authorization`` header (set by a ``requests`` au
 from __future__ import annotations
 
 import http.client
+import http.cookiejar
 import ipaddress
 import json
 import logging
@@ -27,6 +32,7 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -47,6 +53,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     InternalServerError,
     MalformedResponseError,
     NotFoundError,
@@ -118,7 +125,10 @@ class Timeout:
     ``connect``: to open the connection. ``read``: the longest silence between two received bytes
     (for a non-streamed call this includes the whole generation before the first byte; a stalled
     stream ends with an error chunk after it). ``total``: a deadline for the whole call, retries and
-    backoff included; a stream still open at the deadline ends with an error chunk.
+    backoff included; a stream still open at the deadline ends with an error chunk. It is ``None``
+    by default, because one deadline for every call would cut long streams and slow plain answers
+    alike; set it when a call must end by a given time (a server trickling bytes faster than
+    ``read`` is stopped by nothing else).
     """
 
     connect: float | None = attrs.field(default=5.0, validator=_seconds("timeout"))
@@ -155,8 +165,11 @@ def _fraction(_: Any, attribute: Any, value: Any) -> None:
 class RetryPolicy:
     """When and how long to wait before sending a call again.
 
-    Retried: connection errors, timeouts, HTTP 408, 409, 429 and 5xx, up to ``max_retries`` times.
-    Never: other 4xx, a malformed success body, or a stream after its response headers arrived.
+    Retried: connection errors, timeouts before any response byte, HTTP 408, 409, 429 and 5xx, up
+    to ``max_retries`` times. Never: other 4xx, or anything after a success status arrived — a
+    malformed, cut or stalled body, a stream — since the server has accepted (and may have billed)
+    the request. A read timeout before the first byte is retried, so an answer slower to start than
+    ``Timeout.read`` may be generated more than once.
     The n-th retry (n = 0, 1, …) waits ``min(max_delay, initial_delay * multiplier ** n)`` reduced
     by a random fraction of up to ``jitter`` — unless the server sent ``Retry-After`` (seconds or
     an HTTP date) or ``retry-after-ms``: then exactly that. A wait longer than ``max_retry_after``
@@ -203,16 +216,20 @@ def _size(_: Any, attribute: Any, value: Any) -> None:
 class Limits:
     """Resource bounds of a :class:`Client` (``None``: no limit).
 
-    ``max_response_size``: the most bytes of one response body, plain or streamed (counted after
-    decompression); a plain body past it is a :class:`~chatdsl.MalformedResponseError` (not
-    retried), a stream past it ends with an error chunk. ``max_event_size``: the most bytes of one
-    server-sent event; a stream with a larger event ends with an error chunk. ``pool_maxsize``: how
+    ``max_response_size``: the most bytes of one plain response body (counted after
+    decompression); a body past it is a :class:`~chatdsl.MalformedResponseError` (not retried).
+    ``max_stream_size``: the most bytes of one streamed body (default ``None``: unbounded — a long
+    reasoning stream is legitimate; a stream keeps one event at a time, plus the merged answer for
+    ``final_response()``); a stream past it ends with an error chunk. ``max_event_size``: the most
+    bytes of one server-sent event; a stream with a larger event ends with an error chunk.
+    ``pool_maxsize``: how
     many connections per host are kept open for reuse (for the session the client makes; a
     ``session`` you pass keeps its own adapters) — keep it at least the number of threads sharing
     the client, or connections beyond it are closed after each call and opened again.
     """
 
     max_response_size: int | None = attrs.field(default=32 << 20, validator=_size)
+    max_stream_size: int | None = attrs.field(default=None, validator=_size)
     max_event_size: int | None = attrs.field(default=4 << 20, validator=_size)
     pool_maxsize: int = attrs.field(default=20, validator=_size)
 
@@ -278,6 +295,12 @@ def _check_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
         raise ValidationError("base_url", f"{base_url!r} is not an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
         raise ValidationError("base_url", f"{_redact_url(base_url)!r} has a query or fragment; give the base only")
+    if "@" in parts.netloc:
+        raise ValidationError(
+            "base_url",
+            f"{_redact_url(base_url)!r} holds user:password@ credentials, which chatdsl would not send (the "
+            "Authorization header carries the API key); pass a proxy's credentials with headers=... or a session=...",
+        )
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise ValidationError(
             "base_url",
@@ -293,6 +316,39 @@ def _redact_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit((parts.scheme, "***@" + parts.netloc.rpartition("@")[2], parts.path, parts.query, ""))
+
+
+def _env_key_allowed(dialect: Dialect, base_url: str) -> bool:
+    """Whether a client of *dialect* sending to *base_url* may read its key from the environment.
+
+    ``MISTRAL_API_KEY`` is read for any host (proxies in front of Mistral's API are common);
+    ``OPENAI_API_KEY`` only for OpenAI's own host, so a key for OpenAI never travels to a local or
+    third-party server by accident.
+    """
+    if dialect is not Dialect.OPENAI:
+        return True
+    host = urlsplit(base_url.strip()).hostname if isinstance(base_url, str) else None
+    return host == urlsplit(dialect.default_base_url).hostname
+
+
+def _scrub(exc: BaseException) -> None:
+    """Cut the ``requests`` objects off a transport error and everything chained to it.
+
+    A ``requests`` exception keeps the ``PreparedRequest`` it failed on (``exc.request``), whose
+    headers hold ``Authorization``, and sometimes the ``Response`` (whose ``request`` is the same).
+    They are set to ``None`` before the error is chained to a chatdsl exception.
+    """
+    stack: list[object] = [exc]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, requests.RequestException):
+            current.request = None
+            current.response = None
+        stack += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
 
 
 _OBJECT_REPR: Final = re.compile(r"<[^<>]* (?:object )?at 0x[0-9a-fA-F]+>:?\s*")
@@ -414,15 +470,27 @@ class _Exchange:
     limits: Limits = DEFAULT_LIMITS
 
 
+class _SessionState:
+    """Shared by a client and every client derived from it (they share one session)."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
+        """Whether the client that owns the session closed it."""
+
+
 # ------------------------------------------------------------------------------------ the client
 
 
 class Client:
     """A client of the chat-completions endpoint, around one ``requests.Session``.
 
-    ``api_key`` falls back to the ``MISTRAL_API_KEY`` environment variable; a missing, empty or
-    malformed key is a :class:`~chatdsl.ValidationError` here, before any I/O. ``base_url`` must be
-    https, or http to a loopback host (``allow_insecure_http=True`` permits plain http elsewhere).
+    ``api_key`` falls back to the ``MISTRAL_API_KEY`` environment variable (for any ``base_url``: a
+    proxy in front of Mistral's API takes the same key); a missing, empty or malformed key is a
+    :class:`~chatdsl.ValidationError` here, before any I/O. ``base_url`` must be https, or http to a
+    loopback host (``allow_insecure_http=True`` permits plain http elsewhere), and may not hold
+    ``user:password@`` credentials (pass those with ``headers`` or ``session``).
     ``timeout`` is a :class:`Timeout` or a number of seconds (connect and read); ``max_retries``
     overrides the ``retry`` policy's count. ``session`` is used as it is and never closed by the
     client (else the client makes one and closes it in :meth:`close`). ``headers`` are added to
@@ -431,14 +499,20 @@ class Client:
     ``dialect`` (a :class:`~chatdsl.Dialect` or its name) picks the server's wire format: ``"mistral"``
     (the default) or ``"openai"`` for OpenAI and the servers that copy its API (vLLM, llama.cpp's
     server, Ollama, LM Studio). With ``"openai"`` the default ``base_url`` is
-    ``https://api.openai.com``, the key falls back to ``OPENAI_API_KEY`` and is optional (no key: no
-    ``Authorization`` header; ``api_key=""`` sends none even when the variable is set), and a
+    ``https://api.openai.com``, the key is optional (no key: no ``Authorization`` header) and falls
+    back to ``OPENAI_API_KEY`` only when ``base_url`` is OpenAI's own host — any other server gets
+    a key only when you pass ``api_key`` (``api_key=""`` is "no key" too), and a
     request field OpenAI has no equivalent for is a :class:`~chatdsl.ValidationError` before sending
     — unless ``drop_unsupported=True`` (here or per call), which leaves such fields out and logs
     them at INFO. Either way the endpoint is ``{base_url}/v1/chat/completions``.
 
-    Use it as a context manager, or call :meth:`close`. It holds no per-call state and may be
-    shared between threads.
+    Use it as a context manager, or call :meth:`close`; a closed client raises
+    :class:`~chatdsl.ClientClosedError`. Threads may share a client: it holds no per-call state
+    (the auth and headers go with each call), and calls from 16 threads at once are tested. It
+    relies on ``requests.Session``, which ``requests`` does not document as thread-safe; chatdsl
+    changes nothing on the session after creating it, and the session it creates accepts no
+    cookies (the API uses none), so no state passes from one call to another. A ``session`` you
+    pass is used as it is, cookie jar included.
     """
 
     __slots__ = (
@@ -450,11 +524,13 @@ class Client:
         "_dialect",
         "_drop_unsupported",
         "_headers",
+        "_key_given",
         "_limits",
         "_log_url",
         "_owns_session",
         "_retry",
         "_session",
+        "_shared",
         "_sleep",
         "_timeout",
         "_url",
@@ -482,7 +558,9 @@ class Client:
         self._dialect = Dialect.coerce(dialect)
         self._drop_unsupported = _flag("drop_unsupported", drop_unsupported)
         env = self._dialect.api_key_env
-        if api_key is None:
+        target = self._dialect.default_base_url if base_url is None else base_url
+        self._key_given = api_key is not None
+        if api_key is None and _env_key_allowed(self._dialect, target):
             api_key = os.environ.get(env)
             if api_key is None and self._dialect is Dialect.MISTRAL:
                 raise ValidationError("api_key", f"is not set; pass api_key=... or set the {env} environment variable")
@@ -491,7 +569,7 @@ class Client:
         self._auth: requests.auth.AuthBase = _NoAuth() if self._api_key is None else _BearerAuth(self._api_key)
         self._allow_insecure_http = bool(allow_insecure_http)
         self._base_url = _check_base_url(
-            self._dialect.default_base_url if base_url is None else base_url,
+            target,
             # without a key nothing secret travels: plain http anywhere is the caller's business
             allow_insecure_http=self._allow_insecure_http or self._api_key is None,
         )
@@ -517,6 +595,7 @@ class Client:
         self._sleep: Callable[[float], None] = time.sleep if _sleep is None else _sleep
         self._user_agent = f"chatdsl/{__version__}"
         self._closed = False
+        self._shared = _SessionState()  # replaced by the parent's in with_options
 
     # ------------------------------------------------------------------ settings
 
@@ -582,9 +661,11 @@ class Client:
         """Return a new client with these settings changed, sharing this client's session.
 
         ``headers`` are merged into the current ones (a ``None`` value removes a header). The new
-        client does not own the session: closing it leaves the session open; closing the client
-        that created the session closes it for both. A new ``dialect`` keeps the key and base URL
-        unless they are given too.
+        client does not own the session: closing it closes only itself; closing the client that
+        created the session closes the session and every client derived from it (they raise
+        :class:`~chatdsl.ClientClosedError`). A new ``dialect`` keeps the key and base URL unless
+        they are given too — except a key read from the environment, which is kept only where the
+        new client could have read it itself (``OPENAI_API_KEY`` only for OpenAI's host).
         """
         merged = dict(self._headers)
         if not isinstance(headers, UnsetType):
@@ -594,10 +675,17 @@ class Client:
                 if value is not None:
                     merged[name] = value
         policy = self._retry if isinstance(retry, UnsetType) else retry
-        key = (self._api_key or "") if isinstance(api_key, UnsetType) else api_key  # "": still no key
-        return Client(
+        new_dialect = Dialect.coerce(self._dialect if isinstance(dialect, UnsetType) else dialect)
+        new_base_url = self._base_url if isinstance(base_url, UnsetType) else base_url
+        if not isinstance(api_key, UnsetType):
+            key: str | None = api_key
+        elif self._key_given or _env_key_allowed(new_dialect, new_base_url):
+            key = self._api_key or ""  # "": still no key
+        else:
+            key = ""  # a key from the environment does not travel to a host that would not have read it
+        client = Client(
             key,
-            base_url=self._base_url if isinstance(base_url, UnsetType) else base_url,
+            base_url=new_base_url,
             timeout=self._timeout if isinstance(timeout, UnsetType) else timeout,
             max_retries=None if isinstance(max_retries, UnsetType) else max_retries,
             retry=policy,
@@ -606,11 +694,14 @@ class Client:
             allow_insecure_http=(
                 self._allow_insecure_http if isinstance(allow_insecure_http, UnsetType) else allow_insecure_http
             ),
-            dialect=self._dialect if isinstance(dialect, UnsetType) else dialect,
+            dialect=new_dialect,
             drop_unsupported=(self._drop_unsupported if isinstance(drop_unsupported, UnsetType) else drop_unsupported),
             limits=self._limits if isinstance(limits, UnsetType) else limits,
             _sleep=self._sleep,
         )
+        client._key_given = self._key_given if isinstance(api_key, UnsetType) else True
+        client._shared = self._shared  # closing the session's owner closes every client sharing it
+        return client
 
     def __repr__(self) -> str:
         key = "None" if self._api_key is None else "'***'"
@@ -623,21 +714,24 @@ class Client:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Close the session if this client created it (idempotent); a closed client sends nothing.
+        """Close this client (idempotent); a closed client sends nothing (:class:`~chatdsl.ClientClosedError`).
 
-        Its pooled connections are closed at once (a call still running closes its own when it ends).
+        If it created its session, the session is closed too — and with it every client derived
+        from this one by :meth:`with_options`. Its pooled connections are closed at once (a call
+        still running closes its own when it ends).
         """
         if self._closed:
             return
         self._closed = True
         if self._owns_session:
+            self._shared.closed = True
             _close_pools(self._session)
             self._session.close()
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
+        """Whether :meth:`close` was called on this client, or on the client that owns its session."""
+        return self._closed or self._shared.closed
 
     def __enter__(self) -> Self:
         return self
@@ -756,10 +850,15 @@ class Client:
     ) -> _T:
         """POST *request* with retries; once a success status arrives, return ``reader(exchange)``.
 
-        *reader* may raise :class:`APIConnectionError` (a cut body): that attempt is then retried.
+        What *reader* raises is raised as it is: once a success status arrived the server has
+        accepted the request (and may have generated and billed the answer), so it is never sent
+        again. Before that — no connection, a timeout before any response byte, a retryable
+        status — the request is sent again; a request whose answer is slow to start (longer than
+        ``timeout.read``) may thus be generated more than once.
         """
-        if self._closed:
-            raise RuntimeError("this Client is closed")
+        if self._closed or self._shared.closed:
+            owner = "" if self._closed else " (the client that owns its session was closed)"
+            raise ClientClosedError(f"this Client is closed{owner}; it sends nothing more")
         limits = self._timeout if timeout is None else Timeout.coerce(timeout)
         policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
         data = request.to_dict()
@@ -806,25 +905,21 @@ class Client:
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    try:
-                        exchange = _Exchange(
-                            response, sent_at, retries, deadline, timeout=limits, url=log_url, limits=self._limits
-                        )
-                        return reader(exchange)
-                    except APIConnectionError as exc:
-                        error = exc
-                else:
-                    error = _status_error(response, deadline)
-                    retry_after = _retry_after(response.headers)
-                    logger.debug(
-                        "POST %s -> %d in %.3f s (request id %s)",
-                        log_url,
-                        status,
-                        time.perf_counter() - sent_at,
-                        error.request_id,
+                    exchange = _Exchange(
+                        response, sent_at, retries, deadline, timeout=limits, url=log_url, limits=self._limits
                     )
-                    if not policy.should_retry_status(status):
-                        raise error
+                    return reader(exchange)
+                error = _status_error(response, deadline)
+                retry_after = _retry_after(response.headers)
+                logger.debug(
+                    "POST %s -> %d in %.3f s (request id %s)",
+                    log_url,
+                    status,
+                    time.perf_counter() - sent_at,
+                    error.request_id,
+                )
+                if not policy.should_retry_status(status):
+                    raise error
             delay = policy.backoff(retries, retry_after) if retries < policy.max_retries else None
             if delay is None or (deadline is not None and time.perf_counter() + delay >= deadline):
                 raise error
@@ -878,9 +973,21 @@ def _accept(exchange: _Exchange) -> _Exchange:
     return exchange
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Accepts no cookie and returns none: the API authenticates by key, and a cookie set by one
+    answer (a proxy's, a load balancer's) would ride along on every later call, from every thread."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
 def _new_session(limits: Limits) -> requests.Session:
-    """Return a session whose adapters keep ``limits.pool_maxsize`` connections per host."""
+    """Return a session that keeps no cookies, whose adapters keep ``limits.pool_maxsize`` connections per host."""
     session = requests.Session()
+    session.cookies.set_policy(_NoCookies())
     if limits.pool_maxsize != requests.adapters.DEFAULT_POOLSIZE:
         for prefix in ("https://", "http://"):
             session.mount(prefix, requests.adapters.HTTPAdapter(pool_maxsize=limits.pool_maxsize))
@@ -931,20 +1038,30 @@ def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _transport_error(exc: BaseException, url: str, limits: Timeout, deadline: float | None) -> APIConnectionError:
-    """Return the chatdsl error for a ``requests``/``urllib3`` failure (chained to it)."""
+def _transport_error(
+    exc: BaseException, url: str, limits: Timeout, deadline: float | None, *, response_started: bool = False
+) -> APIConnectionError:
+    """Return the chatdsl error for a ``requests``/``urllib3`` failure (chained to it, scrubbed).
+
+    *response_started*: a success status had arrived (the body broke off); the message says so.
+    """
+    _scrub(exc)
     reason = _reason(exc)
+    started = response_started
+    after = " after a success status (the request was not sent again)" if started else ""
     error: APIConnectionError
     if deadline is not None and time.perf_counter() >= deadline - 1e-3 and isinstance(exc, requests.Timeout):
-        error = APITimeoutError(f"POST {url}: the total deadline of {limits.total} s passed ({reason})")
+        error = APITimeoutError(
+            f"POST {url}: the total deadline of {limits.total} s passed{after} ({reason})", response_started=started
+        )
     elif isinstance(exc, requests.exceptions.ConnectTimeout):
         error = APITimeoutError(f"POST {url}: connecting timed out after {limits.connect} s ({reason})")
     elif isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
-        error = APITimeoutError(f"POST {url}: no data for {limits.read} s ({reason})")
+        error = APITimeoutError(f"POST {url}: no data for {limits.read} s{after} ({reason})", response_started=started)
     elif isinstance(exc, requests.exceptions.SSLError):
-        error = APIConnectionError(f"POST {url}: TLS failed ({reason})")
+        error = APIConnectionError(f"POST {url}: TLS failed{after} ({reason})", response_started=started)
     else:
-        error = APIConnectionError(f"POST {url} failed: {reason}")
+        error = APIConnectionError(f"POST {url} failed{after}: {reason}", response_started=started)
     error.__cause__ = exc
     return error
 
@@ -970,7 +1087,8 @@ def _content_length(response: requests.Response) -> int | None:
 
 
 def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
-    """Read and parse a success body; transport failures raise ``APIConnectionError`` (retryable)."""
+    """Read and parse a success body; a transport failure raises ``APIConnectionError`` with
+    ``response_started=True`` (not retried: the server already generated the answer)."""
     response = exchange.response
     limit = exchange.limits.max_response_size
     announced = _content_length(response)
@@ -979,19 +1097,16 @@ def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
     try:
         body = b"" if too_large else _read_body(response, None if limit is None else limit + 1)
     except _READ_ERRORS as exc:
+        _scrub(exc)
         if watchdog.fired:
-            error: APIConnectionError = APITimeoutError(
-                f"POST {exchange.url}: the total deadline of {exchange.timeout.total} s passed while reading the body"
-            )
+            error: APIConnectionError = APITimeoutError(_deadline_message(exchange), response_started=True)
             raise error from exc
-        raise _transport_error(exc, exchange.url, exchange.timeout, None) from exc
+        raise _transport_error(exc, exchange.url, exchange.timeout, None, response_started=True) from exc
     finally:
         watchdog.cancel()
         response.close()
     if watchdog.fired:
-        raise APITimeoutError(
-            f"POST {exchange.url}: the total deadline of {exchange.timeout.total} s passed while reading the body"
-        )
+        raise APITimeoutError(_deadline_message(exchange), response_started=True)
     headers = response.headers
     request_id = _request_id(headers)
     if too_large or (limit is not None and len(body) > limit):
@@ -1045,6 +1160,13 @@ def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
     )
 
 
+def _deadline_message(exchange: _Exchange) -> str:
+    return (
+        f"POST {exchange.url}: the total deadline of {exchange.timeout.total} s passed while reading the body "
+        "(after a success status: the request was not sent again)"
+    )
+
+
 def _status_error(response: requests.Response, deadline: float | None = None) -> APIError:
     """Return the exception for an error status, with the server's message, body and request id.
 
@@ -1082,13 +1204,19 @@ def _status_error(response: requests.Response, deadline: float | None = None) ->
 
 # ------------------------------------------------------------------------------------ streaming
 
+_CLOSED_BY_CALLER: Final = "the stream was closed by the caller before it ended"
+
 
 class ChatCompletionStream(Iterator[CompletionChunk]):
     """The chunks of a streamed completion, handed over as soon as each event arrives.
 
-    Iterate it (``for chunk in stream``, or ``next(stream)``) and close it: use ``with``, call
-    :meth:`close`, or break out of a ``for`` loop (that closes it at once in CPython). Closing
-    releases the connection; a stream read to its end returns it to the pool.
+    Iterate it (``for chunk in stream``, or ``next(stream)``) and close it: use ``with`` or call
+    :meth:`close`. ``iter(stream)`` is the stream itself, so ``next(iter(stream))``,
+    ``itertools.islice(stream, 2)`` or ``zip`` take chunks and leave the rest to be read; for the
+    same reason breaking out of a ``for`` loop does not close the stream — leaving the ``with``
+    block does. Closing releases the connection; a stream read to ``[DONE]`` returns it to the pool
+    on its own. A stream dropped unclosed is closed when it is garbage-collected (in CPython: as soon
+    as its last reference goes).
 
     ``is_last_chunk`` is set on the chunk with which every expected choice (``n``, default 1) has a
     finish reason, or whose event is followed by ``[DONE]`` in the same read, and on any chunk after
@@ -1099,6 +1227,9 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
     deadline, a malformed event, an error event, the end without ``[DONE]`` — ends the iteration
     with one more chunk: no choices, ``is_last_chunk=True`` and ``error`` a
     :class:`~chatdsl.StreamError` chained (``__cause__``) to what happened. Nothing is raised.
+    Closing a stream before its end is such a failure too: ``StreamError("the stream was closed by
+    the caller before it ended")``. :meth:`close` may be called from any thread: a read blocked in
+    another thread returns at once, and that thread's iteration ends with the error chunk.
 
     ``chunk_latency`` is the time from the previous chunk's arrival (the first: from the request
     being sent), ``total_latency`` from the request being sent; both measured on arrival.
@@ -1113,16 +1244,6 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
 
     def __init__(self, exchange: _Exchange, *, expected_choices: int = 1, fold_usage: bool = False) -> None:
         response = exchange.response
-        self._exchange = exchange
-        self._response = response
-        self._expected = expected_choices
-        self._watchdog = _Watchdog(response, exchange.deadline)
-        self._merger = _Merger()
-        self._last_at = exchange.sent_at
-        self._released = False
-        self._done = False
-        self.error: StreamError | None = None
-        """The error that ended the stream, if any (also in the last chunk)."""
         self.status_code: int = response.status_code
         """The HTTP status of the response."""
         self.headers: dict[str, str] = _lower(response.headers)
@@ -1133,24 +1254,29 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
         """The server's ``x-ratelimit-*`` headers."""
         self.retries_taken: int = exchange.retries
         """How many times the call was sent again before this stream began."""
-        self._chunks = self._fold_usage(self._generate()) if fold_usage else self._generate()
+        # All reading state lives in the reader, which never refers back to the stream: dropping
+        # the stream drops its last reference and the finalizer releases the connection.
+        reader = self._reader = _Reader(exchange, expected_choices, self.request_id, fold_usage=fold_usage)
+        self._chunks = reader.chunks
+        weakref.finalize(self, reader.close).atexit = False
 
     # ------------------------------------------------------------------ iteration
 
-    def __iter__(self) -> Iterator[CompletionChunk]:
-        try:
-            while True:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    return
-                yield chunk
-        finally:
-            self.close()
+    def __iter__(self) -> Self:
+        return self
 
     def __next__(self) -> CompletionChunk:
-        chunk = next(self._chunks, None)
+        try:
+            chunk = next(self._chunks, None)
+        except ValueError:  # "generator already executing": close() in another thread is ending it
+            if not self._reader.closing:
+                raise
+            with self._reader.lock:  # wait until that close() is done
+                chunk = None
         if chunk is None:
-            raise StopIteration
+            chunk = self._reader.closed_chunk()
+            if chunk is None:
+                raise StopIteration
         return chunk
 
     def __enter__(self) -> Self:
@@ -1162,178 +1288,286 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
         self.close()
 
     def close(self) -> None:
-        """Stop reading and release the connection at once (idempotent)."""
-        self._chunks.close()
-        self._release()
+        """Stop reading and release the connection (idempotent; callable from any thread).
+
+        A stream closed before its end gets ``StreamError("the stream was closed by the caller
+        before it ended")`` as its :attr:`error`; the iteration hands it over in one last error
+        chunk — in the thread blocked in a read, if one is (that read returns at once).
+        """
+        self._reader.close()
+
+    @property
+    def error(self) -> StreamError | None:
+        """The error that ended the stream, if any (also in the last chunk)."""
+        return self._reader.error
 
     @property
     def closed(self) -> bool:
         """Whether the stream is closed (by :meth:`close`, or by reaching its end or an error)."""
-        return self._released
+        reader = self._reader
+        return reader.closing or reader.released
 
     @property
     def completed(self) -> bool:
         """Whether ``[DONE]`` was received."""
-        return self._done
+        return self._reader.done
 
-    def final_response(self) -> ChatCompletionResponse:
-        """Return the chunks received so far merged into one response.
+    def final_response(self, *, partial: bool = False) -> ChatCompletionResponse:
+        """Return the chunks merged into one response.
+
+        Raises the stream's :attr:`error` if it failed (or was closed before its end), and
+        ``StreamError("the stream is not complete …")`` if it was not read to its end yet — an
+        answer is complete once ``[DONE]`` came or every expected choice has a finish reason. With
+        ``partial=True`` it returns what was received so far instead, whatever happened.
 
         Content is concatenated per choice (text parts merged when the content is a list of parts),
         tool-call deltas are merged by their ``index`` (argument strings concatenated, ``id`` and
-        name from the first delta that has them; the index, a streaming detail, is not kept),
-        refusal pieces are concatenated, finish reasons and usage are kept; ``id``, ``model`` and
-        ``created`` come from the first chunks that have them. ``latency`` is the ``total_latency``
-        of the last chunk received.
+        name from the first delta that has them; a delta with another ``id`` under the same index
+        starts a new call; the index, a streaming detail, is not kept), refusal pieces are
+        concatenated, finish reasons and usage are kept; ``id``, ``model`` and ``created`` come
+        from the first chunks that have them. ``latency`` is the ``total_latency`` of the last
+        chunk received.
         """
-        return self._merger.response(
+        reader = self._reader
+        if not partial:
+            if reader.error is not None:
+                raise reader.error
+            if not reader.complete():
+                raise StreamError(
+                    "the stream is not complete: read it to its end first (or pass partial=True for what arrived)"
+                )
+        return reader.merger.response(
             request_id=self.request_id, rate_limit=self.rate_limit, retries_taken=self.retries_taken
         )
 
     def __repr__(self) -> str:
-        state = "closed" if self._released else "open"
-        return f"<ChatCompletionStream {state} request_id={self.request_id!r} chunks={self._merger.count}>"
+        state = "closed" if self.closed else "open"
+        return f"<ChatCompletionStream {state} request_id={self.request_id!r} chunks={self._reader.merger.count}>"
+
+
+class _Reader:
+    """The reading side of one :class:`ChatCompletionStream`: the response, the parser and the chunks.
+
+    ``chunks`` is the generator of chunks. ``lock`` serializes :meth:`close` and :meth:`release`
+    (never taken per event); ``closing`` is read once per socket read.
+    """
+
+    __slots__ = (
+        "chunks",
+        "closing",
+        "done",
+        "error",
+        "exchange",
+        "expected",
+        "last_at",
+        "lock",
+        "merger",
+        "released",
+        "reported",
+        "request_id",
+        "response",
+        "watchdog",
+    )
+
+    def __init__(self, exchange: _Exchange, expected: int, request_id: str | None, *, fold_usage: bool) -> None:
+        self.exchange = exchange
+        self.response = exchange.response
+        self.expected = expected
+        self.request_id = request_id
+        self.lock = threading.RLock()
+        self.closing = False
+        self.released = False
+        self.done = False
+        self.error: StreamError | None = None
+        self.reported = False  # whether an error chunk was handed over
+        self.merger = _Merger()
+        self.last_at = exchange.sent_at
+        self.watchdog = _Watchdog(self.response, exchange.deadline)
+        self.chunks: Generator[CompletionChunk] = _fold_usage(self.generate()) if fold_usage else self.generate()
+
+    def complete(self) -> bool:
+        """Whether the answer is all there: ``[DONE]`` came, or every expected choice has a finish reason."""
+        return self.done or len(self.merger.finished) >= self.expected
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closing:
+                return
+            self.closing = True
+            try:
+                self.chunks.close()
+            except ValueError:  # another thread is reading: wake it; it ends with the error chunk and releases
+                if not self.released:
+                    try:
+                        self.response.raw.shutdown()
+                    except Exception:  # released meanwhile: nothing to wake
+                        logger.debug("closing a stream: the response was already released")
+                return
+            self.release()
+            if self.error is None and not self.complete():
+                self.error = StreamError(_CLOSED_BY_CALLER)
+
+    def closed_chunk(self) -> CompletionChunk | None:
+        """Once the chunks are exhausted: the error chunk of a stream closed before its end, handed over once."""
+        with self.lock:
+            if self.error is None or self.reported:
+                return None
+            return self.failure(self.error)
+
+    def release(self, *, reuse: bool = False) -> None:
+        """Free the connection (idempotent): back to the pool if the body ends at once, else closed."""
+        with self.lock:
+            if self.released:
+                return
+            self.released = True
+        self.watchdog.cancel()
+        response = self.response
+        if reuse and not self.watchdog.fired:
+            _drain(response)
+        response.close()
 
     # ------------------------------------------------------------------ the reader
 
-    def _generate(self) -> Generator[CompletionChunk]:
-        limits = self._exchange.limits
+    def generate(self) -> Generator[CompletionChunk]:
+        limits = self.exchange.limits
         decoder = SSEDecoder(max_event_size=limits.max_event_size)
-        raw = self._response.raw
-        merger = self._merger
-        expected = self._expected
+        raw = self.response.raw
+        merger = self.merger
+        expected = self.expected
         marked = False
-        left = math.inf if limits.max_response_size is None else limits.max_response_size
+        left = math.inf if limits.max_stream_size is None else limits.max_stream_size
         try:
-            while True:
+            while not self.closing:
                 try:
                     data = raw.read1(_READ_SIZE, decode_content=True)
                 except _READ_ERRORS as exc:
-                    yield self._failure(self._read_failure(exc))
+                    if self.interrupted():
+                        break
+                    yield self.failure(self.read_failure(exc))
                     return
                 received = time.perf_counter()
                 if not data:
-                    yield self._failure(self._end_failure(decoder))
+                    if self.interrupted():
+                        break
+                    yield self.failure(self.end_failure(decoder))
                     return
                 left -= len(data)
                 if left < 0:
-                    limit = limits.max_response_size
-                    yield self._failure(StreamError(f"the stream is larger than max_response_size ({limit} bytes)"))
+                    limit = limits.max_stream_size
+                    yield self.failure(StreamError(f"the stream is larger than max_stream_size ({limit} bytes)"))
                     return
                 try:
                     events = decoder.feed(data)
                 except StreamError as exc:
-                    yield self._failure(exc)
+                    yield self.failure(exc)
                     return
                 for position, event in enumerate(events):
                     if event.data == DONE:
-                        self._done = True
+                        self.done = True
                         logger.debug(
                             "stream from %s complete: %d chunks in %.3f s (request id %s)",
-                            self._exchange.url,
+                            self.exchange.url,
                             merger.count,
-                            received - self._exchange.sent_at,
+                            received - self.exchange.sent_at,
                             self.request_id,
                         )
                         if not marked:
-                            yield self._stamp(merger.marker(), received, last=True)
-                        self._release(reuse=True)
+                            yield self.stamp(merger.marker(), received, last=True)
+                        self.release(reuse=True)
                         return
                     if event.event not in ("message", "error"):
                         continue  # a "ping" or other type the API does not use for chunks
                     try:
                         chunk = decode_chunk(event)
                     except StreamError as exc:
-                        yield self._failure(exc)
+                        yield self.failure(exc)
                         return
                     finished = merger.add(chunk)
                     if not marked:
                         following = events[position + 1] if position + 1 < len(events) else None
                         marked = finished >= expected or (following is not None and following.data == DONE)
-                    yield self._stamp(chunk, received, last=marked)
+                    yield self.stamp(chunk, received, last=marked)
+            # close() was called from another thread while this one was reading
+            if not self.complete():
+                yield self.failure(StreamError(_CLOSED_BY_CALLER))
         finally:
-            self._release()
+            self.release()
 
-    @staticmethod
-    def _fold_usage(chunks: Generator[CompletionChunk]) -> Generator[CompletionChunk]:
-        """Fold a trailing usage-only chunk into the chunk marked last before it (see the class docstring)."""
-        held: CompletionChunk | None = None
-        try:
-            for chunk in chunks:
-                if held is not None:
-                    if chunk.usage is not None and not chunk.choices and chunk.error is None:
-                        # both were stamped by this stream and are not shared: fold in place
-                        _set(held, "usage", chunk.usage)
-                        if held.chunk_latency is not None and chunk.chunk_latency is not None:
-                            _set(held, "chunk_latency", held.chunk_latency + chunk.chunk_latency)
-                        _set(held, "total_latency", chunk.total_latency)
-                        chunk, held = held, None
-                    else:
-                        yield held
-                        held = None
-                elif chunk.is_last_chunk and chunk.choices and chunk.usage is None and chunk.error is None:
-                    held = chunk
-                    continue
-                yield chunk
-            if held is not None:
-                yield held
-        finally:
-            chunks.close()
+    def interrupted(self) -> bool:
+        """Whether :meth:`close` was called while this thread was reading (it shut the socket down)."""
+        return self.closing
 
-    def _stamp(self, chunk: CompletionChunk, received: float, *, last: bool) -> CompletionChunk:
+    def stamp(self, chunk: CompletionChunk, received: float, *, last: bool) -> CompletionChunk:
         # The chunk was just built by this stream and nobody else holds it yet: set its timing
         # fields in place instead of copying it (``attrs.evolve`` costs more than parsing it did).
         stamped = chunk
         _set(stamped, "is_last_chunk", last)
-        _set(stamped, "chunk_latency", _elapsed(self._last_at, received))
-        _set(stamped, "total_latency", _elapsed(self._exchange.sent_at, received))
-        self._last_at = received
-        self._merger.latency = stamped.total_latency
+        _set(stamped, "chunk_latency", _elapsed(self.last_at, received))
+        _set(stamped, "total_latency", _elapsed(self.exchange.sent_at, received))
+        self.last_at = received
+        self.merger.latency = stamped.total_latency
         return stamped
 
-    def _failure(self, error: StreamError) -> CompletionChunk:
+    def failure(self, error: StreamError) -> CompletionChunk:
+        """Record *error*, release the connection, and return the error chunk to hand over."""
         self.error = error
-        logger.debug("stream from %s ended with an error: %s", self._exchange.url, error)
-        return self._stamp(attrs.evolve(self._merger.marker(), error=error), time.perf_counter(), last=True)
+        self.reported = True
+        self.release()
+        logger.debug("stream from %s ended with an error: %s", self.exchange.url, error)
+        return self.stamp(attrs.evolve(self.merger.marker(), error=error), time.perf_counter(), last=True)
 
-    def _read_failure(self, exc: BaseException) -> StreamError:
-        limits = self._exchange.timeout
-        cause: Exception
-        if self._watchdog.fired:
-            cause = APITimeoutError(f"the total deadline of {limits.total} s passed")
+    def read_failure(self, exc: BaseException) -> StreamError:
+        limits = self.exchange.timeout
+        _scrub(exc)
+        cause: APIConnectionError
+        if self.watchdog.fired:
+            cause = APITimeoutError(f"the total deadline of {limits.total} s passed", response_started=True)
             error = StreamError(f"the stream was stopped: the total deadline of {limits.total} s passed")
         elif isinstance(exc, (urllib3.exceptions.TimeoutError, requests.Timeout, TimeoutError)):
-            cause = APITimeoutError(f"no data for {limits.read} s ({_reason(exc)})")
+            cause = APITimeoutError(f"no data for {limits.read} s ({_reason(exc)})", response_started=True)
             error = StreamError(f"the stream stalled: no data for {limits.read} s")
         else:
-            cause = APIConnectionError(f"the connection broke ({_reason(exc)})")
+            cause = APIConnectionError(f"the connection broke ({_reason(exc)})", response_started=True)
             error = StreamError(f"the stream was cut: the connection broke ({_reason(exc)})")
         cause.__cause__ = exc
         error.__cause__ = cause
         return error
 
-    def _end_failure(self, decoder: SSEDecoder) -> StreamError:
-        if self._watchdog.fired:
-            cause = APITimeoutError(f"the total deadline of {self._exchange.timeout.total} s passed")
-            error = StreamError(
-                f"the stream was stopped: the total deadline of {self._exchange.timeout.total} s passed"
-            )
-            error.__cause__ = cause
+    def end_failure(self, decoder: SSEDecoder) -> StreamError:
+        if self.watchdog.fired:
+            total = self.exchange.timeout.total
+            error = StreamError(f"the stream was stopped: the total deadline of {total} s passed")
+            error.__cause__ = APITimeoutError(f"the total deadline of {total} s passed", response_started=True)
             return error
         if decoder.has_partial_event:
             return StreamError("the stream was cut in the middle of an event (the body ended)")
         return StreamError("the stream ended without [DONE] (the body ended)")
 
-    def _release(self, *, reuse: bool = False) -> None:
-        """Free the connection (idempotent): back to the pool if the body ends at once, else closed."""
-        if self._released:
-            return
-        self._released = True
-        self._watchdog.cancel()
-        response = self._response
-        if reuse and not self._watchdog.fired:
-            _drain(response)
-        response.close()
+
+def _fold_usage(chunks: Generator[CompletionChunk]) -> Generator[CompletionChunk]:
+    """Fold a trailing usage-only chunk into the chunk marked last before it (see :class:`ChatCompletionStream`)."""
+    held: CompletionChunk | None = None
+    try:
+        for chunk in chunks:
+            if held is not None:
+                if chunk.usage is not None and not chunk.choices and chunk.error is None:
+                    # both were stamped by this stream and are not shared: fold in place
+                    _set(held, "usage", chunk.usage)
+                    if held.chunk_latency is not None and chunk.chunk_latency is not None:
+                        _set(held, "chunk_latency", held.chunk_latency + chunk.chunk_latency)
+                    _set(held, "total_latency", chunk.total_latency)
+                    chunk, held = held, None
+                else:
+                    yield held
+                    held = None
+            elif chunk.is_last_chunk and chunk.choices and chunk.usage is None and chunk.error is None:
+                held = chunk
+                continue
+            yield chunk
+        if held is not None:
+            yield held
+    finally:
+        chunks.close()
 
 
 def _drain(response: requests.Response) -> None:
@@ -1364,8 +1598,8 @@ class _Choice:
 
     def __init__(self) -> None:
         self.content: list[str | tuple[ContentChunk, ...]] = []
-        self.calls: dict[object, list[Any]] = {}  # key -> [id, name, arguments pieces]
-        self.order: list[object] = []
+        self.calls: dict[object, list[Any]] = {}  # key -> the latest call under it: [id, name, arguments pieces]
+        self.order: list[list[Any]] = []  # every call, in order of appearance
         self.finish_reason: Any = None
         self.refusal: list[str] = []  # pieces of a refusal (OpenAI dialect)
 
@@ -1375,19 +1609,23 @@ class _Choice:
         if isinstance(delta.tool_calls, UnsetType):
             return
         for call in delta.tool_calls:
+            call_id = call.id if not isinstance(call.id, UnsetType) and call.id else None
             key: object
             if not isinstance(call.index, UnsetType):
                 key = ("index", call.index)
-            elif not isinstance(call.id, UnsetType) and call.id:
-                key = ("id", call.id)
+            elif call_id is not None:
+                key = ("id", call_id)
             else:
-                key = self.order[-1] if self.order else ("position", 0)
-            state = self.calls.get(key)
-            if state is None:
-                state = self.calls[key] = [UNSET, "", []]
-                self.order.append(key)
-            if isinstance(state[0], UnsetType) and not isinstance(call.id, UnsetType) and call.id:
-                state[0] = call.id
+                key = None  # a continuation of the latest call
+            state = self.order[-1] if key is None and self.order else self.calls.get(key)
+            if state is None or (call_id is not None and not isinstance(state[0], UnsetType) and state[0] != call_id):
+                # a new call — also under an index already used, when the id differs (Ollama and some
+                # proxies number every parallel call 0)
+                state = [UNSET, "", []]
+                self.calls[key] = state
+                self.order.append(state)
+            if isinstance(state[0], UnsetType) and call_id is not None:
+                state[0] = call_id
             if not state[1] and call.function.name:
                 state[1] = call.function.name
             state[2].append(call.function.arguments)
@@ -1397,7 +1635,7 @@ class _Choice:
         if self.order:
             calls = tuple(
                 ToolCall(id=state[0], function=FunctionCall(name=state[1], arguments=_join_arguments(state[2])))
-                for state in (self.calls[key] for key in self.order)
+                for state in self.order
             )
         return AssistantMessage(content=_join_content(self.content), tool_calls=calls)
 

@@ -512,7 +512,8 @@ def _single(tag_key: str, tag: str, cls: type, what: str) -> Callable[[Any, Any]
     return hook
 
 
-def _register_structure() -> None:
+def _register_structure() -> Callable[[Any, Any], Any]:
+    """Register the request-side structure hooks; return the one for a whole request (strict)."""
     content = override(struct_hook=_structure_content)
     converter.register_structure_hook(TextChunk, _make_structure(TextChunk))
     for cls in (DocumentURLChunk, FileChunk, ReferenceChunk, AudioChunk, ToolReferenceChunk):
@@ -555,7 +556,7 @@ def _register_structure() -> None:
     )
     converter.register_structure_hook(Prediction, _make_structure(Prediction))
     converter.register_structure_hook(ToolChoice, _structure_tool_choice)
-    _REQUEST[0] = _make_structure(
+    return _make_structure(
         ChatCompletionRequest,
         messages=override(struct_hook=_list_of(_structure_message, "messages", if_none=_REJECT)),
         tools=override(struct_hook=_list_of(_single("type", "function", Tool, "tool"), "tools")),
@@ -572,9 +573,6 @@ def _json_schema_hook(value: Any) -> Any:
         return UNSET
     return converter.structure(value, JsonSchema)
 
-
-_REQUEST: list[Callable[[Any, Any], Any]] = []
-_REQUEST.append(lambda v, _: None)
 
 # ------------------------------------------------------------------------- responses (lenient)
 
@@ -940,32 +938,15 @@ def _register_responses() -> None:
 
         return unstructure
 
-    converter.register_unstructure_hook(
-        ChatCompletionChoice,
-        with_refusal(
-            make_dict_unstructure_fn(
-                ChatCompletionChoice,
-                converter,
-                message=override(unstruct_hook=message),
-                finish_reason=override(unstruct_hook=reason_value),
-                refusal=override(omit=True),
-            ),
-            "message",
-        ),
-    )
-    converter.register_unstructure_hook(
-        CompletionResponseStreamChoice,
-        with_refusal(
-            make_dict_unstructure_fn(
-                CompletionResponseStreamChoice,
-                converter,
-                delta=override(unstruct_hook=message),
-                finish_reason=override(unstruct_hook=reason_value),
-                refusal=override(omit=True),
-            ),
-            "delta",
-        ),
-    )
+    for choice_cls, key in ((ChatCompletionChoice, "message"), (CompletionResponseStreamChoice, "delta")):
+        base = make_dict_unstructure_fn(
+            choice_cls,
+            converter,
+            finish_reason=override(unstruct_hook=reason_value),
+            refusal=override(omit=True),
+            **{key: override(unstruct_hook=message)},
+        )
+        converter.register_unstructure_hook(choice_cls, with_refusal(base, key))
     converter.register_unstructure_hook(
         ChatCompletionResponse,
         make_dict_unstructure_fn(
@@ -991,7 +972,7 @@ def _register_responses() -> None:
 
 
 _register_unstructure()
-_register_structure()
+_STRUCTURE_REQUEST: Final = _register_structure()
 _register_responses()
 _RESPONSE_HOOKS: Final[dict[type, Callable[[Any, Any], Any]]] = {
     cls: converter.get_structure_hook(cls) for cls in (ChatCompletionResponse, CompletionChunk)
@@ -1023,7 +1004,7 @@ def structure_request(data: Any, *, allow_extra: bool = False) -> ChatCompletion
     if isinstance(data, Mapping) and "extra" in data:
         raise ValidationError("extra", "is not a known field (known: " + ", ".join(_REQUEST_FIELDS) + ")")
     try:
-        return _REQUEST[0](data, None)  # type: ignore[no-any-return]
+        return _STRUCTURE_REQUEST(data, None)  # type: ignore[no-any-return]
     except ValidationError:
         raise
     except RecursionError:
@@ -1063,11 +1044,6 @@ def loads_response(text: str | bytes, cls: type[_T]) -> _T:
 def unstructure_response(obj: Any) -> dict[str, Any]:
     """Return the wire body of a response or chunk."""
     return converter.unstructure(obj, type(obj))  # type: ignore[no-any-return]
-
-
-def unstructure(obj: Any) -> Any:
-    """Return the wire form of any chatdsl model."""
-    return converter.unstructure(obj, type(obj))
 
 
 def parse_output(content: str, cls: Any) -> Any:

@@ -15,8 +15,9 @@
     │   ├── RateLimitError                429 (``retry_after`` in seconds, if the server said)
     │   ├── InternalServerError           5xx
     │   └── MalformedResponseError        a success status whose body is not the expected answer
-    ├── APIConnectionError            the request never got an answer (DNS, refused, reset, TLS)
+    ├── APIConnectionError            no (complete) answer: DNS, refused, reset, TLS, a body cut short
     │   └── APITimeoutError           connect, read or total deadline passed
+    ├── ClientClosedError(RuntimeError)  the client (or the client owning its session) was closed
     ├── StreamError                   a stream broke after it began (cut, malformed event, error event)
     └── ToolLoopError                 a tool loop hit max_rounds, or (with on_error="raise") an unknown tool
 
@@ -36,6 +37,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChatDSLError",
+    "ClientClosedError",
     "InternalServerError",
     "MalformedResponseError",
     "NotFoundError",
@@ -229,11 +231,24 @@ class MalformedResponseError(APIError):
 
 
 class APIConnectionError(ChatDSLError):
-    """The request got no answer: the connection failed, was refused or was reset."""
+    """The request got no complete answer: the connection failed, was refused or was reset.
+
+    ``response_started`` is ``True`` when a success status had already arrived and the body then
+    broke off (cut, stalled, past the total deadline): the server accepted the request — and may
+    have generated and billed the answer — so chatdsl did not send it again.
+    """
+
+    def __init__(self, message: str = "", *, response_started: bool = False) -> None:
+        self.response_started = response_started
+        super().__init__(message)
 
 
 class APITimeoutError(APIConnectionError):
     """A connect, read or total timeout passed before the answer was complete."""
+
+
+class ClientClosedError(ChatDSLError, RuntimeError):
+    """The client was closed (or the client that owns its session was): it sends nothing more."""
 
 
 class StreamError(ChatDSLError):

@@ -23,7 +23,7 @@ from ._checks import _type_name
 from ._errors import OutputError, ValidationError
 from ._schema import _NO_DEFAULT, _Builder, _class_summary, _is_record, _json_default, json_schema, parse_docstring
 from ._tools import Function, Tool
-from ._types import UNSET, UnsetType, thaw
+from ._types import UNSET, UnsetType, none_if_unset, thaw, unset_if_none
 
 if TYPE_CHECKING:
     from ._messages import ToolCall
@@ -66,9 +66,9 @@ class FunctionTool(Generic[_P, _R]):
         cls,
         function: Callable[_P, _R],
         *,
-        name: str | None = None,
-        description: str | None = None,
-        strict: bool | UnsetType = UNSET,
+        name: str | UnsetType | None = None,
+        description: str | UnsetType | None = None,
+        strict: bool | UnsetType | None = UNSET,
     ) -> FunctionTool[_P, _R]:
         """Return *function* with its tool definition (see :func:`chatdsl.tool`)."""
         return function_tool(function, name=name, description=description, strict=strict)
@@ -131,15 +131,18 @@ class FunctionTool(Generic[_P, _R]):
 def tool(function: Callable[_P, _R], /) -> FunctionTool[_P, _R]: ...
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, strict: bool | UnsetType = UNSET
+    *,
+    name: str | UnsetType | None = None,
+    description: str | UnsetType | None = None,
+    strict: bool | UnsetType | None = UNSET,
 ) -> Callable[[Callable[_P, _R]], FunctionTool[_P, _R]]: ...
 def tool(
     function: Callable[_P, _R] | None = None,
     /,
     *,
-    name: str | None = None,
-    description: str | None = None,
-    strict: bool | UnsetType = UNSET,
+    name: str | UnsetType | None = None,
+    description: str | UnsetType | None = None,
+    strict: bool | UnsetType | None = UNSET,
 ) -> FunctionTool[_P, _R] | Callable[[Callable[_P, _R]], FunctionTool[_P, _R]]:
     """Decorate a function as a tool: ``@chatdsl.tool`` or ``@chatdsl.tool(name=..., strict=True)``.
 
@@ -147,7 +150,8 @@ def tool(
     send) and ``.invoke(arguments)``. ``name`` defaults to the function's name, ``description`` to
     the first paragraph of its docstring; parameter descriptions come from an ``Args:`` or
     ``Parameters`` section (or ``Annotated[T, "..."]``). Parameters without defaults are required;
-    with ``strict=True`` all are, and the function definition is marked ``strict``.
+    with ``strict=True`` all are, and the function definition is marked ``strict``. For ``name``,
+    ``description`` and ``strict``, ``None`` and ``UNSET`` both mean "not given".
     """
 
     def decorate(fn: Callable[_P, _R]) -> FunctionTool[_P, _R]:
@@ -161,11 +165,12 @@ def tool(
 def function_tool(
     function: Callable[_P, _R],
     *,
-    name: str | None = None,
-    description: str | None = None,
-    strict: bool | UnsetType = UNSET,
+    name: str | UnsetType | None = None,
+    description: str | UnsetType | None = None,
+    strict: bool | UnsetType | None = UNSET,
 ) -> FunctionTool[_P, _R]:
     """Return *function* paired with the tool that describes it (see :func:`tool`)."""
+    name, description, strict = none_if_unset(name), none_if_unset(description), unset_if_none(strict)
     if isinstance(function, FunctionTool):
         function = function.function
     if inspect.iscoroutinefunction(function):
@@ -228,9 +233,14 @@ def function_tool(
 
 
 def type_tool(
-    tp: type[Any], *, name: str | None = None, description: str | None = None, strict: bool | UnsetType = UNSET
+    tp: type[Any],
+    *,
+    name: str | UnsetType | None = None,
+    description: str | UnsetType | None = None,
+    strict: bool | UnsetType | None = UNSET,
 ) -> Tool:
     """Return the tool whose arguments are an instance of the attrs class or dataclass *tp*."""
+    name, description, strict = none_if_unset(name), none_if_unset(description), unset_if_none(strict)
     if not _is_record(tp):
         raise ValidationError("tp", f"{tp!r} is not an attrs class or a dataclass; Tool.from_type needs one")
     return Tool(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, overload
 
 import attrs
 
@@ -32,6 +32,8 @@ Tools: TypeAlias = "Mapping[str, Callable[..., Any]] | Iterable[FunctionTool[...
 """The tools of a loop: names mapped to callables, or decorated functions (or plain, annotated ones)."""
 
 DEFAULT_MAX_ROUNDS: Final = 10
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen(kw_only=True)
@@ -65,7 +67,9 @@ class ToolRunResult:
     @overload
     def output(self) -> dict[str, Any]: ...
     @overload
-    def output(self, tp: type[Any]) -> Any: ...
+    def output(self, tp: type[_T]) -> _T: ...
+    @overload
+    def output(self, tp: Any) -> Any: ...
     def output(self, tp: Any = dict) -> Any:
         """Return the final answer parsed into *tp* (see :meth:`chatdsl.AssistantMessage.output`)."""
         return self.message.output(tp)

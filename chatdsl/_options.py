@@ -66,8 +66,8 @@ def with_response_json_object_format() -> Option:
 def with_response_json_schema(
     schema: SchemaLike,
     *,
-    name: str | None = None,
-    description: str | UnsetType = UNSET,
+    name: str | UnsetType | None = None,
+    description: str | UnsetType | None = UNSET,
     strict: bool | UnsetType = True,
 ) -> Option:
     """Option: the answer follows *schema* (Go ``WithResponseJsonSchema``)."""

@@ -34,7 +34,7 @@ from ._tools import (
     ToolChoice,
     ToolChoiceMode,
 )
-from ._types import UNSET, FrozenDict, JSONValue, UnsetType
+from ._types import UNSET, FrozenDict, JSONValue, UnsetType, none_if_unset, unset_if_none
 
 if TYPE_CHECKING:
     from ._dialects import Dialect
@@ -216,17 +216,20 @@ class ChatCompletionRequest:
 
     def assistant(
         self,
-        content: str | Sequence[ContentChunk] | None = None,
+        content: str | Sequence[ContentChunk] | UnsetType | None = None,
         *,
-        tool_calls: Sequence[ToolCall] | None = None,
-        prefix: bool | UnsetType = UNSET,
+        tool_calls: Sequence[ToolCall] | UnsetType | None = None,
+        prefix: bool | UnsetType | None = UNSET,
     ) -> Self:
-        """Return a copy with an assistant message appended (content, tool calls, or a prefix)."""
+        """Return a copy with an assistant message appended (content, tool calls, or a prefix).
+
+        ``None`` and ``UNSET`` both leave a field out.
+        """
         return self.add(
             AssistantMessage(
-                content=UNSET if content is None else as_content(content),
-                tool_calls=UNSET if tool_calls is None else tuple(tool_calls),
-                prefix=prefix,
+                content=UNSET if content is None or content is UNSET else as_content(content),
+                tool_calls=UNSET if tool_calls is None or tool_calls is UNSET else tuple(tool_calls),
+                prefix=unset_if_none(prefix),
             )
         )
 
@@ -235,10 +238,10 @@ class ChatCompletionRequest:
         content: str | Sequence[ContentChunk],
         *,
         tool_call_id: str,
-        name: str | UnsetType = UNSET,
+        name: str | UnsetType | None = UNSET,
     ) -> Self:
         """Return a copy with a tool message appended: the result of the call *tool_call_id*."""
-        return self.add(ToolMessage(content=as_content(content), tool_call_id=tool_call_id, name=name))
+        return self.add(ToolMessage(content=as_content(content), tool_call_id=tool_call_id, name=unset_if_none(name)))
 
     # ---------------------------------------------------------------- parameters
 
@@ -338,18 +341,21 @@ class ChatCompletionRequest:
         self,
         schema: SchemaLike,
         *,
-        name: str | None = None,
-        description: str | UnsetType = UNSET,
+        name: str | UnsetType | None = None,
+        description: str | UnsetType | None = UNSET,
         strict: bool | UnsetType = True,
     ) -> Self:
         """Return a copy whose answer follows *schema* (a JSON-schema dict or a ``PropertyDefinition``).
 
         ``name`` defaults to the schema's ``title``, else ``"response"``; ``strict`` defaults to ``True``.
+        For ``name`` and ``description``, ``None`` and ``UNSET`` both mean "not given".
         """
         return self._replace(
             response_format=ResponseFormat(
                 type=ResponseFormatType.JSON_SCHEMA,
-                json_schema=_json_schema(schema, name=name, description=description, strict=strict),
+                json_schema=_json_schema(
+                    schema, name=none_if_unset(name), description=unset_if_none(description), strict=strict
+                ),
             )
         )
 
@@ -604,9 +610,12 @@ def _completeness_errors(request: ChatCompletionRequest) -> Iterable[tuple[str, 
             yield ("tool_choice", f"{str(choice.mode)!r} forces a tool call but no tools are set")
 
 
-def chat(model: str | None = None) -> ChatCompletionRequest:
-    """Return an empty request (a template), with *model* set if given: the builder's entry point."""
-    if model is None:
+def chat(model: str | UnsetType | None = None) -> ChatCompletionRequest:
+    """Return an empty request (a template), with *model* set if given: the builder's entry point.
+
+    ``None`` and ``UNSET`` both leave the model unset.
+    """
+    if model is None or model is UNSET:
         return _EMPTY_REQUEST
     return ChatCompletionRequest(model=model)
 

@@ -330,13 +330,26 @@ class RequestTemplate:
     def describe(self, name: str = "") -> TemplateInfo:
         """Return what this template is for and every variable it uses or declares, sorted by name."""
         declared = {v.name: v for v in self.variables}
-        names = sorted({*self.request.variables, *declared})
         return TemplateInfo(
             name=name or (self.path.stem if self.path is not None else ""),
             description=self.description,
-            variables=tuple(declared.get(n) or Variable(name=n) for n in names),
+            variables=tuple(declared.get(n) or Variable(name=n) for n in self._names()),
             path=self.path,
         )
+
+    def _names(self) -> list[str]:
+        """Return the names of the variables the messages use or the header declares, sorted."""
+        return sorted({*self.request.variables, *(v.name for v in self.variables)})
+
+    def _unknown(self, given: Mapping[str, object]) -> list[str]:
+        """Return the names in *given* that are neither used nor declared, in *given*'s order."""
+        known = set(self._names())
+        return [name for name in given if name not in known]
+
+    def _missing(self, given: Mapping[str, object]) -> list[str]:
+        """Return the used variables with neither a value in *given* nor a default, sorted."""
+        defaults = self.defaults
+        return [name for name in self.request.variables if name not in given and name not in defaults]
 
     def render(
         self, values: Mapping[str, object] | None = None, /, *, allow_extra: bool = False, **kwargs: object
@@ -348,11 +361,10 @@ class RequestTemplate:
         """
         given = {**(values or {}), **kwargs}
         used = set(self.request.variables)
-        declared = {v.name for v in self.variables}
         if not allow_extra:
-            unknown = [name for name in given if name not in used and name not in declared]
+            unknown = self._unknown(given)
             if unknown:
-                known = ", ".join(sorted(used | declared)) or "none"
+                known = ", ".join(self._names()) or "none"
                 raise ValidationError(
                     "",
                     "",
@@ -407,6 +419,11 @@ def load(path: str | Path, *, max_size: int = DEFAULT_MAX_SIZE) -> ChatCompletio
     :meth:`RequestTemplate.load`), so a saved request holding a lone ``$`` loads back unchanged.
     """
     return _load(Path(path), (), max_size, placeholders=False)[0]
+
+
+def _template_files(directory: Path) -> list[Path]:
+    """Return the template files (``.json`` or ``.toml``, any case) directly in *directory*, sorted."""
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in _SUFFIXES and p.is_file())
 
 
 def _suffix(path: Path) -> str:
@@ -702,7 +719,7 @@ class TemplateLibrary(Mapping[str, RequestTemplate]):
         self._directory = Path(directory)
         if not self._directory.is_dir():
             raise TemplateError([(str(self._directory), "", "is not a directory")])
-        files = sorted(p for p in self._directory.iterdir() if p.suffix.lower() in _SUFFIXES and p.is_file())
+        files = _template_files(self._directory)
         templates: dict[str, RequestTemplate] = {}
         problems: list[tuple[str, str, str]] = []
         for file in files:

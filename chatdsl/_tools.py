@@ -10,7 +10,7 @@ import attrs
 
 from . import _checks as c
 from ._errors import ValidationError
-from ._types import UNSET, FrozenDict, JSONValue, UnsetType, freeze
+from ._types import UNSET, FrozenDict, JSONValue, UnsetType, freeze, unset_if_none
 
 __all__ = [
     "Function",
@@ -97,18 +97,21 @@ class Tool:
     def of(
         cls,
         name: str,
-        parameters: Mapping[str, JSONValue] | PropertyDefinition | None = None,
+        parameters: Mapping[str, JSONValue] | PropertyDefinition | UnsetType | None = None,
         *,
-        description: str | UnsetType = UNSET,
-        strict: bool | UnsetType = UNSET,
+        description: str | UnsetType | None = UNSET,
+        strict: bool | UnsetType | None = UNSET,
     ) -> Tool:
-        """Return a function tool from its name, parameters schema and description."""
+        """Return a function tool from its name, parameters schema and description.
+
+        ``None`` and ``UNSET`` both mean "not given": no parameters, no description, ``strict`` not sent.
+        """
         return cls(
             function=Function(
                 name=name,
-                parameters=FrozenDict() if parameters is None else parameters,
-                description=description,
-                strict=strict,
+                parameters=FrozenDict() if parameters is None or parameters is UNSET else parameters,
+                description=unset_if_none(description),
+                strict=unset_if_none(strict),
             )
         )
 
@@ -117,9 +120,9 @@ class Tool:
         cls,
         function: Callable[..., Any],
         *,
-        name: str | None = None,
-        description: str | None = None,
-        strict: bool | UnsetType = UNSET,
+        name: str | UnsetType | None = None,
+        description: str | UnsetType | None = None,
+        strict: bool | UnsetType | None = UNSET,
     ) -> Tool:
         """Return the tool describing *function*: its name, docstring, annotations and defaults.
 
@@ -134,9 +137,9 @@ class Tool:
         cls,
         tp: Any,
         *,
-        name: str | None = None,
-        description: str | None = None,
-        strict: bool | UnsetType = UNSET,
+        name: str | UnsetType | None = None,
+        description: str | UnsetType | None = None,
+        strict: bool | UnsetType | None = UNSET,
     ) -> Tool:
         """Return the tool whose arguments are an instance of the attrs class or dataclass *tp*.
 
@@ -348,15 +351,18 @@ class PropertyDefinition:
         cls,
         properties: Mapping[str, PropertyDefinition],
         *,
-        required: Sequence[str] | None = None,
-        description: str | UnsetType = UNSET,
-        additional_properties: bool | UnsetType = UNSET,
+        required: Sequence[str] | UnsetType | None = None,
+        description: str | UnsetType | None = UNSET,
+        additional_properties: bool | UnsetType | None = UNSET,
     ) -> PropertyDefinition:
-        """Return an ``object`` definition; ``required`` defaults to every property."""
+        """Return an ``object`` definition; ``required`` defaults to every property.
+
+        ``None`` and ``UNSET`` both mean "not given".
+        """
         return cls(
             type="object",
             properties=properties,
-            required=tuple(properties) if required is None else tuple(required),
-            description=description,
-            additional_properties=additional_properties,
+            required=tuple(properties) if required is None or required is UNSET else tuple(required),
+            description=unset_if_none(description),
+            additional_properties=unset_if_none(additional_properties),
         )

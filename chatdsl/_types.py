@@ -44,6 +44,16 @@ JSONValue: TypeAlias = Any
 _T = TypeVar("_T")
 
 
+def unset_if_none(value: _T | UnsetType | None) -> _T | UnsetType:
+    """Return *value* with ``None`` read as :data:`UNSET`: in a public signature both mean "not given"."""
+    return UNSET if value is None else value
+
+
+def none_if_unset(value: _T | UnsetType | None) -> _T | None:
+    """Return *value* with :data:`UNSET` read as ``None``: in a public signature both mean "not given"."""
+    return None if value is UNSET else value
+
+
 def _immutable(self: object, *args: object, **kwargs: object) -> NoReturn:
     raise TypeError(f"{type(self).__name__} is immutable; copy it with dict(...) or list(...) first")
 

@@ -204,8 +204,8 @@ class Reply:
 
     Plain replies: :meth:`default`, :meth:`json`, :meth:`error`, :meth:`raw`, :meth:`html`.
     Streams: :meth:`stream`, and the faults :meth:`stream_cut`, :meth:`stream_malformed`,
-    :meth:`stream_error`, :meth:`stream_stall`. Connection faults: :meth:`drop`, :meth:`stall`,
-    :meth:`truncated`, :meth:`trickle`. A header value ``None`` in ``headers`` removes a header the
+    :meth:`stream_error`, :meth:`stream_stall`. Connection faults: :meth:`drop`, :meth:`delayed`,
+    :meth:`stall`, :meth:`truncated`, :meth:`trickle`. A header value ``None`` in ``headers`` removes a header the
     server would otherwise send (such as ``mistral-correlation-id``).
     """
 
@@ -227,6 +227,8 @@ class Reply:
     inject_after: int | None = None
     """Send *inject* after this many events of *chunks* (then the rest, unless *inject* cuts)."""
     inject: tuple[StreamItem, ...] = attrs.field(default=(), converter=_inject_items)
+    head_delay: float = attrs.field(default=0.0, validator=_non_negative)
+    """Seconds to wait before the status line (no byte is sent before)."""
     stall_seconds: float = attrs.field(default=0.0, validator=_non_negative)
     """Seconds to wait between the headers and the body."""
     truncate_at: int | None = None
@@ -417,6 +419,15 @@ class Reply:
     def drop(cls, *, reset: bool = False) -> Reply:
         """Return a reply that closes the connection before sending any byte (``reset=True``: a TCP reset)."""
         return cls(kind="drop", reset=reset)
+
+    @classmethod
+    def delayed(cls, seconds: float, reply: Reply | None = None) -> Reply:
+        """Return *reply* (default: :meth:`default`) after *seconds* of silence before its status line.
+
+        No byte comes before it — as from a server still generating a plain answer — so a client's
+        read timeout shorter than *seconds* ends the attempt before any response arrived.
+        """
+        return attrs.evolve(reply or cls.default(), head_delay=seconds)
 
     @classmethod
     def stall(cls, seconds: float, reply: Reply | None = None) -> Reply:
@@ -1601,6 +1612,7 @@ class LocalServer:
         kind = reply.kind
         if kind == "default":
             kind = "stream" if request is not None and request.stream is True else "body"
+        self._sleep(ex, reply.head_delay)
         if kind == "drop":
             raise _Abort(reset=reply.reset)
         needs_default = reply.chunks is None if kind == "stream" else reply.body is None and reply.error_fields is None

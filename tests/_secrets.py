@@ -5,8 +5,8 @@ Client tests use :data:`TEST_KEY`. For every test, the autouse fixture :func:`se
 - records every log record of the ``chatdsl``, ``requests`` and ``urllib3`` loggers at DEBUG (the
   levels are lowered for the test and restored after it);
 - records every exception raised through the client — by ``Client(...)``, its methods
-  (``chat_completion``, ``chat_completion_stream``, ``run_tools``, ``with_options``) and a stream's
-  iteration — and every ``StreamError`` an error chunk carries;
+  (``chat_completion``, ``chat_completion_stream``, ``run_tools``, ``with_options``), a stream's
+  iteration and ``final_response`` — and every ``StreamError`` an error chunk carries;
 
 and at teardown fails the test if the key, or any 12 characters of it (a key cut short in a
 message is still a leak), appears in a record's message or exception text, or in an exception's
@@ -149,26 +149,6 @@ def _guarded_next(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..
     return call
 
 
-def _guarded_iter(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def iterate(self: Any) -> Iterator[Any]:
-        inner = method(self)
-        try:
-            for chunk in inner:
-                if chunk.error is not None:
-                    guard.exception(chunk.error)
-                yield chunk
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            guard.exception(exc)
-            raise
-        finally:
-            inner.close()  # leaving the loop early closes the stream at once, as without the guard
-
-    return iterate
-
-
 @pytest.fixture(autouse=True)
 def secret_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretGuard]:
     """Fail the test if :data:`TEST_KEY` appears in a log record or in an exception raised through the client."""
@@ -185,7 +165,7 @@ def secret_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretGuard]:
     for name in ("__init__", "chat_completion", "chat_completion_stream", "run_tools", "with_options"):
         monkeypatch.setattr(Client, name, _guarded(guard, getattr(Client, name)))
     monkeypatch.setattr(ChatCompletionStream, "__next__", _guarded_next(guard, ChatCompletionStream.__next__))
-    monkeypatch.setattr(ChatCompletionStream, "__iter__", _guarded_iter(guard, ChatCompletionStream.__iter__))
+    # ``iter(stream)`` is the stream itself: every chunk, in a for loop too, goes through ``__next__``
     monkeypatch.setattr(ChatCompletionStream, "final_response", _guarded(guard, ChatCompletionStream.final_response))
     try:
         yield guard

@@ -59,7 +59,7 @@ def wire_size(body: dict[str, object]) -> int:
 
 
 def test_the_defaults() -> None:
-    assert Limits() == Limits(max_response_size=32 * MiB, max_event_size=4 * MiB, pool_maxsize=20)
+    assert Limits() == Limits(max_response_size=32 * MiB, max_stream_size=None, max_event_size=4 * MiB, pool_maxsize=20)
     with Client(KEY, base_url="http://127.0.0.1:9") as client:
         assert client.limits == Limits()
         assert client.session.get_adapter("http://127.0.0.1:9").poolmanager.connection_pool_kw["maxsize"] == 20
@@ -75,6 +75,7 @@ def test_the_defaults() -> None:
         ("max_response_size", -1),
         ("max_response_size", 1.5),
         ("max_response_size", True),
+        ("max_stream_size", 0),
         ("max_event_size", "4MiB"),
         ("pool_maxsize", 0),
         ("pool_maxsize", None),
@@ -184,15 +185,23 @@ def test_an_event_under_the_limit_passes(server: LocalServer) -> None:
     assert chunks[0].text() == text
 
 
-def test_a_stream_larger_than_max_response_size_ends_with_an_error_chunk(server: LocalServer) -> None:
+def test_a_stream_larger_than_max_stream_size_ends_with_an_error_chunk(server: LocalServer) -> None:
     server.enqueue(Reply.stream([CompletionChunk(id=f"c{i}") for i in range(2000)]))
-    with client_for(server, max_response_size=20_000) as client:
+    with client_for(server, max_stream_size=20_000) as client:
         chunks = _stream(client)
     assert 10 < len(chunks) < 2000
     error = chunks[-1].error
     assert isinstance(error, StreamError)
-    assert "larger than max_response_size (20000 bytes)" in str(error)
+    assert "larger than max_stream_size (20000 bytes)" in str(error)
     assert all(c.error is None for c in chunks[:-1])
+
+
+def test_max_response_size_does_not_cap_a_stream(server: LocalServer) -> None:
+    server.enqueue(Reply.stream([CompletionChunk(id=f"c{i}") for i in range(2000)]))
+    with client_for(server, max_response_size=20_000) as client:  # max_stream_size: None (the default)
+        chunks = _stream(client)
+    assert len(chunks) == 2001  # every chunk, and the end marker ([DONE] without a finish reason)
+    assert chunks[-1].error is None
 
 
 # ------------------------------------------------------------------------------ slow servers

@@ -255,6 +255,22 @@ def test_validate_complete_renders_with_defaults_and_vars(capsys):
     assert "the last message must be a user or tool message" in capsys.readouterr().out
 
 
+def test_render_names_unknown_and_missing_values_together(tmp_path, capsys):
+    template = tmp_path / "t.toml"
+    template.write_text(
+        '[template.variables.tone]\ndefault = "calm"\n[template.variables.spare]\n'
+        '[[messages]]\nrole = "user"\ncontent = "$a $b $tone"\n'
+    )
+    assert main(["render", str(template), "--var", "zz=1", "--var", "b=2", "--var", "spare=3", "--var", "c=4"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"chatdsl: error: {template}: zz: is not a variable of the template (variables: a, b, spare, tone)",
+        f"chatdsl: error: {template}: c: is not a variable of the template (variables: a, b, spare, tone)",
+        f"chatdsl: error: {template}: a: has no value and no default; give one with --var a=VALUE",
+    ]
+    assert main(["render", str(template), "--compact", "--var", "a=1", "--var", "b=2", "--var", "spare=3"]) == 0
+    assert json.loads(capsys.readouterr().out)["messages"] == [{"role": "user", "content": "1 2 calm"}]
+
+
 def test_template_problems_and_size_limits(tmp_path, capsys):
     assert main(["render", str(tmp_path / "missing.toml")]) == 1
     assert one_error_line(capsys.readouterr().err).endswith("missing.toml: does not exist")

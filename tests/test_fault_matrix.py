@@ -113,6 +113,15 @@ def _whole_answer(result: ChatCompletionResponse | list[CompletionChunk]) -> Non
     assert text == "echo: one two three four"
 
 
+def _response_started(error: APIConnectionError) -> None:
+    assert error.response_started
+    assert "not sent again" in str(error)
+
+
+def _response_not_started(error: APIConnectionError) -> None:
+    assert not error.response_started
+
+
 def _chunks_before_the_error(count: int) -> Callable[[list[CompletionChunk]], None]:
     def check(chunks: list[CompletionChunk]) -> None:
         assert len(chunks) == count + 1, [c.text() for c in chunks]
@@ -187,8 +196,8 @@ MATRIX: tuple[Fault, ...] = (
         stream=Outcome("stream", 2, MARGIN, check=_whole_answer),
     ),
     Fault(
-        "headers, then the body stalls (2 s, past the read timeout)",
-        always(Reply.stall(STALL)),
+        "no response byte for 2 s (a slow start, past the read timeout)",
+        always(Reply.delayed(STALL)),
         plain=Outcome(
             "APITimeoutError",
             RETRIED,
@@ -196,6 +205,23 @@ MATRIX: tuple[Fault, ...] = (
             RETRIED * READ,
             APITimeoutError,
             "no data for 0.3 s",
+            _response_not_started,
+        ),
+        stream=Outcome(
+            "APITimeoutError",
+            RETRIED,
+            MARGIN + RETRIED * READ + BACKOFF,
+            RETRIED * READ,
+            APITimeoutError,
+            "no data for 0.3 s",
+            _response_not_started,
+        ),
+    ),
+    Fault(
+        "headers, then the body stalls (2 s, past the read timeout)",
+        always(Reply.stall(STALL)),
+        plain=Outcome(
+            "APITimeoutError", 1, MARGIN + READ, READ, APITimeoutError, "no data for 0.3 s", _response_started
         ),
         stream=Outcome("error chunk", 1, MARGIN + READ, READ, APITimeoutError, "stalled", _chunks_before_the_error(0)),
     ),
@@ -203,7 +229,12 @@ MATRIX: tuple[Fault, ...] = (
         "body cut mid-JSON (connection closed before `Content-Length` bytes)",
         always(Reply.truncated()),
         plain=Outcome(
-            "APIConnectionError", RETRIED, MARGIN + BACKOFF, error=APIConnectionError, message="before the body ended"
+            "APIConnectionError",
+            1,
+            MARGIN,
+            error=APIConnectionError,
+            message="before the body ended",
+            check=_response_started,
         ),
         stream=None,
     ),
@@ -358,8 +389,8 @@ def test_fault_matrix(fault: Fault, kind: str, server: LocalServer, secret_guard
 
 
 def test_the_matrix_covers_every_fault_of_the_issue() -> None:
-    assert len(MATRIX) == 15
-    assert len(CASES) == 26
+    assert len(MATRIX) == 16
+    assert len(CASES) == 28
     assert all(fault.plain or fault.stream for fault in MATRIX)
 
 

@@ -98,11 +98,17 @@ def test_a_netrc_entry_cannot_add_a_key(server: LocalServer, tmp_path: Any, monk
     assert server.last_request.authorization is None
 
 
-def test_the_key_falls_back_to_openai_api_key(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_key_falls_back_to_openai_api_key_for_openais_host_only(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
-    with Client(base_url=server.url, dialect="openai") as client:
+    assert "api_key='***'" in repr(Client(dialect="openai"))  # https://api.openai.com: the variable is read
+    with Client(base_url=server.url, dialect="openai") as client:  # any other host: it is not
         client.chat_completion(question())
     assert server.last_request is not None
+    assert server.last_request.authorization is None
+    with Client(TEST_KEY, base_url=server.url, dialect="openai") as keyed:
+        keyed.chat_completion(question())
     assert server.last_request.authorization == f"Bearer {TEST_KEY}"
     with Client("", base_url=server.url, dialect="openai") as keyless:  # "" means none, the variable is not read
         keyless.chat_completion(question())

@@ -228,7 +228,7 @@ def test_tool_call_deltas_are_merged_by_index(client, server):
                 chunk(delta={"tool_calls": [{"index": 0, "function": {"arguments": '{"a": '}}]}),
                 chunk(delta={"tool_calls": [second, {"index": 0, "function": {"arguments": "1}"}}]}),
                 chunk(
-                    delta={"tool_calls": [{"index": 1, "id": "ignored", "function": {"name": "x", "arguments": "2}"}}]}
+                    delta={"tool_calls": [{"index": 1, "id": "call_2", "function": {"name": "x", "arguments": "2}"}}]}
                 ),
                 chunk(finish="tool_calls", usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
             ]
@@ -367,7 +367,10 @@ def test_every_mid_stream_fault_ends_with_an_error_chunk(server, fault):
         assert isinstance(last.error.__cause__, cause)
         assert last.error.__cause__.__cause__ is not None
     assert last.id == before[0].id if before else True
-    partial = stream.final_response()
+    with pytest.raises(StreamError) as info:
+        stream.final_response()  # a failed stream gives no silently partial answer
+    assert info.value is last.error
+    partial = stream.final_response(partial=True)
     assert partial.text() == "".join(c.text() for c in before)
     assert len(server.requests) == 1
 
@@ -387,16 +390,19 @@ def test_an_idle_stream_ends_after_the_read_timeout_not_later(server):
 # ------------------------------------------------------------------------------ releasing the connection
 
 
-def test_breaking_out_of_a_for_loop_releases_the_connection(client, server):
+def test_breaking_out_of_a_for_loop_in_a_with_block_releases_the_connection(client, server):
     server.enqueue(Reply.stream(delay=0.3))
-    stream = client.chat_completion_stream(REQUEST)
-    for c in stream:
-        assert c.text()
-        break
+    with client.chat_completion_stream(REQUEST) as stream:
+        for c in stream:
+            assert c.text()
+            break
+        assert not stream.closed  # the loop may go on: breaking out of it does not close the stream
     assert stream.closed
     assert server.wait_idle(1.0), "the connection was not closed at once"
-    assert list(stream) == []
-    assert stream.final_response().text()  # what arrived is kept
+    [last] = list(stream)  # closed before its end: one error chunk says so
+    assert last.error is stream.error
+    assert "closed by the caller" in str(stream.error)
+    assert stream.final_response(partial=True).text()  # what arrived is kept
     assert client.chat_completion(REQUEST).text()  # the client goes on
 
 
@@ -406,6 +412,7 @@ def test_leaving_the_with_block_releases_the_connection(client, server):
         next(stream)
     assert stream.closed
     assert server.wait_idle(1.0)
+    assert isinstance(next(stream).error, StreamError)  # the stream was closed before its end
     with pytest.raises(StopIteration):
         next(stream)
 

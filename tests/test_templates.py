@@ -55,7 +55,9 @@ def build(parts: list[tuple[object, ...]], values: dict[str, str]) -> tuple[str,
             expected.append("$")
         else:
             name, braced = str(part[1]), bool(part[2])
-            following = parts[index + 1] if index + 1 < len(parts) else None
+            # The first part after this one that writes anything: an empty literal adds no text, so
+            # "$a" + "" + "bc" reads as "$abc" just as "$a" + "bc" does.
+            following = next((p for p in parts[index + 1 :] if p != ("lit", "")), None)
             if following is not None and following[0] == "lit" and str(following[1])[:1].isalnum():
                 braced = True  # "$a" + "bc" would read as "$abc"
             if following is not None and following[0] == "lit" and str(following[1])[:1] == "_":
@@ -77,6 +79,15 @@ def test_render_inserts_values_literally_once(parts, data):
     assert rendered.messages[1].content[0].text == expected
     assert rendered.messages[1].content[1] == request.messages[1].content[1]  # not a text part: untouched
     assert request.messages[0].content == template  # the receiver never changes
+
+
+def test_build_braces_a_name_followed_by_a_name_character_after_empty_literals():
+    # The case hypothesis found: "$A" + "" + "0" is the variable "A0"; the generator must write "${A}0".
+    template, expected = build([("var", "A", False), ("lit", ""), ("lit", "0")], {"A": "x"})
+    assert (template, expected) == ("${A}0", "x0")
+    assert chat().user(template).variables == ("A",)
+    assert chat().user("$A0").variables == ("A0",)  # the library reads names as string.Template does
+    assert chat().user(template).render(A="x").messages[0].content == "x0"
 
 
 @given(requests(with_extra=True))
