@@ -413,6 +413,9 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
 
 
 _set = object.__setattr__
+_set_is_last_chunk = CompletionChunk.__dict__["is_last_chunk"].__set__
+_set_chunk_latency = CompletionChunk.__dict__["chunk_latency"].__set__
+_set_total_latency = CompletionChunk.__dict__["total_latency"].__set__
 
 
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -1366,6 +1369,8 @@ class _Reader:
         "reported",
         "request_id",
         "response",
+        "since_last",
+        "since_sent",
         "watchdog",
     )
 
@@ -1382,6 +1387,7 @@ class _Reader:
         self.reported = False  # whether an error chunk was handed over
         self.merger = _Merger()
         self.last_at = exchange.sent_at
+        self.since_last = self.since_sent = _ZERO  # the latencies of the chunks of the current read
         self.watchdog = _Watchdog(self.response, exchange.deadline)
         self.chunks: Generator[CompletionChunk] = _fold_usage(self.generate()) if fold_usage else self.generate()
 
@@ -1500,13 +1506,17 @@ class _Reader:
     def stamp(self, chunk: CompletionChunk, received: float, *, last: bool) -> CompletionChunk:
         # The chunk was just built by this stream and nobody else holds it yet: set its timing
         # fields in place instead of copying it (``attrs.evolve`` costs more than parsing it did).
-        stamped = chunk
-        _set(stamped, "is_last_chunk", last)
-        _set(stamped, "chunk_latency", _elapsed(self.last_at, received))
-        _set(stamped, "total_latency", _elapsed(self.exchange.sent_at, received))
-        self.last_at = received
-        self.merger.latency = stamped.total_latency
-        return stamped
+        if received != self.last_at:  # the first event of a read: later ones arrived with it
+            self.since_sent = _elapsed(self.exchange.sent_at, received)
+            self.since_last = _elapsed(self.last_at, received)
+            self.last_at = received
+        else:
+            self.since_last = _ZERO
+        _set_is_last_chunk(chunk, last)
+        _set_chunk_latency(chunk, self.since_last)
+        _set_total_latency(chunk, self.since_sent)
+        self.merger.latency = self.since_sent
+        return chunk
 
     def failure(self, error: StreamError) -> CompletionChunk:
         """Record *error*, release the connection, and return the error chunk to hand over."""

@@ -688,18 +688,23 @@ def _lenient_content(value: Any) -> Any:
     raise ValidationError("", f"{_short(value)} is not a string or a list of content parts")
 
 
-def _trusted(cls: type[_T]) -> Callable[..., _T]:
+def _trusted(cls: type[_T], *, fields: int | None = None) -> Callable[..., _T]:
     """Return a positional constructor of *cls* that sets its slots without running validators.
 
-    Only for the lenient response path, whose hooks have already checked every value's type.
+    Only for the lenient response path, whose hooks have already checked every value's type. With
+    *fields*, it takes only the first *fields* fields and gives the rest their (constant) defaults.
     """
-    names = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
-    lines = [f"def make({', '.join(names)}):", "    o = _new(_cls)"]
-    lines += [f"    _set_{name}(o, {name})" for name in names]
+    every = list(attrs.fields(cls))  # type: ignore[arg-type]
+    names = [a.name for a in every]
+    taken = names if fields is None else names[:fields]
+    lines = [f"def make({', '.join(taken)}):", "    o = _new(_cls)"]
+    lines += [f"    _set_{name}(o, {name})" for name in taken]
+    lines += [f"    _set_{name}(o, _default_{name})" for name in names[len(taken) :]]
     lines.append("    return o")
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    for name in names:  # the slots' own descriptors: cheaper than object.__setattr__ on a frozen class
-        namespace[f"_set_{name}"] = cls.__dict__[name].__set__
+    for attribute in every:  # the slots' own descriptors: cheaper than object.__setattr__ on a frozen class
+        namespace[f"_set_{attribute.name}"] = cls.__dict__[attribute.name].__set__
+        namespace[f"_default_{attribute.name}"] = attribute.default
     exec("\n".join(lines), namespace)  # generated from the class's own field names
     make: Callable[..., _T] = namespace["make"]
     make.__qualname__ = f"_trusted.<{cls.__name__}>"
@@ -855,11 +860,10 @@ def _register_responses() -> None:
 
     def top(cls: type[Any], object_default: str, usage_default: Any, item: Callable[[Any, Any], Any]) -> Any:
         structure_choices = choices(item)
-        make = _trusted(cls)
         names = [a.name for a in attrs.fields(cls)]
         assert names[:6] == ["id", "object", "model", "created", "usage", "choices"], names
-        # the HTTP facts after the wire fields keep their defaults
-        tail = tuple(a.default for a in attrs.fields(cls)[6:])
+        assert all(not isinstance(a.default, attrs.Factory) for a in attrs.fields(cls)[6:])  # type: ignore[arg-type]
+        make = _trusted(cls, fields=6)  # the HTTP facts after the wire fields keep their defaults
 
         def usage(value: Any) -> Any:
             return structure_usage(value, UsageInfo)
@@ -885,7 +889,6 @@ def _register_responses() -> None:
                             _created(created),
                             usage_default,
                             tuple([item(c, None) for c in choices_]),
-                            *tail,
                         )
                     except ValidationError:
                         pass  # the slow path below reports it with its full path
@@ -901,7 +904,6 @@ def _register_responses() -> None:
                 field(data, "created", _created, problems, None),
                 field(data, "usage", usage, problems, usage_default),
                 field(data, "choices", structure_choices, problems, ()),
-                *tail,
             )
             if problems:
                 raise ValidationError("", "", errors=problems)

@@ -24,12 +24,13 @@ for more input.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 import attrs
 
 from . import _json
+from ._converter import converter as _converter
 from ._converter import structure_response
 from ._errors import StreamError, ValidationError
 from ._response import CompletionChunk
@@ -237,6 +238,9 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_structure_chunk: Callable[[Any, Any], CompletionChunk] = _converter.get_structure_hook(CompletionChunk)
+
+
 def decode_chunk(event: ServerSentEvent) -> CompletionChunk:
     """Return the completion chunk an event carries; raise :class:`StreamError` for anything else.
 
@@ -257,6 +261,11 @@ def decode_chunk(event: ServerSentEvent) -> CompletionChunk:
     if not isinstance(data, dict):
         raise StreamError(f"malformed event: its data is not a JSON object: {_shorten(event.data, 200)!r}")
     try:
-        return structure_response(data, CompletionChunk)
+        return _structure_chunk(data, CompletionChunk)  # the converter's hook itself: the hot path
     except ValidationError as exc:
         raise StreamError(f"malformed event: not a completion chunk ({exc})") from exc
+    except Exception:  # anything else the hook lets through: read it again, for a path-naming error
+        try:
+            return structure_response(data, CompletionChunk)
+        except ValidationError as exc:
+            raise StreamError(f"malformed event: not a completion chunk ({exc})") from exc
