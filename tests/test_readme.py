@@ -68,3 +68,10 @@ def test_every_public_name_is_exported_sorted_and_documented() -> None:
         and not (getattr(chatdsl, name).__doc__ or "").strip()
     ]
     assert undocumented == []
+
+
+def test_every_public_name_of_chatdsl_testing_is_in_the_readme() -> None:
+    import chatdsl.testing
+
+    missing = [name for name in chatdsl.testing.__all__ if not re.search(rf"\b{re.escape(name)}\b", README)]
+    assert missing == []
