@@ -4,8 +4,13 @@ the secret guard (``tests/_secrets.py``: every test fails if the test API key sh
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from chatdsl import Client
+from chatdsl.testing import LocalServer
 
 pytest_plugins = ["tests._secrets", "pytester"]
 
@@ -15,3 +20,27 @@ settings.register_profile(
     "long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    """A LocalServer that wants the suite's test key (modules needing another server define their own)."""
+    from tests._secrets import TEST_KEY  # imported here: pytest loads tests._secrets itself, as a plugin
+
+    with LocalServer(api_key=TEST_KEY) as running:
+        yield running
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """The waits a client asked for (pass ``_sleep=sleeps.append``): backoff checked without waiting."""
+    return []
+
+
+@pytest.fixture
+def client(server: LocalServer, sleeps: list[float]) -> Iterator[Client]:
+    """A client of :func:`server` whose retry waits are recorded in :func:`sleeps`, not slept."""
+    from tests._secrets import TEST_KEY
+
+    with Client(TEST_KEY, base_url=server.url, _sleep=sleeps.append) as running:
+        yield running

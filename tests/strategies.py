@@ -466,3 +466,30 @@ METHOD_ARGS: dict[str, S[tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "merge": _call(requests()),
 }
 """For every chained builder method: a strategy of ``(args, kwargs)`` that calls it validly."""
+
+
+# ------------------------------------------------------------------------------ damaging bodies
+
+
+def json_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value (keys and indexes), the root's ``()`` first."""
+    out = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += json_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += json_paths(item, (*path, index))
+    return out
+
+
+def replace_at(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    """Return a copy of the JSON *value* with the node at *path* replaced by *new*."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: replace_at(value[head], rest, new)}
+    copy = list(value)
+    copy[head] = replace_at(copy[head], rest, new)
+    return copy

@@ -6,7 +6,6 @@ import gzip
 import json
 import time
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 
@@ -28,12 +27,6 @@ from tests._secrets import TEST_KEY
 KEY = TEST_KEY
 REQUEST = chatdsl.chat("mistral-small-latest").user("one two three four")
 MiB = 1 << 20
-
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with LocalServer(api_key=KEY) as srv:
-        yield srv
 
 
 def client_for(server: LocalServer, **limits: int | None) -> Client:

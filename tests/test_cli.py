@@ -15,7 +15,7 @@ import pytest
 import chatdsl
 from chatdsl import RequestTemplate
 from chatdsl._cli import main
-from chatdsl.testing import LocalServer, Reply
+from chatdsl.testing import Reply
 from tests._secrets import TEST_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +41,6 @@ def one_error_line(stderr: str) -> str:
     assert lines[0].startswith("chatdsl: error: ")
     assert "Traceback" not in stderr
     return lines[0]
-
-
-@pytest.fixture
-def server():
-    with LocalServer(api_key=KEY) as running:
-        yield running
 
 
 # ------------------------------------------------------------------------------ subprocesses

@@ -21,28 +21,11 @@ from chatdsl import (
     Timeout,
     ValidationError,
 )
-from chatdsl.testing import LocalServer, Reply
+from chatdsl.testing import Reply
 from tests._secrets import TEST_KEY
 
 KEY = TEST_KEY  # the secret guard (tests/_secrets.py) fails a test that leaks it
 REQUEST = chatdsl.chat("mistral-small-latest").system("Be brief.").user("What is the capital of France?")
-
-
-@pytest.fixture
-def server():
-    with LocalServer(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
-def sleeps():
-    return []
-
-
-@pytest.fixture
-def client(server, sleeps):
-    with Client(KEY, base_url=server.url, _sleep=sleeps.append) as c:
-        yield c
 
 
 # ------------------------------------------------------------------------------ construction

@@ -41,12 +41,6 @@ ANSWER = "echo: one two three four five six"
 
 
 @pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with LocalServer(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
 def client(server: LocalServer) -> Iterator[Client]:
     with Client(KEY, base_url=server.url, timeout=Timeout(connect=2, read=2), _sleep=lambda _: None) as c:
         yield c

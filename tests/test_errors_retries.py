@@ -30,28 +30,11 @@ from chatdsl import (
     ValidationError,
 )
 from chatdsl._client import _retry_after
-from chatdsl.testing import LocalServer, Reply
+from chatdsl.testing import Reply
 from tests._secrets import TEST_KEY
 
 KEY = TEST_KEY  # the secret guard (tests/_secrets.py) fails a test that leaks it
 REQUEST = chatdsl.chat("mistral-small-latest").user("Hello there")
-
-
-@pytest.fixture
-def server():
-    with LocalServer(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
-def sleeps():
-    return []
-
-
-@pytest.fixture
-def client(server, sleeps):
-    with Client(KEY, base_url=server.url, _sleep=sleeps.append) as c:
-        yield c
 
 
 def _closed_port() -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -298,12 +298,6 @@ CASES = [
     for kind in ("plain", "stream")
     if getattr(fault, kind) is not None
 ]
-
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with LocalServer(api_key=KEY) as srv:
-        yield srv
 
 
 def _attempts_logged(guard: SecretGuard) -> int:

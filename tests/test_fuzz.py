@@ -82,33 +82,11 @@ fuzz_json = st.recursive(
 """JSON values whose keys are often chatdsl's own, so the fuzzing gets past the first check."""
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [path]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out += _paths(item, (*path, index))
-    return out
-
-
-def _replace_at(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        return {**value, head: _replace_at(value[head], rest, new)}
-    copy = list(value)
-    copy[head] = _replace_at(copy[head], rest, new)
-    return copy
-
-
 @st.composite
 def damaged(draw: st.DrawFn, bodies: st.SearchStrategy[Any]) -> Any:
     """A valid body (a dict) with one node replaced by fuzz."""
     body = draw(bodies)
-    return _replace_at(body, draw(st.sampled_from(_paths(body))), draw(fuzz_json))
+    return s.replace_at(body, draw(st.sampled_from(s.json_paths(body))), draw(fuzz_json))
 
 
 request_bodies = s.requests(with_extra=True).map(lambda r: r.to_dict())

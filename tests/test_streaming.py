@@ -39,12 +39,6 @@ REQUEST = chatdsl.chat("mistral-small-latest").user("one two three four five")
 
 
 @pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with LocalServer(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
 def client(server: LocalServer) -> Iterator[Client]:
     with Client(KEY, base_url=server.url, timeout=Timeout(connect=2, read=2), _sleep=lambda _: None) as c:
         yield c

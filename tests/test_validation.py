@@ -536,41 +536,19 @@ fuzz_json = st.recursive(
 """JSON-like values whose keys and tags are often the model's own, so the fuzzing gets deep."""
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [path]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out += _paths(item, (*path, index))
-    return out
-
-
-def _replace_at(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        return {**value, head: _replace_at(value[head], rest, new)}
-    copy = list(value)
-    copy[head] = _replace_at(copy[head], rest, new)
-    return copy
-
-
 @st.composite
 def mutated_bodies(draw: st.DrawFn) -> Any:
     """A valid wire body with one node replaced by fuzz, or given an extra key."""
     body = json.loads(draw(s.requests()).to_json())
-    path = draw(st.sampled_from(_paths(body)))
+    path = draw(st.sampled_from(s.json_paths(body)))
     if draw(st.booleans()):
-        return _replace_at(body, path, draw(fuzz_json))
+        return s.replace_at(body, path, draw(fuzz_json))
     node: Any = body
     for step in path:
         node = node[step]
     if isinstance(node, dict):
-        return _replace_at(body, path, {**node, draw(_KEYS | st.text(max_size=3)): draw(fuzz_json)})
-    return _replace_at(body, path, draw(fuzz_json))
+        return s.replace_at(body, path, {**node, draw(_KEYS | st.text(max_size=3)): draw(fuzz_json)})
+    return s.replace_at(body, path, draw(fuzz_json))
 
 
 def _check_reading(data: Any) -> None:
@@ -623,8 +601,8 @@ def test_any_json_value_for_any_field_is_taken_or_refused_cleanly(field: str, va
 @given(s.responses(), fuzz_json)
 def test_responses_read_leniently_but_fail_only_with_validation_errors(response: Any, noise: Any) -> None:
     body = json.loads(response.to_json())
-    path = _paths(body)[len(str(noise)) % len(_paths(body))]
-    damaged = _replace_at(body, path, noise)
+    path = s.json_paths(body)[len(str(noise)) % len(s.json_paths(body))]
+    damaged = s.replace_at(body, path, noise)
     try:
         read = chatdsl.ChatCompletionResponse.from_dict(damaged)
     except ValidationError:
