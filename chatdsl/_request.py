@@ -111,13 +111,92 @@ def _to_reasoning_effort(value: Any) -> Any:
     return c.to_enum(ReasoningEffort)(value)
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
-class ChatCompletionRequest:
+# ------------------------------------------------------------------------ memory layout
+#
+# A service derives thousands of requests from one template, each differing in a message or two, so
+# a request's own size matters. The fields below are rarely set and, once set on a template, shared
+# by everything derived from it: they live together in one slot (a tuple shared between copies)
+# instead of one slot each. ``_RequestLayout`` holds the slots and the properties reading and writing
+# the packed fields; ``ChatCompletionRequest`` stays an ordinary attrs class over it (every field
+# is an ``attrs`` field with its converter and validator; ``attrs.fields``, ``attrs.evolve``,
+# equality, hashing and pickling behave as for any frozen attrs class).
+
+_PACKED: tuple[str, ...] = (
+    "parallel_tool_calls",
+    "prompt_mode",
+    "safe_prompt",
+    "prediction",
+    "reasoning_effort",
+    "metadata",
+    "prompt_cache_key",
+    "extra",
+)
+_EMPTY_EXTRA = FrozenDict()
+_NO_PACKED: tuple[Any, ...] = (UNSET,) * (len(_PACKED) - 1) + (_EMPTY_EXTRA,)
+"""The packed fields of a request that sets none of them (shared by all such requests)."""
+
+
+def _packed_property(index: int, name: str) -> property:
+    def get(self: Any) -> Any:
+        return self._packed[index]
+
+    def put(self: Any, value: Any) -> None:  # reached only through object.__setattr__ (the class is frozen)
+        try:
+            packed = self._packed
+        except AttributeError:  # a subclass's attrs-made __init__ sets fields before ours would
+            packed = _NO_PACKED
+        if packed[index] is not value:
+            _set_packed(self, (*packed[:index], value, *packed[index + 1 :]))
+
+    return property(get, put, doc=f"The request's ``{name}``.")
+
+
+_SLOTTED: tuple[str, ...] = (
+    "model",
+    "messages",
+    "tools",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "response_format",
+    "tool_choice",
+    "frequency_penalty",
+    "presence_penalty",
+    "n",
+    "random_seed",
+    "stop",
+    "stream",
+)
+"""The fields with a slot each (checked against the class's fields below)."""
+
+
+def _make_layout() -> type:
+    namespace: dict[str, Any] = {
+        "__slots__": (*_SLOTTED, "_packed"),
+        "__doc__": "The slots of a request: one per often-set field, and ``_packed`` for the rest.",
+        "__module__": __name__,
+    }
+    for index, name in enumerate(_PACKED):
+        namespace[name] = _packed_property(index, name)
+    return type("_RequestLayout", (), namespace)
+
+
+if TYPE_CHECKING:
+    _Layout = object
+else:
+    _Layout = _make_layout()
+_set_packed = _Layout.__dict__["_packed"].__set__
+
+
+@attrs.frozen(kw_only=True, slots=False)  # slotted all the same: the slots are _Layout's
+class ChatCompletionRequest(_Layout):
     """A chat-completion request: immutable, validated on every construction, unset fields not sent.
 
     Build one with :func:`chat` and the chained ``with_*`` methods; each returns a new request
     and never changes the receiver, so one template can be shared and derived everywhere.
     """
+
+    __slots__ = ()
 
     model: str | UnsetType = attrs.field(default=UNSET, validator=c.string(non_empty=True))
     messages: tuple[Message, ...] = attrs.field(
@@ -530,20 +609,89 @@ def _renumber(error: ValidationError, offset: int) -> ValidationError:
 
 
 def _make_copier() -> Callable[[ChatCompletionRequest], ChatCompletionRequest]:
-    """Return a function copying a request slot by slot (generated: one line per field, no loop)."""
+    """Return a function copying a request slot by slot (generated: one line per slot, no loop)."""
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": ChatCompletionRequest}
     lines = ["def copy(self):", "    new = _new(_cls)"]
-    for name in _FIELD_NAMES:
-        descriptor = ChatCompletionRequest.__dict__[name]
-        namespace[f"_get_{name}"] = descriptor.__get__
-        namespace[f"_set_{name}"] = descriptor.__set__
+    for name in (*_SLOTTED, "_packed"):
+        namespace[f"_set_{name}"] = _Layout.__dict__[name].__set__
         lines.append(f"    _set_{name}(new, self.{name})")
     lines.append("    return new")
-    exec("\n".join(lines), namespace)  # generated from the class's own field names
+    exec("\n".join(lines), namespace)  # generated from the layout's own slot names
     copier: Callable[[ChatCompletionRequest], ChatCompletionRequest] = namespace["copy"]
     return copier
 
 
+def _make_init() -> Callable[..., None]:
+    """Return ``ChatCompletionRequest.__init__``: attrs' semantics, written for the packed layout.
+
+    attrs writes a non-slotted frozen class's fields into ``__dict__``, which a request has not:
+    this one converts every argument, stores the slotted fields and the packed tuple (the shared
+    :data:`_NO_PACKED` when none is set), then runs every field's validator, as attrs would
+    (honouring ``attrs.validators.set_disabled``).
+    """
+    fields = attrs.fields(ChatCompletionRequest)
+    namespace: dict[str, Any] = {
+        "UNSET": UNSET,
+        "_NO_PACKED": _NO_PACKED,
+        "_EMPTY_EXTRA": _EMPTY_EXTRA,
+        "_set_packed": _set_packed,
+        "_validators_disabled": attrs.validators.get_disabled,
+    }
+    params, body, checks = [], [], []
+    for field in fields:
+        name = field.name
+        if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            assert name == "extra"  # the one factory: an empty FrozenDict, shared (it is immutable)
+            namespace[f"_default_{name}"] = _EMPTY_EXTRA
+        else:
+            namespace[f"_default_{name}"] = field.default
+        params.append(f"{name}=_default_{name}")
+        if field.converter is not None:
+            namespace[f"_convert_{name}"] = field.converter
+            body.append(f"    {name} = _convert_{name}({name})")
+        if name in _SLOTTED:
+            namespace[f"_set_{name}"] = _Layout.__dict__[name].__set__
+            body.append(f"    _set_{name}(self, {name})")
+        if field.validator is not None:
+            namespace[f"_check_{name}"] = field.validator
+            namespace[f"_field_{name}"] = field
+            checks.append(f"        _check_{name}(self, _field_{name}, {name})")
+    unset = " and ".join(f"{name} is UNSET" for name in _PACKED if name != "extra")
+    lines = [
+        f"def __init__(self, *, {', '.join(params)}):",
+        *body,
+        f"    if {unset} and not extra:",
+        "        _set_packed(self, _NO_PACKED)",
+        "    else:",
+        f"        _set_packed(self, ({', '.join(_PACKED)},))",
+        "    if not _validators_disabled():",
+        *checks,
+    ]
+    exec("\n".join(lines), namespace)  # generated from the class's own fields
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = "ChatCompletionRequest.__init__"
+    init.__annotations__ = {**{field.name: field.type for field in fields}, "return": None}
+    return init
+
+
+def _getstate(self: ChatCompletionRequest) -> dict[str, Any]:
+    return {name: getattr(self, name) for name in _FIELD_NAMES}
+
+
+def _setstate(self: ChatCompletionRequest, state: Mapping[str, Any]) -> None:
+    _set_packed(self, _NO_PACKED)
+    for name, value in state.items():
+        _set(self, name, value)
+
+
+def _install_layout() -> None:
+    assert sorted(_FIELD_NAMES) == sorted((*_SLOTTED, *_PACKED)), "every field has a slot or a packed place"
+    ChatCompletionRequest.__init__ = _make_init()  # type: ignore[method-assign]
+    ChatCompletionRequest.__getstate__ = _getstate  # type: ignore[method-assign,assignment]
+    ChatCompletionRequest.__setstate__ = _setstate  # type: ignore[attr-defined]
+
+
+_install_layout()
 _copy_request = _make_copier()
 
 

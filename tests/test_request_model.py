@@ -178,6 +178,95 @@ def test_derived_requests_share_structure(request: ChatCompletionRequest, messag
     assert request.with_model("other").messages is request.messages
 
 
+# ------------------------------------------------------------------------------- memory layout
+# Rarely set fields share one slot (a tuple shared between derived requests): these tests hold the
+# layout to the behaviour of any frozen, slotted attrs class.
+
+PACKED_VALUES: dict[str, Any] = {
+    "parallel_tool_calls": False,
+    "prompt_mode": chatdsl.PromptMode.REASONING,
+    "safe_prompt": True,
+    "prediction": chatdsl.Prediction(content="p"),
+    "reasoning_effort": chatdsl.ReasoningEffort.HIGH,
+    "metadata": FrozenDict({"team": "search"}),
+    "prompt_cache_key": "key",
+    "extra": FrozenDict({"x_custom": 1}),
+}
+
+
+@given(s.requests())
+def test_a_request_is_rebuilt_from_its_fields_and_has_no_instance_dict(request: ChatCompletionRequest) -> None:
+    fields = {a.name: getattr(request, a.name) for a in attrs.fields(ChatCompletionRequest)}
+    assert ChatCompletionRequest(**fields) == request
+    assert attrs.evolve(request) == request
+    assert attrs.asdict(request, recurse=False) == fields
+    assert not hasattr(request, "__dict__")
+
+
+@pytest.mark.parametrize("name", list(PACKED_VALUES))
+def test_each_rarely_set_field_is_stored_and_read_on_its_own(name: str) -> None:
+    value = PACKED_VALUES[name]
+    for request in (ChatCompletionRequest(**{name: value}), attrs.evolve(chat_with_everything(), **{name: value})):
+        assert getattr(request, name) == value
+    alone = ChatCompletionRequest(**{name: value})
+    for other in attrs.fields(ChatCompletionRequest):
+        if other.name != name:
+            assert getattr(alone, other.name) == getattr(ChatCompletionRequest(), other.name), other.name
+    assert ChatCompletionRequest.from_dict(alone.to_dict(), allow_extra=True) == alone
+
+
+def chat_with_everything() -> ChatCompletionRequest:
+    return ChatCompletionRequest(model="m", temperature=0.5, **PACKED_VALUES)
+
+
+def test_all_rarely_set_fields_together_keep_their_places() -> None:
+    request = chat_with_everything()
+    assert {name: getattr(request, name) for name in PACKED_VALUES} == PACKED_VALUES
+    assert request.without("safe_prompt").safe_prompt is UNSET
+    assert request.without("safe_prompt").prompt_cache_key == "key"
+
+
+@given(s.requests(), s.messages)
+def test_derived_requests_share_the_rarely_set_fields_and_copy_nothing_else(
+    request: ChatCompletionRequest, message: Any
+) -> None:
+    for derived in (request.add(message), request.with_temperature(1).with_model("x"), request.without("stop")):
+        assert derived._packed is request._packed  # one reference, not a copy per derived request
+    assert ChatCompletionRequest(model="a")._packed is chatdsl.chat()._packed  # none set: one shared tuple
+
+
+def test_a_rarely_set_field_is_still_validated_and_validators_can_be_disabled() -> None:
+    with pytest.raises(ValidationError, match="safe_prompt") as info:
+        ChatCompletionRequest(safe_prompt="yes")  # type: ignore[arg-type]
+    assert "'yes'" in str(info.value)
+    with pytest.raises(ValidationError, match=r"extra\.model"):
+        chatdsl.chat().with_extra(model="m")
+    with attrs.validators.disabled():
+        assert ChatCompletionRequest(temperature=99, safe_prompt="yes").safe_prompt == "yes"  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="temperature"):
+        ChatCompletionRequest(temperature=99)
+
+
+@attrs.frozen(kw_only=True)
+class Tagged(ChatCompletionRequest):
+    """A user's subclass: an attrs slotted class over the request's layout."""
+
+    team: str = "none"
+
+
+def test_a_subclass_with_its_own_field_keeps_the_layout_working() -> None:
+    tagged = Tagged(model="m", safe_prompt=True, team="search").user("hi").with_prompt_cache_key("k")
+    assert (tagged.team, tagged.safe_prompt, tagged.prompt_cache_key) == ("search", True, "k")
+    assert type(tagged) is Tagged
+    assert pickle.loads(pickle.dumps(tagged)) == tagged
+    assert tagged.to_dict() == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "safe_prompt": True,
+        "prompt_cache_key": "k",
+    }
+
+
 @given(s.requests())
 def test_requests_hash_and_compare_by_value(request: ChatCompletionRequest) -> None:
     twin = ChatCompletionRequest.from_dict(request.to_dict())
