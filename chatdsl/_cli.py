@@ -2,11 +2,16 @@
 
 ::
 
-    chatdsl render TEMPLATE [--var NAME=VALUE ...] [--compact]
-    chatdsl validate PATH... [--complete] [--var NAME=VALUE ...]
+    chatdsl render TEMPLATE [--var NAME=VALUE ...] [--compact] [--dialect D [--drop-unsupported]]
+    chatdsl validate PATH... [--complete] [--var NAME=VALUE ...] [--dialect D]
     chatdsl list DIRECTORY
     chatdsl send TEMPLATE [--var NAME=VALUE ...] [--stream] [--base-url URL] [--json] [--timeout SECONDS]
-    chatdsl serve [--port N] [--host HOST] [--api-key KEY]
+                 [--dialect D [--drop-unsupported]] [--api-key-env NAME]
+    chatdsl serve [--port N] [--host HOST] [--api-key KEY] [--dialect D]
+
+``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
+Ollama, LM Studio, OpenAI); a field the dialect has no equivalent for is an error naming it, unless
+``--drop-unsupported`` leaves it out.
 
 Exit status: 0 success, 1 a problem (bad template, missing value, API or connection error),
 2 a command-line mistake, 130 interrupted. A user mistake is one line on stderr, never a traceback.
@@ -46,7 +51,8 @@ class _Failure(Exception):
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split("\n")).strip()
+    # A dialect's refusal names the library's argument; on the command line it is the option.
+    return " ".join(text.split("\n")).strip().replace("pass drop_unsupported=True", "pass --drop-unsupported")
 
 
 def _error_lines(exc: BaseException) -> list[str]:
@@ -110,6 +116,21 @@ def _add_vars(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dialect(parser: argparse.ArgumentParser, *, drop: bool = True) -> None:
+    parser.add_argument(
+        "--dialect",
+        choices=("mistral", "openai"),
+        default="mistral",
+        help="the server's wire format: mistral (default) or openai (an OpenAI-compatible server)",
+    )
+    if drop:
+        parser.add_argument(
+            "--drop-unsupported",
+            action="store_true",
+            help="leave out fields the dialect has no equivalent for (default: they are an error)",
+        )
+
+
 def _add_max_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-size",
@@ -135,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
     _add_vars(render)
     render.add_argument("--compact", action="store_true", help="print the JSON on one line")
+    _add_dialect(render)
     _add_max_size(render)
 
     validate = commands.add_parser("validate", help="check template files (one line per problem; exit status 1 if any)")
@@ -145,25 +167,41 @@ def _parser() -> argparse.ArgumentParser:
         help="also render each template with its defaults (and --var values) and check it can be sent",
     )
     _add_vars(validate)
+    validate.add_argument(
+        "--dialect",
+        choices=("mistral", "openai"),
+        default="mistral",
+        help="also check every field maps to this wire format (openai: an OpenAI-compatible server)",
+    )
     _add_max_size(validate)
 
     listing = commands.add_parser("list", help="list the templates of a folder with their variables")
     listing.add_argument("directory", metavar="DIRECTORY")
     _add_max_size(listing)
 
-    send = commands.add_parser("send", help="send a rendered template and print the answer (key: MISTRAL_API_KEY)")
+    send = commands.add_parser(
+        "send", help="send a rendered template and print the answer (key: MISTRAL_API_KEY, or see --api-key-env)"
+    )
     send.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
     _add_vars(send)
     send.add_argument("--stream", action="store_true", help="stream the answer, printing text as it arrives")
     send.add_argument("--base-url", metavar="URL", help="the API's base URL (default https://api.mistral.ai)")
     send.add_argument("--json", action="store_true", help="print the response (or each chunk) as JSON")
     send.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="connect and read timeout")
+    _add_dialect(send)
+    send.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="read the key from this environment variable (default: MISTRAL_API_KEY; with --dialect openai, "
+        "OPENAI_API_KEY for api.openai.com and no key for other servers)",
+    )
     _add_max_size(send)
 
     serve = commands.add_parser("serve", help="run chatdsl.testing.LocalServer until Ctrl-C or SIGTERM")
     serve.add_argument("--port", type=_port, default=0, help="the port (default 0: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     serve.add_argument("--api-key", metavar="KEY", help="answer 401 unless requests carry this key (default: any)")
+    _add_dialect(serve, drop=False)
     return parser
 
 
@@ -194,7 +232,10 @@ def _rendered(args: argparse.Namespace) -> ChatCompletionRequest:
 
 def _render(args: argparse.Namespace, out: TextIO) -> int:
     request = _rendered(args)
-    out.write(request.to_json(indent=None if args.compact else 2) + "\n")
+    text = request.to_json(
+        indent=None if args.compact else 2, dialect=args.dialect, drop_unsupported=args.drop_unsupported
+    )
+    out.write(text + "\n")
     return 0
 
 
@@ -224,6 +265,11 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         found: list[str] = []
         try:
             template = RequestTemplate.load(path, max_size=args.max_size)
+            if args.dialect != "mistral":
+                try:
+                    template.request.to_dict(dialect=args.dialect)
+                except ValidationError as exc:
+                    found += [f"{name}: {line}" for line in _error_lines(exc)]
             if args.complete:
                 try:
                     template.render(values, allow_extra=True).validate()
@@ -271,9 +317,14 @@ def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._client import API_KEY_ENV, Client
 
     request = _rendered(args)
-    if not os.environ.get(API_KEY_ENV):
+    options: dict[str, Any] = {"dialect": args.dialect, "drop_unsupported": args.drop_unsupported}
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise _Failure(f"{args.api_key_env} (named by --api-key-env) is not set")
+        options["api_key"] = key
+    elif args.dialect == "mistral" and not os.environ.get(API_KEY_ENV):
         raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
-    options: dict[str, Any] = {}
     if args.base_url:
         options["base_url"] = args.base_url
     if args.timeout:
@@ -335,7 +386,7 @@ def _send_stream(
 def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .testing import LocalServer
 
-    server = LocalServer(host=args.host, port=args.port, api_key=args.api_key)
+    server = LocalServer(host=args.host, port=args.port, api_key=args.api_key, dialect=args.dialect)
     try:
         server.start()
     except OSError as exc:

@@ -145,7 +145,7 @@ def _items(value: Iterable[Any] | None) -> tuple[Any, ...] | None:
 
 def _inject_items(value: Iterable[Any]) -> tuple[Any, ...]:
     items = tuple(value)
-    _items(item for item in items if item is not _HALF_NEXT)
+    _items(item for item in items if item is not _HALF_NEXT and not isinstance(item, _ErrorEvent))
     return items
 
 
@@ -395,11 +395,13 @@ class Reply:
         code: str | None = None,
         chunks: Iterable[StreamItem] | None = None,
     ) -> Reply:
-        """Return a stream with an error event ``data: {"object": "error", "message": …}`` after *after* events.
+        """Return a stream with an error event after *after* events, spelled in the server's dialect.
 
-        The rest of the stream and ``data: [DONE]`` follow.
+        Mistral's is ``data: {"object": "error", "message": …, "type": …, "code": …}``, OpenAI's
+        ``data: {"error": {"message": …, "type": …, "code": …}}``. The rest of the stream and
+        ``data: [DONE]`` follow.
         """
-        event = {"object": "error", "message": message, "type": type, "param": None, "code": code}
+        event = _ErrorEvent(message=message, type=type, code=code)
         return cls(kind="stream", chunks=chunks, inject_after=_count(after), inject=(event,))
 
     @classmethod
@@ -472,6 +474,15 @@ class _HalfNext:
 
 
 _HALF_NEXT: Final[Any] = _HalfNext()
+
+
+@attrs.frozen
+class _ErrorEvent:
+    """An error event, written as the server's dialect spells one (see :meth:`Reply.stream_error`)."""
+
+    message: str
+    type: str
+    code: str | None
 
 
 @attrs.frozen
@@ -1675,6 +1686,8 @@ class LocalServer:
             return item.encode()
         if isinstance(item, CompletionChunk):
             data: Any = self._wire.chunk_body(item, first=first)
+        elif isinstance(item, _ErrorEvent):
+            data = self._wire.error_body(item.message, item.type, item.code)
         else:
             data = dict(item)  # type: ignore[arg-type]
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()

@@ -294,3 +294,111 @@ def test_command_line_mistakes_exit_with_status_2(argv, capsys):
     err = capsys.readouterr().err
     assert "error:" in err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------ --dialect
+
+
+def test_render_in_the_openai_dialect_prints_the_openai_body(capsys):
+    assert main(["render", SUPPORT, "-v", "question=Where is A-1?", "--dialect", "openai"]) == 0
+    expected = RequestTemplate.load(SUPPORT).render(question="Where is A-1?").to_dict(dialect="openai")
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(expected))
+
+
+def mistral_only(tmp_path: Path) -> str:
+    path = tmp_path / "safe.json"
+    path.write_text(json.dumps({"model": "m", "safe_prompt": True, "messages": [{"role": "user", "content": "hi"}]}))
+    return str(path)
+
+
+def test_a_field_the_dialect_lacks_is_one_error_line_unless_dropped(tmp_path, capsys):
+    template = mistral_only(tmp_path)
+    assert main(["render", template, "--dialect", "openai"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("chatdsl: error: safe_prompt: True has no equivalent in the openai dialect")
+    assert line.endswith("leave it out, or pass --drop-unsupported")
+    assert main(["render", template, "--dialect", "openai", "--drop-unsupported", "--compact"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert main(["render", template, "--compact"]) == 0  # the Mistral dialect sends it
+    assert json.loads(capsys.readouterr().out)["safe_prompt"] is True
+
+
+def test_validate_checks_every_template_maps_to_the_dialect(tmp_path, capsys):
+    template = mistral_only(tmp_path)
+    assert main(["validate", template, str(EXAMPLES), "--dialect", "openai"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"{template}: safe_prompt: True has no equivalent in the openai dialect (OpenAI's API injects no safety "
+        "prompt); leave it out, or pass --drop-unsupported"
+    ]
+    assert captured.err == "chatdsl: 1 problem in 6 template file(s)\n"
+    assert main(["validate", str(EXAMPLES), "--dialect", "openai"]) == 0
+    assert main(["validate", template]) == 0
+
+
+@pytest.fixture
+def openai_server():
+    from chatdsl.testing import LocalServer
+
+    with LocalServer(dialect="openai") as running:
+        yield running
+
+
+def test_send_to_an_openai_compatible_server_needs_no_key(monkeypatch, capsys, openai_server):
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # OpenAI's key goes to OpenAI's host only
+    argv = ["send", SUPPORT, "-v", "question=Where is A-1?", "--dialect", "openai", "--base-url", openai_server.url]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "Where is A-1?" in captured.out
+    sent = openai_server.last_request
+    assert sent is not None
+    assert sent.authorization is None
+    assert sent.json == json.loads(
+        json.dumps(RequestTemplate.load(SUPPORT).render(question="Where is A-1?").to_dict(dialect="openai"))
+    )
+    assert main([*argv, "--stream"]) == 0
+    assert "Where is A-1?" in capsys.readouterr().out
+    assert openai_server.last_request is not None
+    assert openai_server.last_request.json["stream"] is True
+
+
+def test_send_reads_the_key_from_the_variable_named_by_api_key_env(monkeypatch, capsys, openai_server, tmp_path):
+    argv = ["send", SUPPORT, "-v", "question=q", "--dialect", "openai", "--base-url", openai_server.url]
+    monkeypatch.setenv("VLLM_KEY", KEY)
+    assert main([*argv, "--api-key-env", "VLLM_KEY"]) == 0
+    assert openai_server.last_request is not None
+    assert openai_server.last_request.authorization == f"Bearer {KEY}"
+    capsys.readouterr()
+    monkeypatch.delenv("VLLM_KEY")
+    assert main([*argv, "--api-key-env", "VLLM_KEY"]) == 1
+    assert one_error_line(capsys.readouterr().err) == "chatdsl: error: VLLM_KEY (named by --api-key-env) is not set"
+    assert main(["send", mistral_only(tmp_path), "--dialect", "openai", "--base-url", openai_server.url]) == 1
+    assert "pass --drop-unsupported" in one_error_line(capsys.readouterr().err)
+
+
+def test_serve_speaks_the_openai_dialect():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatdsl", "serve", "--dialect", "openai"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        with chatdsl.Client(base_url=url, dialect="openai", timeout=10) as client:
+            assert "ping" in client.chat_completion(chatdsl.chat("m").user("ping")).text()
+            with pytest.raises(chatdsl.BadRequestError, match="safe_prompt"):  # an OpenAI server refuses it
+                client.with_options(dialect="mistral", api_key="k").chat_completion(
+                    chatdsl.chat("m").user("ping").with_safe_prompt()
+                )
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

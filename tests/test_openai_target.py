@@ -424,6 +424,24 @@ def test_an_openai_error_event_ends_the_stream(server: LocalServer, client: Clie
     assert "The server had an error" in str(chunks[-1].error)
 
 
+def test_reply_stream_error_is_spelled_as_an_openai_server_sends_it(server: LocalServer, client: Client) -> None:
+    import requests
+
+    server.enqueue(Reply.stream_error("The server had an error", after=1, type="server_error", code="503"))
+    body = question().streaming().to_dict(dialect="openai")
+    with requests.post(f"{server.url}/v1/chat/completions", json=body, timeout=10) as raw:
+        events = [line[6:] for line in raw.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[1]) == {
+        "error": {"message": "The server had an error", "type": "server_error", "param": None, "code": "503"}
+    }
+    server.enqueue(Reply.stream_error("The server had an error", after=1))
+    with client.chat_completion_stream(question()) as stream:
+        chunks = list(stream)
+    assert isinstance(chunks[-1].error, StreamError)
+    assert "The server had an error" in str(chunks[-1].error)
+    assert chunks[0].text() != ""
+
+
 # ------------------------------------------------------------------------------------------- errors
 
 
