@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ._errors import ChatDSLError, TemplateError, ValidationError
 from ._templates import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary, _template_files
@@ -51,8 +51,17 @@ class _Failure(Exception):
 
 
 def _one_line(text: str) -> str:
-    # A dialect's refusal names the library's argument; on the command line it is the option.
-    return " ".join(text.split("\n")).strip().replace("pass drop_unsupported=True", "pass --drop-unsupported")
+    return " ".join(text.split("\n")).strip()
+
+
+_DROP_ADVICE: Final = "pass drop_unsupported=True"
+
+
+def _as_options(line: str, command: str) -> str:
+    """Return *line* with a dialect refusal's advice in the command line's words."""
+    if command == "validate":  # validate has no such option: the commands that send do
+        return line.replace(_DROP_ADVICE, "render or send it with --drop-unsupported")
+    return line.replace(_DROP_ADVICE, "pass --drop-unsupported")
 
 
 def _error_lines(exc: BaseException) -> list[str]:
@@ -91,6 +100,12 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
+
+
+def _env_name(text: str) -> str:
+    if not text or "=" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an environment variable name")
+    return text
 
 
 def _port(text: str) -> int:
@@ -192,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--api-key-env",
         metavar="NAME",
+        type=_env_name,
         help="read the key from this environment variable (default: MISTRAL_API_KEY; with --dialect openai, "
         "OPENAI_API_KEY for api.openai.com and no key for other servers)",
     )
@@ -269,7 +285,7 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 try:
                     template.request.to_dict(dialect=args.dialect)
                 except ValidationError as exc:
-                    found += [f"{name}: {line}" for line in _error_lines(exc)]
+                    found += [f"{name}: {_as_options(line, 'validate')}" for line in _error_lines(exc)]
             if args.complete:
                 try:
                     template.render(values, allow_extra=True).validate()
@@ -314,17 +330,29 @@ def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
 
 
 def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ._client import API_KEY_ENV, Client
+    from ._client import API_KEY_ENV, Client, _env_key_allowed
+    from ._dialects import Dialect
 
     request = _rendered(args)
     options: dict[str, Any] = {"dialect": args.dialect, "drop_unsupported": args.drop_unsupported}
-    if args.api_key_env:
+    if args.api_key_env is not None:
         key = os.environ.get(args.api_key_env)
-        if not key:
+        if key is None:
             raise _Failure(f"{args.api_key_env} (named by --api-key-env) is not set")
+        if not key:
+            raise _Failure(f"{args.api_key_env} (named by --api-key-env) is empty")
         options["api_key"] = key
     elif args.dialect == "mistral" and not os.environ.get(API_KEY_ENV):
         raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
+    elif args.dialect == "openai":
+        openai = Dialect.OPENAI
+        if _env_key_allowed(openai, args.base_url or openai.default_base_url) and not os.environ.get(
+            openai.api_key_env
+        ):
+            raise _Failure(
+                f"{openai.api_key_env} is not set; OpenAI's API needs a key "
+                "(for an OpenAI-compatible server, give its --base-url)"
+            )
     if args.base_url:
         options["base_url"] = args.base_url
     if args.timeout:
@@ -431,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _send(args, out, err)
         return _serve(args, out, err)
     except (ChatDSLError, _Failure) as exc:
-        lines = exc.lines if isinstance(exc, _Failure) else _error_lines(exc)
+        lines = exc.lines if isinstance(exc, _Failure) else [_as_options(x, args.command) for x in _error_lines(exc)]
         if isinstance(exc, ChatDSLError) and not isinstance(exc, ValidationError):
             lines = [f"{type(exc).__name__}: {line}" for line in lines]
         for line in lines:

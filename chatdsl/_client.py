@@ -502,9 +502,10 @@ class Client:
     ``dialect`` (a :class:`~chatdsl.Dialect` or its name) picks the server's wire format: ``"mistral"``
     (the default) or ``"openai"`` for OpenAI and the servers that copy its API (vLLM, llama.cpp's
     server, Ollama, LM Studio). With ``"openai"`` the default ``base_url`` is
-    ``https://api.openai.com``, the key is optional (no key: no ``Authorization`` header) and falls
-    back to ``OPENAI_API_KEY`` only when ``base_url`` is OpenAI's own host — any other server gets
-    a key only when you pass ``api_key`` (``api_key=""`` is "no key" too), and a
+    ``https://api.openai.com``; the key falls back to ``OPENAI_API_KEY`` only when ``base_url`` is
+    OpenAI's own host (which needs one: none there is a :class:`~chatdsl.ValidationError`, as for
+    Mistral) — any other server gets a key only when you pass ``api_key`` and none otherwise (no
+    ``Authorization`` header; ``api_key=""`` is "no key" too), and a
     request field OpenAI has no equivalent for is a :class:`~chatdsl.ValidationError` before sending
     — unless ``drop_unsupported=True`` (here or per call), which leaves such fields out and logs
     them at INFO. Either way the endpoint is ``{base_url}/v1/chat/completions``.
@@ -565,8 +566,9 @@ class Client:
         self._key_given = api_key is not None
         if api_key is None and _env_key_allowed(self._dialect, target):
             api_key = os.environ.get(env)
-            if api_key is None and self._dialect is Dialect.MISTRAL:
-                raise ValidationError("api_key", f"is not set; pass api_key=... or set the {env} environment variable")
+            if not api_key:  # Mistral's API, or OpenAI's own: both need a key
+                state = "is not set" if api_key is None else "is empty"
+                raise ValidationError("api_key", f"{state}; pass api_key=... or set the {env} environment variable")
         # an OpenAI-compatible server may need no key (a local vLLM, llama.cpp or Ollama): None or "" is none
         self._api_key = None if self._dialect is Dialect.OPENAI and not api_key else _check_key(api_key, env)
         self._auth: requests.auth.AuthBase = _NoAuth() if self._api_key is None else _BearerAuth(self._api_key)

@@ -136,6 +136,14 @@ _NO_PACKED: tuple[Any, ...] = (UNSET,) * (len(_PACKED) - 1) + (_EMPTY_EXTRA,)
 """The packed fields of a request that sets none of them (shared by all such requests)."""
 
 
+def _pack(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return *values* (the packed fields in order), or the shared :data:`_NO_PACKED` if none is set."""
+    *rest, extra = values
+    if type(extra) is FrozenDict and not extra and all(value is UNSET for value in rest):
+        return _NO_PACKED
+    return values
+
+
 def _packed_property(index: int, name: str) -> property:
     def get(self: Any) -> Any:
         return self._packed[index]
@@ -143,10 +151,10 @@ def _packed_property(index: int, name: str) -> property:
     def put(self: Any, value: Any) -> None:  # reached only through object.__setattr__ (the class is frozen)
         try:
             packed = self._packed
-        except AttributeError:  # a subclass's attrs-made __init__ sets fields before ours would
-            packed = _NO_PACKED
+        except AttributeError:  # an attrs subclass's own __init__ sets the fields one by one
+            _set_packed(self, packed := _NO_PACKED)
         if packed[index] is not value:
-            _set_packed(self, (*packed[:index], value, *packed[index + 1 :]))
+            _set_packed(self, _pack((*packed[:index], value, *packed[index + 1 :])))
 
     return property(get, put, doc=f"The request's ``{name}``.")
 
@@ -188,7 +196,8 @@ else:
 _set_packed = _Layout.__dict__["_packed"].__set__
 
 
-@attrs.frozen(kw_only=True, slots=False)  # slotted all the same: the slots are _Layout's
+# attrs.inspect says is_slotted=False: the slots are _Layout's (instances have no __dict__ all the same)
+@attrs.frozen(kw_only=True, slots=False, weakref_slot=False)
 class ChatCompletionRequest(_Layout):
     """A chat-completion request: immutable, validated on every construction, unset fields not sent.
 
@@ -245,7 +254,8 @@ class ChatCompletionRequest(_Layout):
         """Return a shallow copy with *changes*, converting and validating only the changed fields.
 
         Equivalent to ``attrs.evolve`` (which re-runs every validator) but a builder step costs
-        only what it changes: the other fields were validated when the receiver was built.
+        only what it changes: the other fields were validated when the receiver was built. Like
+        attrs, it honours ``attrs.validators.set_disabled()``.
         """
         if type(self) is not ChatCompletionRequest:
             return attrs.evolve(self, **changes)
@@ -257,7 +267,7 @@ class ChatCompletionRequest(_Layout):
             converter, validator, attribute = field
             if converter is not None:
                 value = converter(value)
-            if validator is not None:
+            if validator is not None and not _validators_disabled():
                 validator(new, attribute, value)
             _set(new, name, value)
         return new  # type: ignore[return-value]
@@ -273,10 +283,11 @@ class ChatCompletionRequest(_Layout):
 
     def add(self, *messages: Message) -> Self:
         """Return a copy with *messages* appended to the conversation."""
-        try:
-            _check_messages(self, _MESSAGES_ATTRIBUTE, messages)  # only the new ones: the rest were checked
-        except ValidationError as exc:
-            raise _renumber(exc, len(self.messages)) from None
+        if not _validators_disabled():
+            try:
+                _check_messages(self, _MESSAGES_ATTRIBUTE, messages)  # only the new ones: the rest were checked
+            except ValidationError as exc:
+                raise _renumber(exc, len(self.messages)) from None
         new = self._replace()
         _set(new, "messages", self.messages + messages)
         return new
@@ -596,6 +607,7 @@ _FIELD_SPECS: dict[str, tuple[Any, Any, Any]] = {
 _MESSAGES_ATTRIBUTE = attrs.fields(ChatCompletionRequest).messages
 _check_messages = c.items_of(*MESSAGE_TYPES, what="message")
 _set = object.__setattr__
+_validators_disabled = attrs.validators.get_disabled
 
 
 def _renumber(error: ValidationError, offset: int) -> ValidationError:
@@ -656,32 +668,38 @@ def _make_init() -> Callable[..., None]:
             namespace[f"_check_{name}"] = field.validator
             namespace[f"_field_{name}"] = field
             checks.append(f"        _check_{name}(self, _field_{name}, {name})")
+    namespace["_FrozenDict"] = FrozenDict
     unset = " and ".join(f"{name} is UNSET" for name in _PACKED if name != "extra")
     lines = [
         f"def __init__(self, *, {', '.join(params)}):",
         *body,
-        f"    if {unset} and not extra:",
+        f"    if {unset} and type(extra) is _FrozenDict and not extra:",
         "        _set_packed(self, _NO_PACKED)",
         "    else:",
         f"        _set_packed(self, ({', '.join(_PACKED)},))",
         "    if not _validators_disabled():",
         *checks,
     ]
-    exec("\n".join(lines), namespace)  # generated from the class's own fields
-    init: Callable[..., None] = namespace["__init__"]
+    # The module's globals too, so that typing.get_type_hints() resolves the string annotations.
+    scope = {**globals(), **namespace}
+    exec("\n".join(lines), scope)  # generated from the class's own fields
+    init: Callable[..., None] = scope["__init__"]
     init.__qualname__ = "ChatCompletionRequest.__init__"
+    init.__module__ = __name__
+    init.__doc__ = "Build a request from keyword arguments (every field is optional), converting and validating each."
     init.__annotations__ = {**{field.name: field.type for field in fields}, "return": None}
     return init
 
 
 def _getstate(self: ChatCompletionRequest) -> dict[str, Any]:
-    return {name: getattr(self, name) for name in _FIELD_NAMES}
+    return {a.name: getattr(self, a.name) for a in attrs.fields(type(self))}  # a subclass's fields too
 
 
 def _setstate(self: ChatCompletionRequest, state: Mapping[str, Any]) -> None:
-    _set_packed(self, _NO_PACKED)
+    _set_packed(self, _pack(tuple(state.get(name, default) for name, default in zip(_PACKED, _NO_PACKED, strict=True))))
     for name, value in state.items():
-        _set(self, name, value)
+        if name not in _PACKED:
+            _set(self, name, value)
 
 
 def _install_layout() -> None:
@@ -695,7 +713,7 @@ _install_layout()
 _copy_request = _make_copier()
 
 
-_EMPTY: dict[str, Any] = {"messages": (), "extra": FrozenDict()}
+_EMPTY: dict[str, Any] = {"messages": (), "extra": _EMPTY_EXTRA}
 
 
 def _json_schema(

@@ -145,7 +145,7 @@ def _items(value: Iterable[Any] | None) -> tuple[Any, ...] | None:
 
 def _inject_items(value: Iterable[Any]) -> tuple[Any, ...]:
     items = tuple(value)
-    _items(item for item in items if item is not _HALF_NEXT and not isinstance(item, _ErrorEvent))
+    _items(item for item in items if item is not _HALF_NEXT)
     return items
 
 
@@ -476,13 +476,11 @@ class _HalfNext:
 _HALF_NEXT: Final[Any] = _HalfNext()
 
 
-@attrs.frozen
-class _ErrorEvent:
-    """An error event, written as the server's dialect spells one (see :meth:`Reply.stream_error`)."""
+class _ErrorEvent(dict[str, Any]):
+    """An error event: Mistral's body, which the server respells in its dialect (see :meth:`Reply.stream_error`)."""
 
-    message: str
-    type: str
-    code: str | None
+    def __init__(self, message: str, type: str, code: str | None) -> None:
+        super().__init__(object="error", message=message, type=type, param=None, code=code)
 
 
 @attrs.frozen
@@ -1687,7 +1685,7 @@ class LocalServer:
         if isinstance(item, CompletionChunk):
             data: Any = self._wire.chunk_body(item, first=first)
         elif isinstance(item, _ErrorEvent):
-            data = self._wire.error_body(item.message, item.type, item.code)
+            data = self._wire.error_body(item["message"], item["type"], item["code"])
         else:
             data = dict(item)  # type: ignore[arg-type]
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()

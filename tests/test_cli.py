@@ -329,7 +329,7 @@ def test_validate_checks_every_template_maps_to_the_dialect(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
         f"{template}: safe_prompt: True has no equivalent in the openai dialect (OpenAI's API injects no safety "
-        "prompt); leave it out, or pass --drop-unsupported"
+        "prompt); leave it out, or render or send it with --drop-unsupported"
     ]
     assert captured.err == "chatdsl: 1 problem in 6 template file(s)\n"
     assert main(["validate", str(EXAMPLES), "--dialect", "openai"]) == 0
@@ -373,8 +373,24 @@ def test_send_reads_the_key_from_the_variable_named_by_api_key_env(monkeypatch, 
     monkeypatch.delenv("VLLM_KEY")
     assert main([*argv, "--api-key-env", "VLLM_KEY"]) == 1
     assert one_error_line(capsys.readouterr().err) == "chatdsl: error: VLLM_KEY (named by --api-key-env) is not set"
+    monkeypatch.setenv("VLLM_KEY", "")
+    assert main([*argv, "--api-key-env", "VLLM_KEY"]) == 1
+    assert one_error_line(capsys.readouterr().err) == "chatdsl: error: VLLM_KEY (named by --api-key-env) is empty"
+    with pytest.raises(SystemExit) as info:  # an empty name (say, an unset "$NAME") is a usage mistake
+        main([*argv, "--api-key-env", ""])
+    assert info.value.code == 2
+    assert "is not an environment variable name" in capsys.readouterr().err
     assert main(["send", mistral_only(tmp_path), "--dialect", "openai", "--base-url", openai_server.url]) == 1
     assert "pass --drop-unsupported" in one_error_line(capsys.readouterr().err)
+
+
+def test_send_to_openai_itself_without_its_key_fails_before_sending(monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["send", SUPPORT, "-v", "question=q", "--dialect", "openai"]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        "chatdsl: error: OPENAI_API_KEY is not set; OpenAI's API needs a key "
+        "(for an OpenAI-compatible server, give its --base-url)"
+    )
 
 
 def test_serve_speaks_the_openai_dialect():

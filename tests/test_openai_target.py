@@ -98,6 +98,15 @@ def test_a_netrc_entry_cannot_add_a_key(server: LocalServer, tmp_path: Any, monk
     assert server.last_request.authorization is None
 
 
+def test_openais_own_host_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match=r"api_key: is not set; .*OPENAI_API_KEY"):
+        Client(dialect="openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    with pytest.raises(ValidationError, match=r"api_key: is empty; .*OPENAI_API_KEY"):
+        Client(dialect="openai", base_url="https://api.openai.com")
+    assert "api_key=None" in repr(Client("", dialect="openai"))  # an explicit "no key" is taken as it is
+
+
 def test_the_key_falls_back_to_openai_api_key_for_openais_host_only(
     server: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,7 +145,7 @@ def test_a_server_that_wants_a_key_says_so_in_openai_shape(server: LocalServer) 
 
 
 def test_base_urls_and_the_plain_http_rule() -> None:
-    assert Client(dialect="openai").base_url == "https://api.openai.com"
+    assert Client(TEST_KEY, dialect="openai").base_url == "https://api.openai.com"
     # no key, nothing secret travels: plain http to another machine is allowed (a vLLM box on the LAN)
     assert Client(base_url="http://10.0.0.5:8000", dialect="openai").base_url == "http://10.0.0.5:8000"
     with pytest.raises(ValidationError) as info:
@@ -434,6 +443,9 @@ def test_reply_stream_error_is_spelled_as_an_openai_server_sends_it(server: Loca
     assert json.loads(events[1]) == {
         "error": {"message": "The server had an error", "type": "server_error", "param": None, "code": "503"}
     }
+    reply = Reply.stream_error("The server had an error")
+    assert reply.inject[0]["message"] == "The server had an error"  # a Mapping, as it was: Mistral's shape
+    assert reply.inject[0]["object"] == "error"
     server.enqueue(Reply.stream_error("The server had an error", after=1))
     with client.chat_completion_stream(question()) as stream:
         chunks = list(stream)

@@ -235,6 +235,24 @@ def test_derived_requests_share_the_rarely_set_fields_and_copy_nothing_else(
     assert ChatCompletionRequest(model="a")._packed is chatdsl.chat()._packed  # none set: one shared tuple
 
 
+def test_every_route_to_a_request_without_rarely_set_fields_shares_one_tuple() -> None:
+    none_set = chatdsl.chat()._packed
+    request = chatdsl.chat("m").user("hi")
+    routes = [
+        pickle.loads(pickle.dumps(request)),
+        copy.deepcopy(request),
+        request.with_safe_prompt(True).without("safe_prompt"),
+        request.with_extra(x_a=1).without("extra"),
+        request.with_extra(),
+        request.without("extra"),
+        Tagged(model="m"),
+        Tagged(extra=chatdsl.chat().extra),
+        pickle.loads(pickle.dumps(Tagged(model="m", team="t"))),
+    ]
+    for index, derived in enumerate(routes):
+        assert derived._packed is none_set, index
+
+
 def test_a_rarely_set_field_is_still_validated_and_validators_can_be_disabled() -> None:
     with pytest.raises(ValidationError, match="safe_prompt") as info:
         ChatCompletionRequest(safe_prompt="yes")  # type: ignore[arg-type]
@@ -243,6 +261,10 @@ def test_a_rarely_set_field_is_still_validated_and_validators_can_be_disabled() 
         chatdsl.chat().with_extra(model="m")
     with attrs.validators.disabled():
         assert ChatCompletionRequest(temperature=99, safe_prompt="yes").safe_prompt == "yes"  # type: ignore[arg-type]
+        for value in (0, None, "", []):  # stored as given, as attrs would: not mistaken for "no extra"
+            assert ChatCompletionRequest(extra=value).extra == value  # type: ignore[arg-type]
+        built = chatdsl.chat().with_temperature(99).add("not a message")  # type: ignore[arg-type]
+        assert (built.temperature, built.messages) == (99, ("not a message",))
     with pytest.raises(ValidationError, match="temperature"):
         ChatCompletionRequest(temperature=99)
 
@@ -252,6 +274,42 @@ class Tagged(ChatCompletionRequest):
     """A user's subclass: an attrs slotted class over the request's layout."""
 
     team: str = "none"
+
+
+@attrs.define(kw_only=True, frozen=True, slots=False)
+class Annotated(ChatCompletionRequest):
+    """A user's subclass without slots (instances get a ``__dict__`` for the new field)."""
+
+    note: str = ""
+
+
+def test_subclasses_setting_none_of_the_rarely_set_fields_work() -> None:
+    request = chatdsl.chat("m").user("hi").with_temperature(0.5)
+    upcast = Tagged(**attrs.asdict(request, recurse=False), team="t")
+    assert (upcast.to_dict(), upcast.team, upcast.safe_prompt) == (request.to_dict(), "t", UNSET)
+    assert "team='t'" in repr(upcast)
+    with attrs.validators.disabled():
+        assert Tagged(model="m").extra == FrozenDict()
+    annotated = Annotated(model="m", note="n").user("hi")
+    assert (annotated.note, annotated.to_dict()["messages"]) == ("n", [{"role": "user", "content": "hi"}])
+    assert pickle.loads(pickle.dumps(annotated)) == annotated
+    assert copy.copy(annotated) == annotated
+
+
+def test_the_constructor_reads_like_the_attrs_one() -> None:
+    import inspect
+    import typing
+    import weakref
+
+    hints = typing.get_type_hints(ChatCompletionRequest.__init__)
+    assert hints["temperature"] == float | UnsetType
+    assert hints["safe_prompt"] == bool | UnsetType
+    signature = inspect.signature(ChatCompletionRequest, eval_str=True)
+    assert list(signature.parameters) == [a.name for a in attrs.fields(ChatCompletionRequest)]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in signature.parameters.values())
+    assert ChatCompletionRequest.__init__.__module__ == "chatdsl._request"
+    with pytest.raises(TypeError):
+        weakref.ref(chatdsl.chat())
 
 
 def test_a_subclass_with_its_own_field_keeps_the_layout_working() -> None:
