@@ -21,6 +21,7 @@ The API key lives only in the ``Authorization`` header (set by a ``requests`` au
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.cookiejar
 import ipaddress
@@ -377,23 +378,21 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+_DECIMAL: Final = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Return the server's requested wait in seconds (``retry-after-ms`` or ``Retry-After``), if any."""
     value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            millis = float(value)
-        except ValueError:
-            millis = math.nan
-        if math.isfinite(millis) and millis >= 0:
-            return millis / 1000
+    if value is not None and _DECIMAL.fullmatch(value.strip()):
+        return float(value) / 1000
     value = headers.get("retry-after")
     if value is None:
         return None
     value = value.strip()
-    try:
+    if _DECIMAL.fullmatch(value):  # not float(): it takes "1_0", "inf", "-1", "nan", " 1e3"
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -432,9 +431,15 @@ _ZERO: Final = timedelta(0)
 
 class _Watchdog:
     """Enforces a total deadline on a response being read: at the deadline it shuts the socket's
-    reading side down, so a blocked read returns at once (``HTTPResponse.shutdown``)."""
+    reading side down, so a blocked read returns at once (``HTTPResponse.shutdown``).
 
-    __slots__ = ("_timer", "fired")
+    :meth:`cancel` and the timer take one lock, so once ``cancel()`` returns the socket is never
+    touched again (``Timer.cancel`` alone cannot stop a timer that has already started firing — it
+    would shut down a socket that went back to the pool and now serves another call). A response
+    whose watchdog fired is closed with its connection, never pooled (see :func:`_close`).
+    """
+
+    __slots__ = ("_lock", "_settled", "_timer", "fired")
 
     def __init__(self, response: requests.Response | None, deadline: float | None) -> None:
         self.fired = False
@@ -442,22 +447,42 @@ class _Watchdog:
         if deadline is None or response is None:
             return
         raw = response.raw
+        self._lock = threading.Lock()
+        self._settled = False
 
         def fire() -> None:
-            self.fired = True
-            try:
-                raw.shutdown()
-            except Exception:  # the response was released meanwhile: nothing to interrupt
-                logger.debug("total deadline: the response was already released")
+            with self._lock:
+                if self._settled:
+                    return
+                self._settled = self.fired = True
+                try:
+                    raw.shutdown()
+                except Exception:  # the response was released meanwhile: nothing to interrupt
+                    logger.debug("total deadline: the response was already released")
 
         self._timer = threading.Timer(max(0.0, deadline - time.perf_counter()), fire)
         self._timer.daemon = True
         self._timer.start()
 
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def cancel(self) -> bool:
+        """Stop the timer for good and return whether it fired."""
+        timer = self._timer
+        if timer is None:
+            return self.fired
+        with self._lock:
+            self._settled = True
+        timer.cancel()
+        self._timer = None
+        return self.fired
+
+
+def _close(response: requests.Response, watchdog: _Watchdog) -> None:
+    """Cancel *watchdog*, then close *response*: its connection back to the pool, unless the watchdog
+    shut its socket down (then the connection is closed, so no later call is handed a dead socket)."""
+    if watchdog.cancel():
+        with contextlib.suppress(Exception):
+            response.raw.close()
+    response.close()
 
 
 @attrs.frozen
@@ -885,12 +910,18 @@ class Client:
         deadline = None if limits.total is None else start + limits.total
         url, log_url = self._url, self._log_url
         retries = 0
+        previous: APIError | APIConnectionError | None = None  # the failure the last backoff followed
         while True:
             error: APIError | APIConnectionError
             retry_after: float | None = None
             connect, read = limits.connect, limits.read
             if deadline is not None:
                 remaining = deadline - time.perf_counter()
+                if remaining <= 0:  # a backoff sleep overran the deadline (checked before sleeping)
+                    late = APITimeoutError(
+                        f"POST {log_url}: the total deadline of {limits.total} s passed before attempt {retries + 1}"
+                    )
+                    raise late from previous
                 connect = remaining if connect is None else min(connect, remaining)
                 read = remaining if read is None else min(read, remaining)
             logger.debug("POST %s (attempt %d, stream=%s)", log_url, retries + 1, stream)
@@ -929,6 +960,7 @@ class Client:
             if delay is None or (deadline is not None and time.perf_counter() + delay >= deadline):
                 raise error
             retries += 1
+            previous = error
             logger.info(
                 "POST %s failed (%s); retry %d of %d in %.2f s",
                 log_url,
@@ -1108,8 +1140,7 @@ def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
             raise error from exc
         raise _transport_error(exc, exchange.url, exchange.timeout, None, response_started=True) from exc
     finally:
-        watchdog.cancel()
-        response.close()
+        _close(response, watchdog)
     if watchdog.fired:
         raise APITimeoutError(_deadline_message(exchange), response_started=True)
     headers = response.headers
@@ -1183,8 +1214,7 @@ def _status_error(response: requests.Response, deadline: float | None = None) ->
     except _READ_ERRORS:
         raw = b""
     finally:
-        watchdog.cancel()
-        response.close()
+        _close(response, watchdog)
     text = raw.decode("utf-8", "replace")
     body: Any = text
     if text.strip():
@@ -1428,11 +1458,11 @@ class _Reader:
             if self.released:
                 return
             self.released = True
-        self.watchdog.cancel()
+        fired = self.watchdog.cancel()
         response = self.response
-        if reuse and not self.watchdog.fired:
+        if reuse and not fired:
             _drain(response)
-        response.close()
+        _close(response, self.watchdog)
 
     # ------------------------------------------------------------------ the reader
 

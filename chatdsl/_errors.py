@@ -203,10 +203,15 @@ class UnprocessableEntityError(APIError):
 
     @property
     def details(self) -> list[Any]:
-        """The server's validation details (its ``detail`` list), or an empty list."""
+        """The server's validation details (its ``detail`` list), or an empty list.
+
+        Read from ``{"detail": [...]}`` and from Mistral's ``{"object": "error", "message": {"detail": [...]}}``.
+        """
         body = self.body
-        if isinstance(body, dict) and isinstance(body.get("detail"), list):
-            return list(body["detail"])
+        if isinstance(body, dict):
+            for holder in (body, body.get("message")):
+                if isinstance(holder, dict) and isinstance(holder.get("detail"), list):
+                    return list(holder["detail"])
         return []
 
 

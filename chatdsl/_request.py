@@ -455,7 +455,7 @@ class ChatCompletionRequest(_Layout):
         Like Go's ``WithTools`` it sets ``tool_choice`` to ``auto`` — but only when no choice is
         set yet, so a choice made earlier (say ``any``) is never silently undone.
         """
-        tool_choice = ToolChoice.AUTO if self.tool_choice is UNSET else self.tool_choice
+        tool_choice = _IMPLIED_AUTO if self.tool_choice is UNSET else self.tool_choice
         return self._replace(tools=tuple(tools), tool_choice=tool_choice)
 
     def with_tool_choice(self, choice: ToolChoice | ToolChoiceMode | str) -> Self:
@@ -714,6 +714,11 @@ _copy_request = _make_copier()
 
 
 _EMPTY: dict[str, Any] = {"messages": (), "extra": _EMPTY_EXTRA}
+
+_IMPLIED_AUTO: ToolChoice = ToolChoice(mode=ToolChoiceMode.AUTO)
+"""The ``auto`` that :meth:`~ChatCompletionRequest.with_tools` implies: equal to ``ToolChoice.AUTO``
+but its own object, so :func:`~chatdsl._templates.merge` can tell it from a choice someone made
+(an overlay's implied ``auto`` yields to the base's choice, as ``with_tools`` itself would)."""
 
 
 def _json_schema(

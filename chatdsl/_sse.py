@@ -241,12 +241,24 @@ def _shorten(text: str, limit: int) -> str:
 _structure_chunk: Callable[[Any, Any], CompletionChunk] = _converter.get_structure_hook(CompletionChunk)
 
 
+_ERROR_KEYS: Final = ("error", "message", "detail")
+
+
+def _is_error_body(data: dict[str, Any]) -> bool:
+    """Whether a streamed JSON object is an error rather than a chunk (a chunk always has ``choices``,
+    if only ``[]`` in OpenAI's usage chunk)."""
+    if data.get("object") == "error":
+        return True
+    return "choices" not in data and any(key in data for key in _ERROR_KEYS)
+
+
 def decode_chunk(event: ServerSentEvent) -> CompletionChunk:
     """Return the completion chunk an event carries; raise :class:`StreamError` for anything else.
 
-    An ``event: error``, an ``{"object": "error", ...}`` or ``{"error": ...}`` body, data that is not
-    JSON and JSON that is not a chunk are all errors, their message showing the server's words or
-    the start of the data. (``[DONE]`` is the caller's business: check for :data:`DONE` first.)
+    An ``event: error``, an ``{"object": "error", ...}`` body, an object without ``choices`` that
+    carries ``error``, ``message`` or ``detail`` (the API's error shapes), data that is not JSON and
+    JSON that is not a chunk are all errors, their message showing the server's words or the start
+    of the data. (``[DONE]`` is the caller's business: check for :data:`DONE` first.)
     """
     try:
         data = _json.loads(event.data)
@@ -254,9 +266,7 @@ def decode_chunk(event: ServerSentEvent) -> CompletionChunk:
         if event.event == "error":
             raise StreamError(f"the server sent an error event: {describe_error_body(event.data)}") from None
         raise StreamError(f"malformed event: its data is not JSON: {_shorten(event.data, 200)!r}") from None
-    if event.event == "error" or (
-        isinstance(data, dict) and "choices" not in data and (data.get("object") == "error" or "error" in data)
-    ):
+    if event.event == "error" or (isinstance(data, dict) and _is_error_body(data)):
         raise StreamError(f"the server sent an error event: {describe_error_body(data) or event.data[:200]}")
     if not isinstance(data, dict):
         raise StreamError(f"malformed event: its data is not a JSON object: {_shorten(event.data, 200)!r}")

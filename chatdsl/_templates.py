@@ -38,7 +38,7 @@ import attrs
 from ._checks import _type_name
 from ._errors import TemplateError, ValidationError, _nest
 from ._messages import TextChunk
-from ._request import ChatCompletionRequest, chat
+from ._request import _IMPLIED_AUTO, ChatCompletionRequest, chat
 from ._types import UNSET, UnsetType
 
 __all__ = [
@@ -122,7 +122,11 @@ def _value_text(name: str, value: object) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValidationError(name, f"{value!r} is not a finite number")
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # Python's limit on the digits of an int turned into text
+            bits = int(value).bit_length()
+            raise ValidationError(name, f"is an integer too long to write as text ({bits} bits)") from None
     raise ValidationError(name, f"{value!r} is {_type_name(value)}; a value is a string or a number")
 
 
@@ -212,11 +216,14 @@ def merge(base: _R, overlay: ChatCompletionRequest) -> _R:
 
     The overlay's set fields win; messages are appended; tools are merged by name (an overlay
     tool replaces the base's tool of the same name in its place, new tools are appended); ``extra``
-    is merged key by key, the overlay winning.
+    is merged key by key, the overlay winning. The ``auto`` tool choice the overlay's ``with_tools``
+    implied does not replace a choice the base has (as ``base.with_tools(...)`` would keep it).
     """
     changes: dict[str, Any] = {
         name: getattr(overlay, name) for name in _PLAIN_FIELDS if getattr(overlay, name) is not UNSET
     }
+    if overlay.tool_choice is _IMPLIED_AUTO and base.tool_choice is not UNSET:
+        del changes["tool_choice"]  # the overlay's with_tools() chose nothing: the base's choice stays
     if overlay.messages:
         changes["messages"] = base.messages + overlay.messages
     if overlay.tools is not UNSET:
@@ -592,25 +599,39 @@ def _load(path: Path, chain: tuple[Path, ...], max_size: int, *, placeholders: b
     """Return the request, description and declared variables of the file at *path*, ``extends`` followed.
 
     With *placeholders*, message text must hold only valid placeholders (it is template text).
+    The chain is followed in a loop (any length; each file's path resolved once, for the cycle
+    check), then merged from its root down to *path*.
     """
-    file = str(path)
-    resolved = path.resolve()
-    if resolved in (p.resolve() for p in chain):
-        cycle = " -> ".join(str(p) for p in (*chain, path))
-        raise TemplateError([(str(chain[-1]), "template.extends", f"forms a cycle: {cycle}")])
-    data = _read(path, max_size)
-    problems: list[tuple[str, str]] = []
-    description, extends, declared = _read_header(data.pop("template", {}), problems)
-    request = _read_body(data, problems, placeholders=placeholders)
-    parent_path = path.parent / extends if extends is not None else None
-    if parent_path is not None and not parent_path.is_file():
-        problems.append(("template.extends", f"{extends!r} names no file (looked for {parent_path})"))
-    if problems:
-        raise TemplateError([(file, p, m) for p, m in problems])
-    if parent_path is not None:
-        parent_request, _, parent_variables = _load(parent_path, (*chain, path), max_size, placeholders=placeholders)
-        request = merge(parent_request, request)
-        declared = _merge_variables(parent_variables, declared)
+    links: list[tuple[ChatCompletionRequest, tuple[Variable, ...]]] = []
+    seen = {p.resolve() for p in chain}
+    followed = list(chain)
+    description = ""
+    current: Path | None = path
+    while current is not None:
+        resolved = current.resolve()
+        if resolved in seen:
+            cycle = " -> ".join(str(p) for p in (*followed, current))
+            raise TemplateError([(str(followed[-1]), "template.extends", f"forms a cycle: {cycle}")])
+        seen.add(resolved)
+        followed.append(current)
+        data = _read(current, max_size)
+        problems: list[tuple[str, str]] = []
+        file_description, extends, declared = _read_header(data.pop("template", {}), problems)
+        request = _read_body(data, problems, placeholders=placeholders)
+        parent_path = current.parent / extends if extends is not None else None
+        if parent_path is not None and not parent_path.is_file():
+            problems.append(("template.extends", f"{extends!r} names no file (looked for {parent_path})"))
+        if problems:
+            raise TemplateError([(str(current), p, m) for p, m in problems])
+        if current is path:
+            description = file_description  # the description is the file's own, never inherited
+        links.append((request, declared))
+        current = parent_path
+    request, declared = links.pop()
+    while links:
+        child_request, child_declared = links.pop()
+        request = merge(request, child_request)
+        declared = _merge_variables(declared, child_declared)
     return request, description, declared
 
 

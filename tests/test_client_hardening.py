@@ -5,6 +5,7 @@ derived clients, the stream size limit and cookies."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import random
@@ -557,3 +558,63 @@ def test_a_session_you_pass_keeps_its_cookies(server: LocalServer) -> None:
         client.chat_completion(REQUEST)
     assert server.last_request is not None
     assert server.last_request.headers.get("cookie") == "affinity=node-7"
+
+
+# ------------------------------------------------------------------------ the total deadline
+
+
+class _RecordingRaw:
+    def __init__(self) -> None:
+        self.shutdowns = 0
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_a_cancelled_watchdog_never_touches_the_socket_even_if_its_timer_was_already_firing() -> None:
+    from chatdsl._client import _Watchdog
+
+    raw = _RecordingRaw()
+    watchdog = _Watchdog(types.SimpleNamespace(raw=raw), time.perf_counter() + 60)  # type: ignore[arg-type]
+    assert watchdog._timer is not None
+    fire = watchdog._timer.function  # what the timer thread runs
+    assert watchdog.cancel() is False
+    fire()  # a timer that had started firing as cancel() ran: it must now do nothing
+    assert (raw.shutdowns, watchdog.fired) == (0, False)
+
+    fired = _Watchdog(types.SimpleNamespace(raw=raw), time.perf_counter() + 60)  # type: ignore[arg-type]
+    assert fired._timer is not None
+    fired._timer.function()
+    assert fired.cancel() is True
+    assert raw.shutdowns == 1
+
+
+def test_calls_without_a_deadline_are_never_cut_by_an_earlier_calls_deadline() -> None:
+    failures: list[str] = []
+    with LocalServer() as server, Client(KEY, base_url=server.url, max_retries=0) as client:
+        for index in range(300):  # deadlines around the time a call takes: some fire as it ends
+            with contextlib.suppress(APITimeoutError):
+                client.chat_completion(REQUEST, timeout=Timeout(total=0.0006 + (index % 30) * 0.0001))
+            try:
+                client.chat_completion(REQUEST)
+            except ChatDSLError as exc:
+                failures.append(f"{index}: {exc!r}")
+    assert failures == []
+
+
+def test_a_backoff_that_overruns_the_deadline_is_a_timeout_error_not_a_value_error() -> None:
+    slept: list[float] = []
+
+    def oversleep(seconds: float) -> None:  # the scheduler woke us late
+        slept.append(seconds)
+        time.sleep(seconds + 0.3)
+
+    with LocalServer() as server:
+        server.enqueue(Reply.error(503, headers={"retry-after": "0.2"}), Reply.json())
+        policy = chatdsl.RetryPolicy(max_retries=1, jitter=0)
+        client = Client(KEY, base_url=server.url, timeout=Timeout(total=0.4), retry=policy, _sleep=oversleep)
+        with client, pytest.raises(APITimeoutError, match=r"total deadline of 0\.4 s passed before attempt 2") as info:
+            client.chat_completion(REQUEST)
+    assert slept == [0.2]
+    assert isinstance(info.value.__cause__, chatdsl.InternalServerError)
+    assert len(server.requests) == 1

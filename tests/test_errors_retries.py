@@ -93,9 +93,23 @@ def test_a_wrong_key_is_an_authentication_error_from_the_server(server):
     assert len(server.requests) == 1, "401 is never retried"
 
 
-def test_a_validation_error_carries_the_details(client, server):
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda detail: {"detail": detail},
+        lambda detail: {  # Mistral's error object holding the validation details
+            "object": "error",
+            "message": {"detail": detail},
+            "type": "invalid_request_message_error",
+            "param": None,
+            "code": None,
+        },
+    ],
+    ids=["detail", "error-object"],
+)
+def test_a_validation_error_carries_the_details(client, server, wrap):
     detail = [{"loc": ["body", "messages", 0, "content"], "msg": "Field required", "type": "missing"}]
-    server.enqueue(Reply.error(422, body={"detail": detail}))
+    server.enqueue(Reply.error(422, body=wrap(detail)))
     with pytest.raises(UnprocessableEntityError) as info:
         client.chat_completion(REQUEST)
     assert info.value.details == detail
@@ -244,6 +258,10 @@ def test_parsing_retry_after():
     assert _retry_after({"retry-after": "soon"}) is None
     assert _retry_after({"retry-after": "-1"}) is None
     assert _retry_after({"retry-after": "nan"}) is None
+    for odd in ("1_0", "inf", "1e3", "+5", "0x10", "٣"):  # float() would take these; HTTP says digits
+        assert _retry_after({"retry-after": odd}) is None, odd
+        assert _retry_after({"retry-after-ms": odd}) is None, odd
+    assert _retry_after({"retry-after-ms": "1_0", "retry-after": "2"}) == 2.0
     assert _retry_after({}) is None
     past = format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True)
     assert _retry_after({"retry-after": past}) == 0.0

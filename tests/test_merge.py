@@ -17,11 +17,30 @@ few_tools = st.lists(
     max_size=4,
     unique_by=lambda t: t.name,
 ).map(tuple)
+
+
+def _with_tools(request: ChatCompletionRequest, tools: object, how: str) -> ChatCompletionRequest:
+    if tools is UNSET:
+        return request
+    if how == "evolve":
+        return attrs.evolve(request, tools=tools)
+    if how == "implied":  # with_tools() on a request without a choice: the auto it implies
+        return request.without("tool_choice").with_tools(tools)  # type: ignore[arg-type]
+    return request.with_tools(tools)  # type: ignore[arg-type]
+
+
 any_requests = st.builds(
-    lambda request, tools: request if tools is UNSET else attrs.evolve(request, tools=tools),
+    _with_tools,
     requests(with_extra=True),
     st.just(UNSET) | few_tools,
+    st.sampled_from(["evolve", "implied", "builder"]),
 )
+
+
+def _implied(request: ChatCompletionRequest) -> bool:
+    return request.tool_choice is chat().with_tools([]).tool_choice
+
+
 PLAIN = [a.name for a in attrs.fields(ChatCompletionRequest) if a.name not in ("messages", "tools", "extra")]
 
 
@@ -43,6 +62,8 @@ def test_the_overlay_set_fields_win_and_the_rest_is_kept(a, b):
     merged = a | b
     for name in PLAIN:
         expected = getattr(b, name) if getattr(b, name) is not UNSET else getattr(a, name)
+        if name == "tool_choice" and _implied(b) and a.tool_choice is not UNSET:
+            expected = a.tool_choice  # an implied auto yields to a choice the base made
         assert getattr(merged, name) == expected, name
     assert merged.messages == a.messages + b.messages
     assert merged.extra == {**a.extra, **b.extra}
@@ -91,6 +112,16 @@ def test_merge_example():
     assert base.temperature == 0
     assert len(base.messages) == 1
     assert base.merge(overlay) == merged
+
+
+def test_the_auto_with_tools_implies_never_overrides_the_bases_choice():
+    a, b = Tool.of("a", {"type": "object"}), Tool.of("b", {"type": "object"})
+    base = chat("m").with_tools([a]).with_tool_choice("any")
+    assert (base | chat().with_tools([b])).tool_choice == ToolChoice.ANY  # as base.with_tools([a, b]) keeps it
+    assert base.with_tools([a, b]).tool_choice == ToolChoice.ANY
+    assert (base | chat().with_tools([b]).with_tool_choice("auto")).tool_choice == ToolChoice.AUTO  # a choice made
+    assert (chat("m") | chat().with_tools([b])).tool_choice == ToolChoice.AUTO  # nothing to yield to
+    assert (chat("m") | chat().with_tools([b])).to_dict()["tool_choice"] == "auto"
 
 
 def test_explicit_zero_and_false_in_the_overlay_win():

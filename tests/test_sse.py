@@ -279,11 +279,22 @@ def test_decode_chunk_reads_a_chunk():
         (ServerSentEvent('{"error": {"message": "bad key", "type": "auth"}}'), "error event: bad key"),
         (ServerSentEvent('{"message": "boom"}', event="error"), "error event: boom"),
         (ServerSentEvent("plain words", event="error"), "error event: plain words"),
+        # the API's other error shapes, sent as events: never mistaken for an empty chunk
+        (ServerSentEvent('{"message": "Service overloaded", "request_id": "r1"}'), "error event: Service overloaded"),
+        (ServerSentEvent('{"detail": "Internal error"}'), "error event: Internal error"),
+        (ServerSentEvent('{"object": "error", "message": "quota", "choices": []}'), "error event: quota"),
     ],
 )
 def test_decode_chunk_refuses_everything_else_with_stream_error(event, message):
     with pytest.raises(StreamError, match=re.escape(message)):
         decode_chunk(event)
+
+
+def test_a_chunk_with_empty_choices_is_still_a_chunk():
+    usage_only = '{"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 1}}'
+    chunk = decode_chunk(ServerSentEvent(usage_only))
+    assert chunk.choices == ()
+    assert chunk.usage is not None
 
 
 def _outcome(event: ServerSentEvent) -> CompletionChunk | StreamError:

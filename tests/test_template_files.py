@@ -173,6 +173,23 @@ def test_extends_cycles_are_refused_listing_the_chain(tmp_path):
         RequestTemplate.load(me)
 
 
+def test_a_chain_longer_than_the_recursion_limit_is_followed(tmp_path):
+    import sys
+
+    count = sys.getrecursionlimit() + 500
+    for index in range(count):
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": f"m{index}"}]}
+        body.update({"template": {"extends": f"t{index - 1}.json"}} if index else {"model": "m"})
+        (tmp_path / f"t{index}.json").write_text(json.dumps(body))
+    leaf = RequestTemplate.load(tmp_path / f"t{count - 1}.json")
+    assert [m.content for m in leaf.request.messages] == [f"m{index}" for index in range(count)]
+    assert leaf.request.model == "m"
+    (tmp_path / "t0.json").write_text(json.dumps({"template": {"extends": f"t{count - 1}.json"}}))
+    with pytest.raises(TemplateError, match="forms a cycle") as info:
+        RequestTemplate.load(tmp_path / f"t{count - 1}.json")
+    assert info.value.problems[0][0] == str(tmp_path / "t0.json")
+
+
 def test_extends_a_missing_or_broken_parent_names_the_right_file(tmp_path):
     child = write(tmp_path / "child.toml", '[template]\nextends = "nope.toml"\n')
     with pytest.raises(TemplateError) as info:

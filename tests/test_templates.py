@@ -240,3 +240,12 @@ def test_example_runs_and_prints_rendered_requests(capsys, monkeypatch):
     assert "Always answer in French." in out
     assert "a $35 kettle) has not arrived. Can you check? {urgent}" in out
     assert "Write a haiku about parcels." in out
+
+
+def test_values_that_cannot_be_written_as_text_are_validation_errors():
+    template = chat("m").user("n=$n")
+    assert template.render(n=10**20).messages[0].content == "n=100000000000000000000"
+    with pytest.raises(ValidationError, match=r"n: is an integer too long to write as text"):
+        template.render(n=10**5000)
+    with pytest.raises(ValidationError, match=r"n: inf is not a finite number"):
+        template.render(n=float("inf"))
