@@ -585,10 +585,13 @@ def _lenient_str(value: Any) -> str:
     return str(value)
 
 
+_INFINITIES: Final = (float("inf"), float("-inf"))
+
+
 def _lenient_int(value: Any) -> int:
     if value.__class__ is int:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in _INFINITIES:
         raise ValidationError("", f"{_short(value)} is not a number")
     return int(value)
 

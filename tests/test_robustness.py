@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,17 @@ def test_async_functions_are_refused_as_tools() -> None:
 
     with pytest.raises(ValidationError, match="async function"):
         chatdsl.tool(fetch)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("where", ["created", "usage.prompt_tokens"])
+def test_non_finite_numbers_in_a_response_name_their_path(value: float, where: str) -> None:
+    body: dict[str, Any] = {"id": "x", "model": "m", "created": 1, "choices": []}
+    if where == "created":
+        body["created"] = value
+    else:
+        body["usage"] = {"prompt_tokens": value}
+    with pytest.raises(ValidationError) as info:
+        chatdsl.ChatCompletionResponse.from_dict(body)
+    assert str(info.value).startswith(f"{where}: ")
+    assert "is not a number" in str(info.value)
