@@ -55,10 +55,12 @@ def _one_line(text: str) -> str:
 
 
 _DROP_ADVICE: Final = "pass drop_unsupported=True"
+_HTTP_ADVICE: Final = "use https, or pass allow_insecure_http=True if you mean it"
 
 
 def _as_options(line: str, command: str) -> str:
     """Return *line* with a dialect refusal's advice in the command line's words."""
+    line = line.replace(_HTTP_ADVICE, "use https (the command sends a key over plain http only to this machine)")
     if command == "validate":  # validate has no such option: the commands that send do
         return line.replace(_DROP_ADVICE, "render or send it with --drop-unsupported")
     return line.replace(_DROP_ADVICE, "pass --drop-unsupported")
@@ -162,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Render, check and send chat-completion request templates (.json or .toml files).",
-        epilog="Exit status: 0 success, 1 a problem with a template, a value or the API, 2 a usage mistake.",
+        epilog="Exit status: 0 success, 1 a problem with a template, a value or the API, 2 a usage mistake, "
+        "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -369,7 +372,9 @@ def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for index, choice in enumerate(response.choices):
             if len(response.choices) > 1:
                 out.write(f"[choice {index}]\n")
-            out.write(choice.message.text() + "\n")
+            text = choice.message.text()
+            if text or not choice.message.tool_calls:  # no empty line above a tool call
+                out.write(text + "\n")
         _print_tool_calls(response, out)
     latency = response.latency.total_seconds() if response.latency is not None else elapsed
     err.write(f"{_usage_line(response.usage)}; latency {latency:.3f} s\n")

@@ -603,7 +603,7 @@ class Client:
             # without a key nothing secret travels: plain http anywhere is the caller's business
             allow_insecure_http=self._allow_insecure_http or self._api_key is None,
         )
-        if self._dialect is Dialect.OPENAI and self._base_url.endswith("/v1"):
+        if self._base_url.endswith("/v1"):
             raise ValidationError(
                 "base_url",
                 f"{_redact_url(self._base_url)!r} ends with /v1, and chatdsl adds /v1/chat/completions itself; "

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
@@ -298,11 +299,23 @@ class ChatCompletionRequest(_Layout):
 
     def system(self, content: str | Sequence[ContentChunk]) -> Self:
         """Return a copy with a system message appended."""
-        return self.add(SystemMessage(content=as_content(content)))
+        with self._next_message():
+            message = SystemMessage(content=as_content(content))
+        return self.add(message)
 
     def user(self, content: str | Sequence[ContentChunk]) -> Self:
         """Return a copy with a user message appended (text, or content parts such as images)."""
-        return self.add(UserMessage(content=as_content(content)))
+        with self._next_message():
+            message = UserMessage(content=as_content(content))
+        return self.add(message)
+
+    @contextlib.contextmanager
+    def _next_message(self) -> Iterator[None]:
+        """Name the message being built in a validation error: ``messages[i].content[0]: ...``."""
+        try:
+            yield
+        except ValidationError as exc:
+            raise exc.with_prefix(f"messages[{len(self.messages)}]") from None
 
     def assistant(
         self,
@@ -315,13 +328,13 @@ class ChatCompletionRequest(_Layout):
 
         ``None`` and ``UNSET`` both leave a field out.
         """
-        return self.add(
-            AssistantMessage(
+        with self._next_message():
+            message = AssistantMessage(
                 content=UNSET if content is None or content is UNSET else as_content(content),
                 tool_calls=UNSET if tool_calls is None or tool_calls is UNSET else tuple(tool_calls),
                 prefix=unset_if_none(prefix),
             )
-        )
+        return self.add(message)
 
     def tool(
         self,
@@ -331,7 +344,9 @@ class ChatCompletionRequest(_Layout):
         name: str | UnsetType | None = UNSET,
     ) -> Self:
         """Return a copy with a tool message appended: the result of the call *tool_call_id*."""
-        return self.add(ToolMessage(content=as_content(content), tool_call_id=tool_call_id, name=unset_if_none(name)))
+        with self._next_message():
+            message = ToolMessage(content=as_content(content), tool_call_id=tool_call_id, name=unset_if_none(name))
+        return self.add(message)
 
     # ---------------------------------------------------------------- parameters
 

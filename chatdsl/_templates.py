@@ -496,6 +496,10 @@ def _read(path: Path, max_size: int) -> dict[str, Any]:
     def fail(message: str) -> TemplateError:
         return TemplateError([(file, "", message)])
 
+    if path.is_dir():
+        raise fail("is a folder, not a template file")
+    if not path.exists():
+        raise fail("does not exist")
     suffix = _suffix(path)
     try:
         with path.open("rb") as handle:
@@ -574,7 +578,7 @@ def _read_body(data: dict[str, Any], problems: list[tuple[str, str]], *, placeho
     try:
         request = structure_request(data)
     except ValidationError as exc:
-        problems += exc.errors
+        problems += _every_problem(data, exc, placeholders=placeholders)
         return chat()
     if extra is not None:
         if not isinstance(extra, dict):
@@ -590,6 +594,44 @@ def _read_body(data: dict[str, Any], problems: list[tuple[str, str]], *, placeho
         except ValidationError as exc:
             problems += exc.errors
     return request
+
+
+def _every_problem(data: dict[str, Any], first: ValidationError, *, placeholders: bool) -> list[tuple[str, str]]:
+    """Return every problem of a template body that does not make a request, not only the *first*.
+
+    Reading stops at the first failing rule; here each top-level key, and each message and tool on
+    its own, is read again, so a file's author sees all of them in one run.
+    """
+    from ._converter import structure_request
+
+    found: list[tuple[str, str]] = []
+
+    def check(body: dict[str, Any], key: str = "", index: int = 0) -> ChatCompletionRequest | None:
+        try:
+            return structure_request(body)
+        except ValidationError as exc:
+            for path, message in exc.errors:
+                if key and path.startswith(f"{key}[0]"):
+                    path = f"{key}[{index}]{path[len(key) + 3 :]}"
+                if (path, message) not in found:
+                    found.append((path, message))
+            return None
+
+    for key, value in data.items():
+        if key in ("messages", "tools") and isinstance(value, list) and value:
+            one_by_one = [check({key: [item]}, key, index) for index, item in enumerate(value)]
+            if all(one is not None for one in one_by_one):
+                check({key: value})  # what only the whole list can break (tool names used twice)
+            if key == "messages" and placeholders:
+                for index, one in enumerate(one_by_one):
+                    if one is not None:
+                        try:
+                            variables(one)
+                        except ValidationError as exc:
+                            found.extend((f"messages[{index}]{p[len('messages[0]') :]}", m) for p, m in exc.errors)
+        else:
+            check({key: value})
+    return found or list(first.errors)
 
 
 _Loaded = tuple[ChatCompletionRequest, str, tuple[Variable, ...]]

@@ -573,6 +573,10 @@ class _MistralWire:
         return ChatCompletionRequest.from_dict(value)
 
     @staticmethod
+    def check(request: ChatCompletionRequest) -> ChatCompletionRequest:
+        return request.validate()
+
+    @staticmethod
     def not_found_body(method: str, path: str) -> dict[str, Any]:
         return {"detail": "Not Found"}
 
@@ -682,6 +686,17 @@ class _OpenAIWire(_MistralWire):
     @staticmethod
     def parse_request(value: Any) -> ChatCompletionRequest:
         return request_from_openai(value)
+
+    @staticmethod
+    def check(request: ChatCompletionRequest) -> ChatCompletionRequest:
+        """Mistral's completeness rules, but any message may come last (OpenAI answers after any)."""
+        try:
+            return request.validate()
+        except ValidationError as exc:
+            kept = [(p, m) for p, m in exc.errors if "the last message must be" not in m]
+            if kept:
+                raise ValidationError("", "", errors=kept) from None
+            return request
 
     @staticmethod
     def not_found_body(method: str, path: str) -> dict[str, Any]:
@@ -1431,7 +1446,7 @@ class LocalServer:
                 json_error = json.JSONDecodeError(str(exc), "", 0)
         if json_error is None and path == self._wire.path:
             try:
-                request = self._wire.parse_request(value).validate()
+                request = self._wire.check(self._wire.parse_request(value))
             except ValidationError as exc:
                 error = exc
         elif json_error is not None:

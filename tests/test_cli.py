@@ -236,7 +236,7 @@ def test_tool_calls_are_shown(monkeypatch, capsys, server):
     server.enqueue(Reply.json(answer))
     assert main(["send", SUPPORT, "--var", "question=q", "--base-url", server.url]) == 0
     captured = capsys.readouterr()
-    assert captured.out == '\n[tool call get_order_status({"order": "A-1"})]\n'
+    assert captured.out == '[tool call get_order_status({"order": "A-1"})]\n'  # no empty line above it
     assert captured.err.startswith("usage: 1 prompt + 2 completion = 3 tokens; latency ")
 
 
@@ -418,3 +418,18 @@ def test_serve_speaks_the_openai_dialect():
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_cli_messages_name_what_the_command_line_can_do(monkeypatch, capsys):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    assert main(["send", SUPPORT, "-v", "question=q", "--base-url", "http://example.com"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.endswith("use https (the command sends a key over plain http only to this machine)")
+    assert "allow_insecure_http" not in line
+    assert main(["validate", "/nonexistent/folder"]) == 1
+    assert capsys.readouterr().out == "/nonexistent/folder: does not exist\n"
+    assert main(["render", str(EXAMPLES)]) == 1
+    assert one_error_line(capsys.readouterr().err).endswith("is a folder, not a template file")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "130 interrupted" in capsys.readouterr().out

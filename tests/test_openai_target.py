@@ -555,3 +555,18 @@ def test_local_server_default_chunks_join_to_its_default_response(server: LocalS
     assert isinstance(chunks[-1], CompletionChunk)
     assert chunks[-1].choices == ()
     assert chunks[-1].usage == server.default_response(recorded).usage
+
+
+def test_a_dropped_prefix_leaves_a_request_an_openai_server_answers(server: LocalServer, client: Client) -> None:
+    mistral_only = question().assistant("The capital is", prefix=True).with_safe_prompt()
+    answer = client.chat_completion(mistral_only, drop_unsupported=True)
+    assert answer.text()
+    assert server.last_request is not None
+    assert server.last_request.json["messages"][-1] == {"role": "assistant", "content": "The capital is"}
+
+
+def test_a_base_url_ending_in_v1_is_refused_in_either_dialect() -> None:
+    for dialect in ("mistral", "openai"):
+        with pytest.raises(ValidationError, match="ends with /v1") as info:
+            Client(TEST_KEY, base_url="http://127.0.0.1:8000/v1", dialect=dialect)
+        assert info.value.path == "base_url"

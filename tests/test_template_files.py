@@ -260,8 +260,10 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(TemplateError, match="is not UTF-8 text"):
         ChatCompletionRequest.load(tmp_path / "latin1.toml")
     (tmp_path / "dir.json").mkdir()
-    with pytest.raises(TemplateError, match="cannot be read"):
+    with pytest.raises(TemplateError, match="is a folder, not a template file"):
         ChatCompletionRequest.load(tmp_path / "dir.json")
+    with pytest.raises(TemplateError, match="does not exist"):  # not "has the suffix ''"
+        ChatCompletionRequest.load(tmp_path / "no-such-folder")
 
 
 def test_files_over_the_size_limit_are_refused(tmp_path):
@@ -327,3 +329,35 @@ def test_template_errors_survive_pickling():
     assert copy.problems == error.problems
     assert str(copy) == str(error) == "a.toml: temperature: is above the maximum\nb.json: does not exist"
     assert copy.errors == (("temperature", "is above the maximum"), ("", "does not exist"))
+
+
+def test_every_problem_of_a_file_is_reported_in_one_run(tmp_path):
+    path = write(
+        tmp_path / "bad.toml",
+        'model = "m"\ntemperature = 9\ntop_p = 5\nnonsense = 1\n'
+        '[[messages]]\nrole = "user"\ncontent = "$5 x"\n'
+        '[[messages]]\nrole = "wizard"\ncontent = "hi"\n'
+        '[[messages]]\nrole = "user"\ncontent = "fine ${ok}"\n'
+        '[[tools]]\ntype = "function"\n[tools.function]\nname = "a"\n'
+        '[[tools]]\ntype = "function"\n[tools.function]\nname = ""\n',
+    )
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(path)
+    found = {(key, message.split(" ")[0]) for _, key, message in info.value.problems}
+    assert {key for key, _ in found} == {
+        "temperature",
+        "top_p",
+        "nonsense",
+        "messages[1].role",
+        "messages[0].content",
+        "tools[1].function.name",
+    }
+    assert all(file == str(path) for file, _, _ in info.value.problems)
+
+
+def test_a_tool_name_used_twice_is_found_when_each_tool_is_fine(tmp_path):
+    tool = '[[tools]]\ntype = "function"\n[tools.function]\nname = "a"\n'
+    path = write(tmp_path / "twice.toml", 'model = "m"\ntemperature = 9\n' + tool + tool)
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(path)
+    assert [key for _, key, _ in info.value.problems] == ["temperature", "tools[1].function.name"]

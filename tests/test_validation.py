@@ -616,3 +616,13 @@ def test_unset_is_never_stored_by_the_reader() -> None:
     )
     assert request.messages == (AssistantMessage(),)
     assert request.messages[0].content is UNSET
+
+
+def test_a_message_the_builder_refuses_is_named_by_its_place_in_the_conversation():
+    image = chatdsl.ImageURLChunk(url="https://example.com/a.png")
+    with pytest.raises(chatdsl.ValidationError) as info:
+        chatdsl.chat().user("a").system([image])
+    assert info.value.path == "messages[1].content[0]"
+    with pytest.raises(chatdsl.ValidationError) as info:
+        chatdsl.chat().assistant(tool_calls=["not a call"])  # type: ignore[list-item]
+    assert info.value.path.startswith("messages[0].tool_calls[0]")
