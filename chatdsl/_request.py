@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
@@ -299,23 +298,23 @@ class ChatCompletionRequest(_Layout):
 
     def system(self, content: str | Sequence[ContentChunk]) -> Self:
         """Return a copy with a system message appended."""
-        with self._next_message():
+        try:
             message = SystemMessage(content=as_content(content))
+        except ValidationError as exc:
+            raise self._next_message(exc) from None
         return self.add(message)
 
     def user(self, content: str | Sequence[ContentChunk]) -> Self:
         """Return a copy with a user message appended (text, or content parts such as images)."""
-        with self._next_message():
+        try:
             message = UserMessage(content=as_content(content))
+        except ValidationError as exc:
+            raise self._next_message(exc) from None
         return self.add(message)
 
-    @contextlib.contextmanager
-    def _next_message(self) -> Iterator[None]:
-        """Name the message being built in a validation error: ``messages[i].content[0]: ...``."""
-        try:
-            yield
-        except ValidationError as exc:
-            raise exc.with_prefix(f"messages[{len(self.messages)}]") from None
+    def _next_message(self, error: ValidationError) -> ValidationError:
+        """Return *error* naming the message being built: ``messages[i].content[0]: ...``."""
+        return error.with_prefix(f"messages[{len(self.messages)}]")
 
     def assistant(
         self,
@@ -328,12 +327,14 @@ class ChatCompletionRequest(_Layout):
 
         ``None`` and ``UNSET`` both leave a field out.
         """
-        with self._next_message():
+        try:
             message = AssistantMessage(
                 content=UNSET if content is None or content is UNSET else as_content(content),
                 tool_calls=UNSET if tool_calls is None or tool_calls is UNSET else tuple(tool_calls),
                 prefix=unset_if_none(prefix),
             )
+        except ValidationError as exc:
+            raise self._next_message(exc) from None
         return self.add(message)
 
     def tool(
@@ -344,8 +345,10 @@ class ChatCompletionRequest(_Layout):
         name: str | UnsetType | None = UNSET,
     ) -> Self:
         """Return a copy with a tool message appended: the result of the call *tool_call_id*."""
-        with self._next_message():
+        try:
             message = ToolMessage(content=as_content(content), tool_call_id=tool_call_id, name=unset_if_none(name))
+        except ValidationError as exc:
+            raise self._next_message(exc) from None
         return self.add(message)
 
     # ---------------------------------------------------------------- parameters
