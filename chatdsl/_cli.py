@@ -59,7 +59,7 @@ _HTTP_ADVICE: Final = "use https, or pass allow_insecure_http=True if you mean i
 
 
 def _as_options(line: str, command: str) -> str:
-    """Return *line* with a dialect refusal's advice in the command line's words."""
+    """Return *line* with advice meant for library callers (keyword arguments) in the command line's words."""
     line = line.replace(_HTTP_ADVICE, "use https (the command sends a key over plain http only to this machine)")
     if command == "validate":  # validate has no such option: the commands that send do
         return line.replace(_DROP_ADVICE, "render or send it with --drop-unsupported")
