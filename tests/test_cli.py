@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -137,10 +139,11 @@ def test_send_stream_prints_the_text_as_it_arrives(server):
     assert result.stderr.startswith("usage: ")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serve_runs_until_sigterm_or_ctrl_c(signum):
+@contextlib.contextmanager
+def serving(*options: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Run ``chatdsl serve *options`` as a subprocess; yield its URL and the process (killed if still running)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "chatdsl", "serve", "--port", "0"],
+        [sys.executable, "-m", "chatdsl", "serve", *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -150,6 +153,16 @@ def test_serve_runs_until_sigterm_or_ctrl_c(signum):
         assert process.stdout is not None
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:"), url
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_runs_until_sigterm_or_ctrl_c(signum):
+    with serving("--port", "0") as (url, process):
         with chatdsl.Client(api_key="anything", base_url=url, timeout=10) as client:
             answer = client.chat_completion(chatdsl.chat("m").user("ping"))
         assert "ping" in answer.text()
@@ -159,10 +172,6 @@ def test_serve_runs_until_sigterm_or_ctrl_c(signum):
         assert "serving chat completions on" in stderr
         assert stderr.endswith("chatdsl: stopped\n")
         assert "Traceback" not in stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 # ------------------------------------------------------------------------------------ in-process
@@ -394,17 +403,7 @@ def test_send_to_openai_itself_without_its_key_fails_before_sending(monkeypatch,
 
 
 def test_serve_speaks_the_openai_dialect():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chatdsl", "serve", "--dialect", "openai"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), url
+    with serving("--dialect", "openai") as (url, process):
         with chatdsl.Client(base_url=url, dialect="openai", timeout=10) as client:
             assert "ping" in client.chat_completion(chatdsl.chat("m").user("ping")).text()
             with pytest.raises(chatdsl.BadRequestError, match="safe_prompt"):  # an OpenAI server refuses it
@@ -414,10 +413,6 @@ def test_serve_speaks_the_openai_dialect():
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == 0, stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 def test_cli_messages_name_what_the_command_line_can_do(monkeypatch, capsys):
