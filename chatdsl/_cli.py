@@ -133,13 +133,13 @@ def _add_vars(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_dialect(parser: argparse.ArgumentParser, *, drop: bool = True) -> None:
-    parser.add_argument(
-        "--dialect",
-        choices=("mistral", "openai"),
-        default="mistral",
-        help="the server's wire format: mistral (default) or openai (an OpenAI-compatible server)",
-    )
+def _add_dialect(
+    parser: argparse.ArgumentParser,
+    *,
+    drop: bool = True,
+    help: str = "the server's wire format: mistral (default) or openai (an OpenAI-compatible server)",
+) -> None:
+    parser.add_argument("--dialect", choices=("mistral", "openai"), default="mistral", help=help)
     if drop:
         parser.add_argument(
             "--drop-unsupported",
@@ -185,10 +185,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also render each template with its defaults (and --var values) and check it can be sent",
     )
     _add_vars(validate)
-    validate.add_argument(
-        "--dialect",
-        choices=("mistral", "openai"),
-        default="mistral",
+    _add_dialect(
+        validate,
+        drop=False,
         help="also check every field maps to this wire format (openai: an OpenAI-compatible server)",
     )
     _add_max_size(validate)

@@ -759,13 +759,18 @@ def _json_schema(
         raise exc.with_prefix("response_format.json_schema") from None
 
 
-def _completeness_errors(request: ChatCompletionRequest) -> Iterable[tuple[str, str]]:
+def _completeness_errors(request: ChatCompletionRequest, *, any_last: bool = False) -> Iterable[tuple[str, str]]:
+    """Yield the problems :meth:`~ChatCompletionRequest.validate` reports.
+
+    *any_last*: any message may end the conversation (OpenAI's API answers after any), so the rule
+    on the last message is skipped.
+    """
     if request.model is UNSET:
         yield ("model", "is not set; a request needs a model to be sent")
     messages = request.messages
     if not messages:
         yield ("messages", "is empty; a request needs at least one message")
-    else:
+    elif not any_last:
         last = messages[-1]
         if isinstance(last, SystemMessage) or (isinstance(last, AssistantMessage) and last.prefix is not True):
             yield (

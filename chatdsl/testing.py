@@ -58,7 +58,7 @@ import attrs
 from ._dialects import Dialect, request_from_openai
 from ._errors import ValidationError
 from ._messages import AssistantMessage, FunctionCall, ToolCall, ToolMessage, UserMessage, content_text
-from ._request import ChatCompletionRequest
+from ._request import ChatCompletionRequest, _completeness_errors
 from ._response import (
     ChatCompletionChoice,
     ChatCompletionResponse,
@@ -690,13 +690,10 @@ class _OpenAIWire(_MistralWire):
     @staticmethod
     def check(request: ChatCompletionRequest) -> ChatCompletionRequest:
         """Mistral's completeness rules, but any message may come last (OpenAI answers after any)."""
-        try:
-            return request.validate()
-        except ValidationError as exc:
-            kept = [(p, m) for p, m in exc.errors if "the last message must be" not in m]
-            if kept:
-                raise ValidationError("", "", errors=kept) from None
-            return request
+        errors = list(_completeness_errors(request, any_last=True))
+        if errors:
+            raise ValidationError("", "", errors=errors)
+        return request
 
     @staticmethod
     def not_found_body(method: str, path: str) -> dict[str, Any]:
