@@ -171,6 +171,25 @@ def member_of(enum_cls: type[enum.Enum]) -> Validator:
     return check
 
 
+def open_enum(enum_cls: type[enum.Enum]) -> Validator:
+    """A member of the string enum *enum_cls*, or any other non-empty string (a value the server may know).
+
+    The forward-compatible rule for enum-typed request fields: known values become members (see
+    :func:`to_enum`), a value the library does not know yet is kept as a plain ``str`` and sent as it is.
+    """
+    known = ", ".join(repr(m.value) for m in enum_cls)
+
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if value is UNSET or isinstance(value, enum_cls):
+            return
+        if not isinstance(value, str):
+            raise fail(attribute.name, value, f"is {_type_name(value)}, not a string (known values: {known})")
+        if not value:
+            raise fail(attribute.name, value, f"is empty; a non-empty string is required (known values: {known})")
+
+    return check
+
+
 @functools.cache
 def to_enum(enum_cls: type[enum.Enum]) -> Callable[[Any], Any]:
     """A converter turning a known string into its enum member (anything else is left for the validator)."""

@@ -332,6 +332,11 @@ def _env_key_allowed(dialect: Dialect, base_url: str) -> bool:
     return host == urlsplit(dialect.default_base_url).hostname
 
 
+def _is_openai_service(base_url: str) -> bool:
+    """Whether *base_url* is OpenAI's own API (which refuses the sampling fields self-hosted servers take)."""
+    return urlsplit(base_url).hostname == urlsplit(Dialect.OPENAI.default_base_url).hostname
+
+
 def _scrub(exc: BaseException) -> None:
     """Cut the ``requests`` objects off a transport error and everything chained to it.
 
@@ -894,7 +899,8 @@ class Client:
         data = request.to_dict()
         if self._dialect is not Dialect.MISTRAL:
             drop = self._drop_unsupported if drop_unsupported is None else _flag("drop_unsupported", drop_unsupported)
-            data = to_wire(data, self._dialect, drop_unsupported=drop)
+            openai_service = _is_openai_service(self._base_url)
+            data = to_wire(data, self._dialect, drop_unsupported=drop, openai_service=openai_service)
         body = dumps_bytes(data)
         send_headers = {
             "User-Agent": self._user_agent,

@@ -30,6 +30,7 @@ from cattrs.gen import override
 from . import _json
 from ._checks import _type_name
 from ._errors import OutputError, ValidationError, _nest
+from ._guardrails import GuardrailConfig, ModerationConfig
 from ._json import dumps as dumps
 from ._json import dumps_bytes as dumps_bytes
 from ._messages import (
@@ -93,6 +94,8 @@ _ATTRS_MODELS: Final = (
     JsonSchema,
     ResponseFormat,
     Prediction,
+    GuardrailConfig,
+    ModerationConfig,
 )
 
 # ------------------------------------------------------------------------------------------ errors
@@ -161,6 +164,11 @@ def _enum_value(value: Any) -> Any:
     return value.value
 
 
+def _open_enum_value(value: Any) -> Any:
+    """An open enum field's wire value: a member's value, or the unknown string itself."""
+    return value if value.__class__ is str else value.value
+
+
 def _unstructure_content(value: Any) -> Any:
     if isinstance(value, str):
         return value
@@ -210,7 +218,7 @@ def _raw(*names: str) -> dict[str, Any]:
 
 
 def _enums(*names: str) -> dict[str, Any]:
-    return {name: override(unstruct_hook=_enum_value) for name in names}
+    return {name: override(unstruct_hook=_open_enum_value) for name in names}
 
 
 def _register_unstructure() -> None:
@@ -306,6 +314,21 @@ def _register_unstructure() -> None:
 
     converter.register_unstructure_hook(Prediction, prediction)
 
+    moderation = _make_unstructure(
+        ModerationConfig,
+        custom_category_thresholds=override(unstruct_hook=identity),
+        **_raw("model_name", "ignore_other_categories"),
+        **_enums("action"),
+    )
+    converter.register_unstructure_hook(ModerationConfig, moderation)
+    guardrail = _make_unstructure(
+        GuardrailConfig,
+        moderation_llm_v1=override(unstruct_hook=moderation),
+        moderation_llm_v2=override(unstruct_hook=moderation),
+        **_raw("block_on_error"),
+    )
+    converter.register_unstructure_hook(GuardrailConfig, guardrail)
+
     request_base = _make_unstructure(
         ChatCompletionRequest,
         messages=override(unstruct_hook=lambda ms: [_MESSAGE_UNSTRUCTURE[m.__class__](m) for m in ms]),
@@ -329,8 +352,16 @@ def _register_unstructure() -> None:
             "stream",
             "metadata",
             "prompt_cache_key",
+            "top_k",
+            "min_tokens",
+            "repetition_penalty",
+            "logprobs",
+            "top_logprobs",
+            "prompt_logprobs",
+            "top_prompt_logprobs",
         ),
-        **_enums("prompt_mode", "reasoning_effort"),
+        guardrails=override(unstruct_hook=lambda gs: [guardrail(g) for g in gs]),
+        **_enums("prompt_mode", "reasoning_effort", "service_tier"),
     )
 
     def request(obj: ChatCompletionRequest) -> dict[str, Any]:
@@ -556,6 +587,13 @@ def _register_structure() -> Callable[[Any, Any], Any]:
     )
     converter.register_structure_hook(Prediction, _make_structure(Prediction))
     converter.register_structure_hook(ToolChoice, _structure_tool_choice)
+    converter.register_structure_hook(ModerationConfig, _make_structure(ModerationConfig))
+    moderation = override(struct_hook=lambda v, _: UNSET if v is None else converter.structure(v, ModerationConfig))
+    converter.register_structure_hook(
+        GuardrailConfig,
+        _make_structure(GuardrailConfig, moderation_llm_v1=moderation, moderation_llm_v2=moderation),
+    )
+    guardrail = converter.get_structure_hook(GuardrailConfig)
     return _make_structure(
         ChatCompletionRequest,
         messages=override(struct_hook=_list_of(_structure_message, "messages", if_none=_REJECT)),
@@ -565,6 +603,7 @@ def _register_structure() -> Callable[[Any, Any], Any]:
         ),
         tool_choice=override(struct_hook=_structure_tool_choice),
         prediction=override(struct_hook=_single("type", "content", Prediction, "prediction")),
+        guardrails=override(struct_hook=_list_of(guardrail, "guardrails")),
     )
 
 

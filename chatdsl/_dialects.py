@@ -4,9 +4,11 @@ The request model mirrors Mistral's API, so ``request.to_dict()`` *is* the Mistr
 dialect :func:`to_wire` rewrites that body just before it is encoded; the whole mapping lives here.
 Every field ends up in one of four ways:
 
-- **the same**: sent as it is (``model``, ``messages`` text, ``temperature``, ``tools``, ``n``, ...);
+- **the same**: sent as it is (``model``, ``messages`` text, ``temperature``, ``tools``, ``n``,
+  ``logprobs``, ``top_logprobs``, ``reasoning_effort`` but ``"max"``, ...);
 - **renamed or respelled, same meaning**: ``random_seed`` → ``seed``; ``tool_choice`` ``"any"`` →
-  ``"required"``; an image part's URL string → ``{"url": ...}``; a file part ``{"file_id"}`` →
+  ``"required"``; ``service_tier`` ``"standard_only"`` → ``"default"`` (standard capacity only);
+  an image part's URL string → ``{"url": ...}``; a file part ``{"file_id"}`` →
   ``{"file": {"file_id"}}``; tool-call arguments given as an object → a JSON string; an empty
   ``stop`` list or content-part list → left out / ``""``;
 - **left out because it states the default of both sides**: ``safe_prompt: false``, an assistant
@@ -15,7 +17,14 @@ Every field ends up in one of four ways:
 - **no equivalent**: a :class:`~chatdsl.ValidationError` raised before anything is sent, one line
   per field, naming the field and the dialect — unless ``drop_unsupported=True``, which leaves such
   fields out and logs their paths at INFO on the ``chatdsl`` logger. Nothing changes meaning
-  silently.
+  silently. Without an equivalent: ``prompt_mode``, ``safe_prompt: true``, ``prompt_logprobs``,
+  ``top_prompt_logprobs``, ``guardrails``, ``reasoning_effort: "max"``.
+
+Sampling fields OpenAI's own API lacks but the servers that copy it take (vLLM, llama.cpp's server,
+Ollama's OpenAI endpoint: ``top_k``, ``min_tokens``, ``repetition_penalty``) are sent as they are,
+except to OpenAI's own service (``openai_service=True``; a :class:`~chatdsl.Client` passes it when
+its host is ``api.openai.com``), where they have no equivalent. An enum value chatdsl does not know
+(a newer ``reasoning_effort`` or ``service_tier``) is sent as it is: the server decides.
 
 The dialect checks names, types and shapes. Size limits of OpenAI's own service (at most 4 ``stop``
 sequences, ``n`` up to 128, 16 ``metadata`` pairs) are left to the server: self-hosted servers set
@@ -82,17 +91,33 @@ _BASE_URLS: Final = {Dialect.MISTRAL: "https://api.mistral.ai", Dialect.OPENAI: 
 _KEY_ENVS: Final = {Dialect.MISTRAL: "MISTRAL_API_KEY", Dialect.OPENAI: "OPENAI_API_KEY"}
 
 
-def to_wire(body: dict[str, Any], dialect: Dialect | str, *, drop_unsupported: bool = False) -> dict[str, Any]:
+def to_wire(
+    body: dict[str, Any], dialect: Dialect | str, *, drop_unsupported: bool = False, openai_service: bool = False
+) -> dict[str, Any]:
     """Return the Mistral wire *body* (``request.to_dict()``) spelled for *dialect*.
 
     For ``"mistral"`` the body itself is returned. For ``"openai"`` a new body is returned (the
     given one is not changed); fields without an equivalent raise one
     :class:`~chatdsl.ValidationError` listing them all, or with *drop_unsupported* are left out
-    (their paths logged at INFO on the ``chatdsl`` logger).
+    (their paths logged at INFO on the ``chatdsl`` logger). *openai_service*: the body goes to
+    OpenAI's own API, which lacks the sampling fields of self-hosted servers (:data:`SAMPLING_EXTENSIONS`).
     """
     if dialect is Dialect.MISTRAL or Dialect.coerce(dialect) is Dialect.MISTRAL:
         return body
-    return _ToOpenAI(drop_unsupported).request(body)
+    return _ToOpenAI(drop_unsupported, openai_service).request(body)
+
+
+SAMPLING_EXTENSIONS: Final = frozenset({"top_k", "min_tokens", "repetition_penalty"})
+"""Sampling fields vLLM, llama.cpp's server and Ollama take in the openai dialect; OpenAI's own API does not."""
+
+_SERVICE_TIERS_TO_OPENAI: Final = {"standard_only": "default"}
+_SERVICE_TIERS_FROM_OPENAI: Final = {"default": "standard_only"}
+_NO_OPENAI_FIELD: Final = {
+    "prompt_mode": "use reasoning_effort for reasoning models",
+    "prompt_logprobs": "OpenAI returns no log probabilities of the prompt",
+    "top_prompt_logprobs": "OpenAI returns no log probabilities of the prompt",
+    "guardrails": "OpenAI's chat API takes no moderation settings",
+}
 
 
 # ----------------------------------------------------------------------------- Mistral -> OpenAI
@@ -126,10 +151,11 @@ def _key_path(prefix: str, key: str) -> str:
 class _ToOpenAI:
     """One mapping of a Mistral body to OpenAI's spelling, collecting problems and dropped paths."""
 
-    __slots__ = ("drop", "dropped", "problems")
+    __slots__ = ("drop", "dropped", "openai_service", "problems")
 
-    def __init__(self, drop: bool) -> None:
+    def __init__(self, drop: bool, openai_service: bool = False) -> None:
         self.drop = drop
+        self.openai_service = openai_service
         self.dropped: list[str] = []
         self.problems: list[tuple[str, str]] = []
 
@@ -152,8 +178,14 @@ class _ToOpenAI:
             elif key == "safe_prompt":
                 if value is not False:
                     self.unsupported(key, _short(value), "OpenAI's API injects no safety prompt")
-            elif key == "prompt_mode":
-                self.unsupported(key, _short(value), "use reasoning_effort for reasoning models")
+            elif key in _NO_OPENAI_FIELD:
+                self.unsupported(key, _short(value), _NO_OPENAI_FIELD[key])
+            elif key in SAMPLING_EXTENSIONS and self.openai_service:
+                self.unsupported(key, _short(value), "api.openai.com refuses it; vLLM, llama.cpp and Ollama take it")
+            elif key == "reasoning_effort" and value == "max":
+                self.unsupported(key, _short(value), "OpenAI's highest reasoning effort is 'xhigh'")
+            elif key == "service_tier":
+                out[key] = _SERVICE_TIERS_TO_OPENAI.get(value, value) if isinstance(value, str) else value
             elif key == "tool_choice":
                 out[key] = "required" if value == "any" else value
             elif key == "stop":
@@ -278,6 +310,9 @@ _MISTRAL_ONLY: Final = {
     "random_seed": " (OpenAI spells it seed)",
     "safe_prompt": "",
     "prompt_mode": " (OpenAI has reasoning_effort)",
+    "prompt_logprobs": "",
+    "top_prompt_logprobs": "",
+    "guardrails": "",
 }
 _MESSAGE_KEYS: Final = {
     "system": frozenset({"role", "content", "name"}),
@@ -300,7 +335,9 @@ def request_from_openai(body: Any) -> ChatCompletionRequest:
 
     A Mistral-only field (``random_seed``, ``safe_prompt``, ``prompt_mode``, an assistant ``prefix``,
     a ``document_url`` part, an image URL given as a bare string, ...) or a key OpenAI's API does not
-    know is a :class:`~chatdsl.ValidationError` naming its path. ``seed`` becomes ``random_seed``,
+    know is a :class:`~chatdsl.ValidationError` naming its path; the sampling fields self-hosted
+    servers add (:data:`SAMPLING_EXTENSIONS`) are read. ``service_tier`` ``"default"`` becomes
+    ``"standard_only"``. ``seed`` becomes ``random_seed``,
     ``developer`` messages become system messages, OpenAI's ``file`` and ``input_audio`` parts become
     :class:`~chatdsl.FileChunk` and :class:`~chatdsl.AudioChunk`; a participant ``name`` and an
     assistant ``refusal`` are not kept. OpenAI fields the model does not hold (``user``,
@@ -315,10 +352,12 @@ def request_from_openai(body: Any) -> ChatCompletionRequest:
     for key, value in body.items():
         if key in _MISTRAL_ONLY:
             problems.append((key, f"is not a field of OpenAI's chat-completions API{_MISTRAL_ONLY[key]}"))
-        elif key not in OPENAI_REQUEST_FIELDS:
+        elif key not in OPENAI_REQUEST_FIELDS and key not in SAMPLING_EXTENSIONS:
             problems.append((key, "is not a field of OpenAI's chat-completions API"))
         elif key == "seed":
             data["random_seed"] = value
+        elif key == "service_tier":
+            data[key] = _SERVICE_TIERS_FROM_OPENAI.get(value, value) if isinstance(value, str) else value
         elif key == "messages" and isinstance(value, list):
             data[key] = [_read_message(message, f"messages[{i}]", problems) for i, message in enumerate(value)]
         else:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ._guardrails import GuardrailConfig
 from ._messages import Message
 from ._request import ChatCompletionRequest, Option, SchemaLike
-from ._tools import PromptMode, ReasoningEffort, Tool, ToolChoice, ToolChoiceMode
+from ._tools import PromptMode, ReasoningEffort, ServiceTier, Tool, ToolChoice, ToolChoiceMode
 from ._types import UNSET, JSONValue, UnsetType
 
 __all__ = [
@@ -19,27 +20,36 @@ __all__ = [
     "new_chat_completion_stream_request",
     "with_extra",
     "with_frequency_penalty",
+    "with_guardrails",
+    "with_logprobs",
     "with_max_tokens",
     "with_metadata",
+    "with_min_tokens",
     "with_model",
     "with_n",
     "with_parallel_tool_calls",
     "with_prediction",
     "with_presence_penalty",
     "with_prompt_cache_key",
+    "with_prompt_logprobs",
     "with_prompt_mode",
     "with_random_seed",
     "with_reasoning_effort",
+    "with_repetition_penalty",
     "with_response_json_object_format",
     "with_response_json_schema",
     "with_response_text_format",
     "with_safe_prompt",
+    "with_service_tier",
     "with_stop",
     "with_streaming",
     "with_temperature",
     "with_tool_choice",
     "with_tools",
+    "with_top_k",
+    "with_top_logprobs",
     "with_top_p",
+    "with_top_prompt_logprobs",
 ]
 
 
@@ -157,6 +167,51 @@ def with_prediction(content: str) -> Option:
 def with_reasoning_effort(effort: ReasoningEffort | str) -> Option:
     """Option: set ``reasoning_effort``."""
     return _option("with_reasoning_effort", effort)
+
+
+def with_top_k(top_k: int) -> Option:
+    """Option: set ``top_k``."""
+    return _option("with_top_k", top_k)
+
+
+def with_min_tokens(min_tokens: int) -> Option:
+    """Option: set ``min_tokens``."""
+    return _option("with_min_tokens", min_tokens)
+
+
+def with_repetition_penalty(penalty: float) -> Option:
+    """Option: set ``repetition_penalty``."""
+    return _option("with_repetition_penalty", penalty)
+
+
+def with_logprobs(flag: bool = True, *, top: int | UnsetType | None = UNSET) -> Option:
+    """Option: set ``logprobs`` (and ``top_logprobs`` if *top* is given)."""
+    return _option("with_logprobs", flag, top=top)
+
+
+def with_top_logprobs(top: int) -> Option:
+    """Option: set ``top_logprobs``."""
+    return _option("with_top_logprobs", top)
+
+
+def with_prompt_logprobs(flag: bool = True, *, top: int | UnsetType | None = UNSET) -> Option:
+    """Option: set ``prompt_logprobs`` (and ``top_prompt_logprobs`` if *top* is given)."""
+    return _option("with_prompt_logprobs", flag, top=top)
+
+
+def with_top_prompt_logprobs(top: int) -> Option:
+    """Option: set ``top_prompt_logprobs``."""
+    return _option("with_top_prompt_logprobs", top)
+
+
+def with_guardrails(*guardrails: GuardrailConfig) -> Option:
+    """Option: set ``guardrails``."""
+    return _option("with_guardrails", *guardrails)
+
+
+def with_service_tier(tier: ServiceTier | str) -> Option:
+    """Option: set ``service_tier``."""
+    return _option("with_service_tier", tier)
 
 
 def with_metadata(metadata: Mapping[str, JSONValue]) -> Option:

@@ -11,6 +11,7 @@ import attrs
 
 from . import _checks as c
 from ._errors import ValidationError
+from ._guardrails import GuardrailConfig
 from ._messages import (
     MESSAGE_TYPES,
     AssistantMessage,
@@ -30,6 +31,7 @@ from ._tools import (
     ReasoningEffort,
     ResponseFormat,
     ResponseFormatType,
+    ServiceTier,
     Tool,
     ToolChoice,
     ToolChoiceMode,
@@ -111,6 +113,10 @@ def _to_reasoning_effort(value: Any) -> Any:
     return c.to_enum(ReasoningEffort)(value)
 
 
+def _to_service_tier(value: Any) -> Any:
+    return c.to_enum(ServiceTier)(value)
+
+
 # ------------------------------------------------------------------------ memory layout
 #
 # A service derives thousands of requests from one template, each differing in a message or two, so
@@ -129,6 +135,15 @@ _PACKED: tuple[str, ...] = (
     "reasoning_effort",
     "metadata",
     "prompt_cache_key",
+    "top_k",
+    "min_tokens",
+    "repetition_penalty",
+    "logprobs",
+    "top_logprobs",
+    "prompt_logprobs",
+    "top_prompt_logprobs",
+    "guardrails",
+    "service_tier",
     "extra",
 )
 _EMPTY_EXTRA = FrozenDict()
@@ -225,19 +240,32 @@ class ChatCompletionRequest(_Layout):
     frequency_penalty: float | UnsetType = attrs.field(default=UNSET, validator=c.number(-2, 2))
     presence_penalty: float | UnsetType = attrs.field(default=UNSET, validator=c.number(-2, 2))
     n: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=1))
-    prompt_mode: PromptMode | UnsetType = attrs.field(
-        default=UNSET, converter=_to_prompt_mode, validator=c.member_of(PromptMode)
+    prompt_mode: PromptMode | str | UnsetType = attrs.field(
+        default=UNSET, converter=_to_prompt_mode, validator=c.open_enum(PromptMode)
     )
     random_seed: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=0))
     safe_prompt: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
     stop: str | tuple[str, ...] | UnsetType = attrs.field(default=UNSET, converter=_to_stop, validator=_check_stop)
     stream: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
     prediction: Prediction | UnsetType = attrs.field(default=UNSET, validator=c.instance_of(Prediction))
-    reasoning_effort: ReasoningEffort | UnsetType = attrs.field(
-        default=UNSET, converter=_to_reasoning_effort, validator=c.member_of(ReasoningEffort)
+    reasoning_effort: ReasoningEffort | str | UnsetType = attrs.field(
+        default=UNSET, converter=_to_reasoning_effort, validator=c.open_enum(ReasoningEffort)
     )
     metadata: FrozenDict | UnsetType = attrs.field(default=UNSET, converter=c.to_frozen, validator=c.json_object())
     prompt_cache_key: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
+    top_k: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=0))
+    min_tokens: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=0))
+    repetition_penalty: float | UnsetType = attrs.field(default=UNSET, validator=c.number(0))
+    logprobs: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
+    top_logprobs: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=0))
+    prompt_logprobs: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
+    top_prompt_logprobs: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=0))
+    guardrails: tuple[GuardrailConfig, ...] | UnsetType = attrs.field(
+        default=UNSET, converter=c.to_tuple, validator=c.items_of(GuardrailConfig)
+    )
+    service_tier: ServiceTier | str | UnsetType = attrs.field(
+        default=UNSET, converter=_to_service_tier, validator=c.open_enum(ServiceTier)
+    )
     extra: FrozenDict = attrs.field(factory=FrozenDict, converter=c.to_frozen, validator=c.json_object())
 
     @extra.validator
@@ -382,7 +410,7 @@ class ChatCompletionRequest(_Layout):
         return self._replace(n=n)
 
     def with_prompt_mode(self, mode: PromptMode | str) -> Self:
-        """Return a copy with ``prompt_mode`` set (``"reasoning"``)."""
+        """Return a copy with ``prompt_mode`` set (``"reasoning"``, or any non-empty string)."""
         return self._replace(prompt_mode=mode)
 
     def with_random_seed(self, seed: int) -> Self:
@@ -408,8 +436,48 @@ class ChatCompletionRequest(_Layout):
         return self._replace(prediction=Prediction(content=content))
 
     def with_reasoning_effort(self, effort: ReasoningEffort | str) -> Self:
-        """Return a copy with ``reasoning_effort`` set (``"high"`` or ``"none"``)."""
+        """Return a copy with ``reasoning_effort`` set (a :class:`~chatdsl.ReasoningEffort` or any non-empty string)."""
         return self._replace(reasoning_effort=effort)
+
+    def with_top_k(self, top_k: int) -> Self:
+        """Return a copy with ``top_k`` set (sample from the *top_k* likeliest tokens; 0 or more)."""
+        return self._replace(top_k=top_k)
+
+    def with_min_tokens(self, min_tokens: int) -> Self:
+        """Return a copy with ``min_tokens`` set (generate at least that many tokens; 0 or more)."""
+        return self._replace(min_tokens=min_tokens)
+
+    def with_repetition_penalty(self, penalty: float) -> Self:
+        """Return a copy with ``repetition_penalty`` set (0 or more; 1 means no penalty)."""
+        return self._replace(repetition_penalty=penalty)
+
+    def with_logprobs(self, flag: bool = True, *, top: int | UnsetType | None = UNSET) -> Self:
+        """Return a copy with ``logprobs`` set and, if *top* is given, ``top_logprobs`` (0 or more)."""
+        if top is None or top is UNSET:
+            return self._replace(logprobs=flag)
+        return self._replace(logprobs=flag, top_logprobs=top)
+
+    def with_top_logprobs(self, top: int) -> Self:
+        """Return a copy with ``top_logprobs`` set (the likeliest tokens returned per position; 0 or more)."""
+        return self._replace(top_logprobs=top)
+
+    def with_prompt_logprobs(self, flag: bool = True, *, top: int | UnsetType | None = UNSET) -> Self:
+        """Return a copy with ``prompt_logprobs`` set and, if *top* is given, ``top_prompt_logprobs`` (0 or more)."""
+        if top is None or top is UNSET:
+            return self._replace(prompt_logprobs=flag)
+        return self._replace(prompt_logprobs=flag, top_prompt_logprobs=top)
+
+    def with_top_prompt_logprobs(self, top: int) -> Self:
+        """Return a copy with ``top_prompt_logprobs`` set (0 or more)."""
+        return self._replace(top_prompt_logprobs=top)
+
+    def with_guardrails(self, *guardrails: GuardrailConfig) -> Self:
+        """Return a copy with ``guardrails`` set to *guardrails* (replacing any; none sends an empty list)."""
+        return self._replace(guardrails=guardrails)
+
+    def with_service_tier(self, tier: ServiceTier | str) -> Self:
+        """Return a copy with ``service_tier`` set (a :class:`~chatdsl.ServiceTier` or any non-empty string)."""
+        return self._replace(service_tier=tier)
 
     def with_metadata(self, metadata: Mapping[str, JSONValue]) -> Self:
         """Return a copy with ``metadata`` (a JSON object) set."""

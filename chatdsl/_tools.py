@@ -21,6 +21,7 @@ __all__ = [
     "ReasoningEffort",
     "ResponseFormat",
     "ResponseFormatType",
+    "ServiceTier",
     "Tool",
     "ToolChoice",
     "ToolChoiceMode",
@@ -54,10 +55,29 @@ class PromptMode(_StrEnum):
 
 
 class ReasoningEffort(_StrEnum):
-    """How much reasoning a reasoning model should do."""
+    """How much reasoning a reasoning model should do (the values the API knows in 2026).
 
-    HIGH = "high"
+    A request also takes any other non-empty string, sent as it is: a value the server learns
+    later needs no new chatdsl release.
+    """
+
     NONE = "none"
+    MINIMAL = "minimal"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    XHIGH = "xhigh"
+    MAX = "max"
+
+
+class ServiceTier(_StrEnum):
+    """The capacity a request may be served from: ``auto`` (priority capacity when available) or ``standard_only``.
+
+    A request also takes any other non-empty string, sent as it is.
+    """
+
+    AUTO = "auto"
+    STANDARD_ONLY = "standard_only"
 
 
 def _schema_dict(value: Any) -> Any:
