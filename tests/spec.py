@@ -1,5 +1,8 @@
 """The official chat-completion schemas (``tests/data/mistral-chat-openapi.json``) as jsonschema validators.
 
+:data:`SDK_REQUEST` checks requests against the newer request schema of the official SDK
+(``tests/data/mistral-sdk-chat-request.schema.json``, which lists the fields the OpenAPI copy lacks).
+
 The OpenAPI 3.1 document is registered in a ``referencing.Registry`` under :data:`SPEC_URI`; its
 internal references (``#/components/schemas/X``) resolve against that URI. Build a validator once per
 module with :func:`validator` and check bodies with :func:`problems`.
@@ -52,6 +55,12 @@ def validator(schema_name: str, *, patched: bool = False) -> Draft202012Validato
     """
     registry = _PATCHED_REGISTRY if patched else _REGISTRY
     return Draft202012Validator({"$ref": f"{SPEC_URI}#/components/schemas/{schema_name}"}, registry=registry)
+
+
+SDK_REQUEST_PATH = Path(__file__).parent / "data" / "mistral-sdk-chat-request.schema.json"
+SDK_REQUEST_SCHEMA: dict[str, Any] = json.loads(SDK_REQUEST_PATH.read_text(encoding="utf-8"))
+SDK_REQUEST = Draft202012Validator(SDK_REQUEST_SCHEMA)
+"""A validator for request bodies: the ``ChatCompletionRequest`` of the ``mistralai`` SDK (3.7)."""
 
 
 def problems(checker: Draft202012Validator, body: Any) -> list[str]:

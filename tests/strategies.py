@@ -37,9 +37,12 @@ from chatdsl import (
     FinishReason,
     Function,
     FunctionCall,
+    GuardrailConfig,
     ImageDetail,
     ImageURLChunk,
     JsonSchema,
+    ModerationAction,
+    ModerationConfig,
     Prediction,
     PromptMode,
     PromptTokensDetails,
@@ -48,6 +51,7 @@ from chatdsl import (
     ReferenceChunk,
     ResponseFormat,
     ResponseFormatType,
+    ServiceTier,
     SystemMessage,
     TextChunk,
     ThinkChunk,
@@ -246,13 +250,48 @@ penalties = st.just(0) | st.floats(-2, 2) | st.integers(-2, 2)
 stops = texts | st.lists(texts, max_size=3).map(tuple)
 """A stop string or a tuple of them (empty included)."""
 metadatas = json_objects
-extra_keys = st.sampled_from(["guardrails", "x_custom", "user", "seed_v2"])
+extra_keys = st.sampled_from(["x_custom", "user", "seed_v2", "safety_identifier"])
 extras = st.dictionaries(extra_keys, json_values, max_size=2)
 """Extra body fields that shadow no modelled field."""
 
 
-def _scalar_fields() -> dict[str, S[Any]]:
+def open_enum_values(enum_cls: Any) -> S[Any]:
+    """A member of a forward-compatible enum, its value as a plain string, or a string it does not know."""
+    unknown = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12).filter(
+        lambda v: v not in {m.value for m in enum_cls}
+    )
+    return st.sampled_from(enum_cls) | st.sampled_from([m.value for m in enum_cls]) | unknown
+
+
+def known_enum_values(enum_cls: Any) -> S[Any]:
+    """A member of an enum or its value as a plain string (what the published schemas list)."""
+    return st.sampled_from(enum_cls) | st.sampled_from([m.value for m in enum_cls])
+
+
+thresholds = st.dictionaries(
+    st.sampled_from(["sexual", "pii", "law", "jailbreaking", "dangerous_and_criminal_content", "x_new"]),
+    st.floats(0, 1) | st.integers(0, 1),
+    max_size=3,
+)
+moderation_configs = st.builds(
+    ModerationConfig,
+    model_name=maybe(st.just("mistral-moderation-2603") | identifiers),
+    custom_category_thresholds=maybe(thresholds),
+    ignore_other_categories=maybe(st.booleans()),
+    action=maybe(known_enum_values(ModerationAction)),
+)
+guardrail_configs = st.builds(
+    GuardrailConfig,
+    block_on_error=maybe(st.booleans()),
+    moderation_llm_v1=maybe(moderation_configs),
+    moderation_llm_v2=maybe(moderation_configs),
+)
+guardrail_lists = st.lists(guardrail_configs, max_size=2).map(tuple)
+
+
+def _scalar_fields(*, known_enums: bool = False) -> dict[str, S[Any]]:
     """Strategies for every field of a request except messages, tools and tool choice."""
+    enum_values = known_enum_values if known_enums else open_enum_values
     return {
         "model": maybe(models),
         "max_tokens": maybe(st.just(0) | st.integers(0, 10**6)),
@@ -263,25 +302,36 @@ def _scalar_fields() -> dict[str, S[Any]]:
         "frequency_penalty": maybe(penalties),
         "presence_penalty": maybe(penalties),
         "n": maybe(st.just(1) | st.integers(1, 8)),
-        "prompt_mode": maybe(st.sampled_from(PromptMode) | st.just("reasoning")),
+        "prompt_mode": maybe(enum_values(PromptMode)),
         "random_seed": maybe(st.just(0) | st.integers(0, 2**32)),
         "safe_prompt": maybe(st.booleans()),
         "stop": maybe(stops),
         "stream": maybe(st.booleans()),
         "prediction": maybe(predictions),
-        "reasoning_effort": maybe(st.sampled_from(ReasoningEffort)),
+        "reasoning_effort": maybe(enum_values(ReasoningEffort)),
         "metadata": maybe(metadatas),
         "prompt_cache_key": maybe(texts),
+        "top_k": maybe(st.just(0) | st.integers(0, 1000)),
+        "min_tokens": maybe(st.just(0) | st.integers(0, 10**6)),
+        "repetition_penalty": maybe(st.just(0) | st.just(1) | st.floats(0, 10)),
+        "logprobs": maybe(st.booleans()),
+        "top_logprobs": maybe(st.just(0) | st.integers(0, 20)),
+        "prompt_logprobs": maybe(st.booleans()),
+        "top_prompt_logprobs": maybe(st.just(0) | st.integers(0, 20)),
+        "guardrails": maybe(guardrail_lists),
+        "service_tier": maybe(enum_values(ServiceTier)),
     }
 
 
 @st.composite
-def requests(draw: st.DrawFn, *, with_extra: bool = False) -> ChatCompletionRequest:
+def requests(draw: st.DrawFn, *, with_extra: bool = False, known_enums: bool = False) -> ChatCompletionRequest:
     """Any request that can be built, complete or not: every field unset or set (``0``/``False`` too).
 
     With ``with_extra=True`` some requests also carry :meth:`~ChatCompletionRequest.with_extra` fields.
+    Open enum fields (``reasoning_effort``, ``service_tier``, ``prompt_mode``) also take strings
+    chatdsl does not know, unless *known_enums* (what a published schema lists).
     """
-    fields = {name: draw(strategy) for name, strategy in _scalar_fields().items()}
+    fields = {name: draw(strategy) for name, strategy in _scalar_fields(known_enums=known_enums).items()}
     fields["messages"] = draw(st.lists(messages, max_size=3).map(tuple))
     fields["tools"] = draw(maybe(tool_lists))
     fields["tool_choice"] = draw(maybe(tool_choices))
@@ -328,9 +378,12 @@ def conversations(draw: st.DrawFn) -> tuple[Any, ...]:
 
 
 @st.composite
-def complete_requests(draw: st.DrawFn) -> ChatCompletionRequest:
-    """Requests that pass ``.validate()``: a model, a coherent conversation, a tool choice that fits the tools."""
-    fields = {name: draw(strategy) for name, strategy in _scalar_fields().items()}
+def complete_requests(draw: st.DrawFn, *, known_enums: bool = False) -> ChatCompletionRequest:
+    """Requests that pass ``.validate()``: a model, a coherent conversation, a tool choice that fits the tools.
+
+    *known_enums* as for :func:`requests`.
+    """
+    fields = {name: draw(strategy) for name, strategy in _scalar_fields(known_enums=known_enums).items()}
     fields["model"] = draw(models)
     fields["messages"] = draw(conversations())
     offered = draw(maybe(tool_lists))
@@ -440,13 +493,22 @@ METHOD_ARGS: dict[str, S[tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "with_frequency_penalty": _call(penalties),
     "with_presence_penalty": _call(penalties),
     "with_n": _call(st.integers(1, 8)),
-    "with_prompt_mode": _call(st.sampled_from(PromptMode) | st.just("reasoning")),
+    "with_prompt_mode": _call(open_enum_values(PromptMode)),
     "with_random_seed": _call(st.integers(0, 2**32)),
     "with_safe_prompt": _call() | _call(st.booleans()),
     "with_stop": st.lists(texts, min_size=1, max_size=3).map(lambda s: (tuple(s), {})),
     "with_parallel_tool_calls": _call(st.booleans()),
     "with_prediction": _call(texts),
-    "with_reasoning_effort": _call(st.sampled_from(ReasoningEffort) | st.sampled_from(["high", "none"])),
+    "with_reasoning_effort": _call(open_enum_values(ReasoningEffort)),
+    "with_top_k": _call(st.integers(0, 1000)),
+    "with_min_tokens": _call(st.integers(0, 10**6)),
+    "with_repetition_penalty": _call(st.floats(0, 10) | st.integers(0, 3)),
+    "with_logprobs": _call() | _call(st.booleans()) | _call(st.booleans(), top=st.none() | st.integers(0, 20)),
+    "with_top_logprobs": _call(st.integers(0, 20)),
+    "with_prompt_logprobs": _call() | _call(st.booleans(), top=st.none() | st.integers(0, 20)),
+    "with_top_prompt_logprobs": _call(st.integers(0, 20)),
+    "with_guardrails": st.lists(guardrail_configs, max_size=2).map(lambda g: (tuple(g), {})),
+    "with_service_tier": _call(open_enum_values(ServiceTier)),
     "with_metadata": _call(metadatas),
     "with_prompt_cache_key": _call(texts),
     "with_extra": extras.map(lambda e: ((), e)),

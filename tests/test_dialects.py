@@ -43,7 +43,7 @@ from chatdsl import (
     UserMessage,
     ValidationError,
 )
-from chatdsl._dialects import OPENAI_REQUEST_FIELDS, request_from_openai, to_wire
+from chatdsl._dialects import OPENAI_REQUEST_FIELDS, SAMPLING_EXTENSIONS, request_from_openai, to_wire
 from tests import strategies as s
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "openai-chat-request.schema.json"
@@ -52,7 +52,13 @@ OPENAI = Draft202012Validator(SCHEMA)
 
 
 def problems(body: Any) -> list[str]:
-    """Every way *body* breaks OpenAI's request schema, as ``path: message`` lines."""
+    """Every way *body* breaks OpenAI's request schema, as ``path: message`` lines.
+
+    The schema is OpenAI's own API; the sampling fields that self-hosted OpenAI-compatible servers
+    add (``top_k``, ``min_tokens``, ``repetition_penalty``) are not checked against it.
+    """
+    if isinstance(body, dict):
+        body = {key: value for key, value in body.items() if key not in SAMPLING_EXTENSIONS}
     return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in OPENAI.iter_errors(body)]
 
 
@@ -222,8 +228,8 @@ def test_fields_openai_has_too_are_sent_as_they_are() -> None:
 
 
 def test_extra_fields_are_sent_as_they_are() -> None:
-    body = openai(base().with_extra(user="u-1", max_completion_tokens=9, logprobs=True))
-    assert (body["user"], body["max_completion_tokens"], body["logprobs"]) == ("u-1", 9, True)
+    body = openai(base().with_extra(user="u-1", max_completion_tokens=9, store=True))
+    assert (body["user"], body["max_completion_tokens"], body["store"]) == ("u-1", 9, True)
 
 
 def test_the_mapping_changes_neither_the_request_nor_the_given_body() -> None:
@@ -365,7 +371,8 @@ def test_openai_size_limits_are_left_to_the_server() -> None:
 # ---------------------------------------------------------------------------------------- properties
 
 _REFUSED_AT = re.compile(
-    r"^(safe_prompt|prompt_mode|metadata(\.|\[).*|messages\[(\d+)\]\.(prefix|content\[(\d+)\]|tool_calls\[\d+\]\.id))$"
+    r"^(safe_prompt|prompt_mode|prompt_logprobs|top_prompt_logprobs|guardrails|reasoning_effort|top_k|min_tokens|"
+    r"repetition_penalty|metadata(\.|\[).*|messages\[(\d+)\]\.(prefix|content\[(\d+)\]|tool_calls\[\d+\]\.id))$"
 )
 
 
@@ -374,6 +381,10 @@ def _justified(request: ChatCompletionRequest, path: str, message: str) -> bool:
     found = _REFUSED_AT.match(path)
     if found is None or "openai dialect" not in message:
         return False
+    if found.group(1) == "reasoning_effort":
+        return request.reasoning_effort == "max"
+    if found.group(1) in SAMPLING_EXTENSIONS:
+        return "api.openai.com" in message
     if found.group(3) is None:
         return True
     message_ = request.messages[int(found.group(3))]
@@ -384,11 +395,13 @@ def _justified(request: ChatCompletionRequest, path: str, message: str) -> bool:
     return not isinstance(part, allowed)
 
 
-@given(s.complete_requests())
-def test_every_mistral_request_maps_to_a_valid_openai_body_or_a_named_refusal(request: ChatCompletionRequest) -> None:
+@given(s.complete_requests(known_enums=True), st.booleans())
+def test_every_mistral_request_maps_to_a_valid_openai_body_or_a_named_refusal(
+    request: ChatCompletionRequest, openai_service: bool
+) -> None:
     refused: tuple[tuple[str, str], ...] = ()
     try:
-        body = request.to_dict(dialect="openai")
+        body = to_wire(request.to_dict(), "openai", openai_service=openai_service)
     except ValidationError as exc:
         refused = exc.errors
     else:
@@ -397,13 +410,16 @@ def test_every_mistral_request_maps_to_a_valid_openai_body_or_a_named_refusal(re
         assert _justified(request, path, message), (path, message)
 
 
-@given(s.complete_requests())
+@given(s.complete_requests(known_enums=True))
 def test_with_drop_unsupported_every_mistral_request_maps_to_a_valid_openai_body(
     request: ChatCompletionRequest,
 ) -> None:
     body = request.to_dict(dialect="openai", drop_unsupported=True)
     assert problems(body) == []
-    assert set(body) <= OPENAI_REQUEST_FIELDS
+    assert set(body) <= OPENAI_REQUEST_FIELDS | SAMPLING_EXTENSIONS
+    to_openai_service = to_wire(request.to_dict(), "openai", drop_unsupported=True, openai_service=True)
+    assert set(to_openai_service) <= OPENAI_REQUEST_FIELDS
+    assert to_openai_service == {key: value for key, value in body.items() if key not in SAMPLING_EXTENSIONS}
 
 
 def _expected_back(request: ChatCompletionRequest) -> ChatCompletionRequest:
@@ -465,10 +481,14 @@ def _portable(request: ChatCompletionRequest) -> ChatCompletionRequest:
         safe_prompt=UNSET if request.safe_prompt is True else request.safe_prompt,
         prompt_mode=UNSET,
         metadata=metadata,
+        prompt_logprobs=UNSET,
+        top_prompt_logprobs=UNSET,
+        guardrails=UNSET,
+        reasoning_effort=UNSET if request.reasoning_effort == "max" else request.reasoning_effort,
     )
 
 
-@given(s.complete_requests().map(_portable))
+@given(s.complete_requests(known_enums=True).map(_portable))
 def test_reading_the_openai_body_back_gives_the_request_again(request: ChatCompletionRequest) -> None:
     body = request.to_dict(dialect="openai")
     assert problems(body) == []

@@ -406,7 +406,7 @@ DICT_READERS: dict[str, Callable[[Any], object]] = {
     "tool parameters": lambda v: ChatCompletionRequest.from_dict(
         {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"k": v}}}]}
     ),
-    "extra field": lambda v: ChatCompletionRequest.from_dict({"guardrails": v}, allow_extra=True),
+    "extra field": lambda v: ChatCompletionRequest.from_dict({"x_custom": v}, allow_extra=True),
     "message content": lambda v: ChatCompletionRequest.from_dict({"messages": [{"role": "user", "content": [v]}]}),
     "response tool arguments": lambda v: ChatCompletionResponse.from_dict(
         {"choices": [{"message": {"tool_calls": [{"function": {"name": "f", "arguments": v}}]}}]}
@@ -416,7 +416,7 @@ DICT_READERS: dict[str, Callable[[Any], object]] = {
     ),
     "with_metadata": lambda v: chatdsl.chat("m").with_metadata({"k": v}),
     "with_json_schema": lambda v: chatdsl.chat("m").with_json_schema({"type": "object", "properties": v}, name="s"),
-    "with_extra": lambda v: chatdsl.chat("m").with_extra(guardrails=v),
+    "with_extra": lambda v: chatdsl.chat("m").with_extra(x_custom=v),
     "json_schema (not a type)": chatdsl.json_schema,
 }
 

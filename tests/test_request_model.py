@@ -113,7 +113,18 @@ def test_a_request_has_every_field_of_the_go_request_and_the_chosen_extras() -> 
         "stream",
     }
     official_extras = {"prediction", "reasoning_effort", "metadata", "prompt_cache_key"}
-    assert set(attrs.fields_dict(ChatCompletionRequest)) == go_fields | official_extras | {"extra"}
+    current_api = {
+        "top_k",
+        "min_tokens",
+        "repetition_penalty",
+        "logprobs",
+        "top_logprobs",
+        "prompt_logprobs",
+        "top_prompt_logprobs",
+        "guardrails",
+        "service_tier",
+    }
+    assert set(attrs.fields_dict(ChatCompletionRequest)) == go_fields | official_extras | current_api | {"extra"}
 
 
 def test_every_field_of_an_empty_request_is_unset() -> None:

@@ -32,7 +32,8 @@ from tests import strategies as s
 KNOWN = (
     "(known: model, messages, tools, max_tokens, temperature, top_p, response_format, tool_choice, "
     "parallel_tool_calls, frequency_penalty, presence_penalty, n, prompt_mode, random_seed, safe_prompt, stop, "
-    "stream, prediction, reasoning_effort, metadata, prompt_cache_key)"
+    "stream, prediction, reasoning_effort, metadata, prompt_cache_key, top_k, min_tokens, repetition_penalty, "
+    "logprobs, top_logprobs, prompt_logprobs, top_prompt_logprobs, guardrails, service_tier)"
 )
 ALL_PARTS = "TextChunk, ImageURLChunk, DocumentURLChunk, ReferenceChunk, FileChunk, ThinkChunk, AudioChunk"
 ALL_TAGS = "'text', 'image_url', 'document_url', 'reference', 'file', 'thinking', 'input_audio'"
@@ -82,8 +83,57 @@ FIELD_RULES: list[tuple[str, str | None, Any, str]] = [
     ("parallel_tool_calls", "with_parallel_tool_calls", 1, "parallel_tool_calls: 1 is an int, not a boolean"),
     ("safe_prompt", "with_safe_prompt", "yes", "safe_prompt: 'yes' is a str, not a boolean"),
     ("stream", "with_streaming", 0, "stream: 0 is an int, not a boolean"),
-    ("prompt_mode", "with_prompt_mode", "fast", "prompt_mode: 'fast' is not one of 'reasoning'"),
-    ("reasoning_effort", "with_reasoning_effort", "low", "reasoning_effort: 'low' is not one of 'high', 'none'"),
+    (
+        "prompt_mode",
+        "with_prompt_mode",
+        "",
+        "prompt_mode: '' is empty; a non-empty string is required (known values: 'reasoning')",
+    ),
+    (
+        "prompt_mode",
+        "with_prompt_mode",
+        1,
+        "prompt_mode: 1 is an int, not a string (known values: 'reasoning')",
+    ),
+    (
+        "reasoning_effort",
+        "with_reasoning_effort",
+        "",
+        "reasoning_effort: '' is empty; a non-empty string is required "
+        "(known values: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max')",
+    ),
+    (
+        "reasoning_effort",
+        "with_reasoning_effort",
+        5,
+        "reasoning_effort: 5 is an int, not a string "
+        "(known values: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max')",
+    ),
+    (
+        "service_tier",
+        "with_service_tier",
+        "",
+        "service_tier: '' is empty; a non-empty string is required (known values: 'auto', 'standard_only')",
+    ),
+    ("top_k", "with_top_k", -1, "top_k: -1 is below the minimum 0"),
+    ("top_k", "with_top_k", 1.5, "top_k: 1.5 is a float, not an integer"),
+    ("top_k", "with_top_k", True, "top_k: True is a bool, not an integer"),
+    ("min_tokens", "with_min_tokens", -1, "min_tokens: -1 is below the minimum 0"),
+    ("min_tokens", "with_min_tokens", "3", "min_tokens: '3' is a str, not an integer"),
+    ("repetition_penalty", "with_repetition_penalty", -0.5, "repetition_penalty: -0.5 is below the minimum 0"),
+    ("repetition_penalty", "with_repetition_penalty", math.nan, "repetition_penalty: nan is not a finite number"),
+    ("repetition_penalty", "with_repetition_penalty", True, "repetition_penalty: True is a bool, not a number"),
+    ("logprobs", "with_logprobs", 1, "logprobs: 1 is an int, not a boolean"),
+    ("top_logprobs", "with_top_logprobs", -1, "top_logprobs: -1 is below the minimum 0"),
+    ("top_logprobs", "with_top_logprobs", 2.0, "top_logprobs: 2.0 is a float, not an integer"),
+    ("prompt_logprobs", "with_prompt_logprobs", "yes", "prompt_logprobs: 'yes' is a str, not a boolean"),
+    ("top_prompt_logprobs", "with_top_prompt_logprobs", -3, "top_prompt_logprobs: -3 is below the minimum 0"),
+    (
+        "guardrails",
+        None,
+        [{"block_on_error": True}],
+        "guardrails[0]: {'block_on_error': True} is a dict, not a GuardrailConfig",
+    ),
     (
         "tool_choice",
         "with_tool_choice",
@@ -143,7 +193,7 @@ def test_each_rule_through_the_builder_and_its_option(field: str, method: str, v
     assert str(info.value) == message
 
 
-_JSON_RULES = [r for r in FIELD_RULES if r[0] not in {"tools", "messages"}]
+_JSON_RULES = [r for r in FIELD_RULES if r[0] not in {"tools", "messages", "guardrails"}]
 
 
 @pytest.mark.parametrize(("field", "method", "value", "message"), _JSON_RULES, ids=map(_ids, _JSON_RULES))

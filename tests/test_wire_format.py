@@ -29,7 +29,7 @@ from chatdsl import (
     ValidationError,
 )
 from tests import strategies as s
-from tests.spec import SPEC, problems, validator
+from tests.spec import SDK_REQUEST, SDK_REQUEST_PATH, SDK_REQUEST_SCHEMA, SPEC, problems, validator
 
 REQUEST = validator("ChatCompletionRequest")
 RESPONSE = validator("ChatCompletionResponse", patched=True)
@@ -327,8 +327,8 @@ def test_scalars_stop_prediction_and_enums_have_the_official_shape() -> None:
 
 
 def test_extras_are_merged_into_the_body() -> None:
-    request = chatdsl.chat("m").with_extra(guardrails=[{"block": True}]).with_extra(user="u1")
-    assert wire(request) == {"model": "m", "guardrails": [{"block": True}], "user": "u1"}
+    request = chatdsl.chat("m").with_extra(x_custom=[{"block": True}]).with_extra(user="u1")
+    assert wire(request) == {"model": "m", "x_custom": [{"block": True}], "user": "u1"}
 
 
 def test_from_dict_accepts_the_official_alternative_shapes() -> None:
@@ -391,18 +391,85 @@ def test_the_schema_checker_is_live() -> None:
     assert problems(REQUEST, {**good, "tool_choice": "sometimes"})
 
 
-@given(s.complete_requests())
+_YAML_REQUEST = SPEC["components"]["schemas"]["ChatCompletionRequest"]
+NEWER_THAN_THE_YAML = tuple(
+    name for name in attrs.fields_dict(ChatCompletionRequest) if name not in {*_YAML_REQUEST["properties"], "extra"}
+)
+"""Request fields the OpenAPI copy (July 2026) does not list yet; the SDK's schema does."""
+
+
+def _as_of_the_yaml(request: ChatCompletionRequest) -> ChatCompletionRequest:
+    """Return *request* without what the OpenAPI copy cannot describe: newer fields and reasoning efforts."""
+    request = request.without(*NEWER_THAN_THE_YAML)
+    if request.reasoning_effort not in _YAML_REQUEST["properties"]["reasoning_effort"]["enum"]:
+        request = request.without("reasoning_effort")
+    return request
+
+
+def test_the_fields_newer_than_the_yaml_are_the_current_request_fields() -> None:
+    assert set(NEWER_THAN_THE_YAML) == {
+        "top_k",
+        "min_tokens",
+        "repetition_penalty",
+        "logprobs",
+        "top_logprobs",
+        "prompt_logprobs",
+        "top_prompt_logprobs",
+        "service_tier",
+    }
+    assert set(NEWER_THAN_THE_YAML) | set(_YAML_REQUEST["properties"]) == set(SDK_REQUEST_SCHEMA["properties"])
+
+
+@given(s.complete_requests(known_enums=True))
 def test_complete_requests_conform_to_the_official_schema(request: ChatCompletionRequest) -> None:
-    assert problems(REQUEST, wire(request)) == []
+    assert problems(REQUEST, wire(_as_of_the_yaml(request))) == []
 
 
-@given(s.requests())
+@given(s.requests(known_enums=True))
 def test_every_request_conforms_once_model_and_messages_are_given(request: ChatCompletionRequest) -> None:
     """Conformance does not depend on completeness: only the two required keys are missing from a template."""
-    body = wire(request)
+    body = wire(_as_of_the_yaml(request))
     body.setdefault("model", "m")
     body.setdefault("messages", [])
     assert problems(REQUEST, body) == []
+
+
+def test_the_sdk_schema_checker_is_live() -> None:
+    """The SDK's request schema refuses what it should (so the conformance tests below can fail)."""
+    good = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert problems(SDK_REQUEST, good) == []
+    assert problems(SDK_REQUEST, {**good, "top_k": 1, "service_tier": "standard_only", "reasoning_effort": "max"}) == []
+    assert problems(SDK_REQUEST, {**good, "tempreature": 1})
+    assert problems(SDK_REQUEST, {**good, "top_k": 1.5})
+    assert problems(SDK_REQUEST, {**good, "top_k": {}})  # the SDK's Unset sentinel is not on the wire
+    assert problems(SDK_REQUEST, {**good, "logprobs": "yes"})
+    assert problems(SDK_REQUEST, {**good, "service_tier": "fast"})
+    assert problems(SDK_REQUEST, {**good, "guardrails": [{"moderation_llm_v1": {"ignore_other_categories": 1}}]})
+    assert problems(SDK_REQUEST, {"messages": good["messages"]})
+
+
+@given(s.complete_requests(known_enums=True))
+def test_complete_requests_conform_to_the_sdk_request_schema(request: ChatCompletionRequest) -> None:
+    """Every field, the current ones included (guardrails, log probabilities, service tier, ...)."""
+    assert problems(SDK_REQUEST, wire(request)) == []
+
+
+@given(s.requests(known_enums=True))
+def test_every_request_conforms_to_the_sdk_schema_once_model_and_messages_are_given(
+    request: ChatCompletionRequest,
+) -> None:
+    body = wire(request)
+    body.setdefault("model", "m")
+    body.setdefault("messages", [])
+    assert problems(SDK_REQUEST, body) == []
+
+
+def test_the_sdk_schema_file_is_what_the_installed_sdk_generates() -> None:
+    """``tests/data/mistral-sdk-chat-request.schema.json`` is regenerated, not edited (see tests/data/README.md)."""
+    pytest.importorskip("mistralai")
+    from tests.data.make_sdk_request_schema import text
+
+    assert SDK_REQUEST_PATH.read_text(encoding="utf-8") == text()
 
 
 def test_the_published_response_schema_requires_a_bogus_data_key() -> None:
