@@ -236,6 +236,12 @@ _SETTERS = {
     "with_metadata": "metadata",
     "with_prompt_cache_key": "prompt_cache_key",
     "with_streaming": "stream",
+    "with_top_k": "top_k",
+    "with_min_tokens": "min_tokens",
+    "with_repetition_penalty": "repetition_penalty",
+    "with_top_logprobs": "top_logprobs",
+    "with_top_prompt_logprobs": "top_prompt_logprobs",
+    "with_service_tier": "service_tier",
 }
 
 
@@ -364,3 +370,46 @@ def test_short_names_are_aliases(request: ChatCompletionRequest, data: st.DataOb
     flag = data.draw(st.booleans())
     assert request.streaming(flag) == request.with_streaming(flag)
     assert request.streaming() == request.with_streaming()
+
+
+@given(s.requests(), st.booleans(), st.none() | st.integers(0, 20))
+def test_with_logprobs_sets_the_flag_and_the_top_count_only_when_given(
+    request: ChatCompletionRequest, flag: bool, top: int | None
+) -> None:
+    for method, flag_field, top_field in (
+        ("with_logprobs", "logprobs", "top_logprobs"),
+        ("with_prompt_logprobs", "prompt_logprobs", "top_prompt_logprobs"),
+    ):
+        result = getattr(request, method)(flag, top=top)
+        assert getattr(result, flag_field) is flag
+        assert getattr(result, top_field) == (getattr(request, top_field) if top is None else top)
+        assert getattr(getattr(request, method)(), flag_field) is True
+        assert attrs.evolve(result, **{f: getattr(request, f) for f in (flag_field, top_field)}) == request
+
+
+@given(s.requests(), st.lists(s.guardrail_configs, max_size=3))
+def test_with_guardrails_replaces_the_list(request: ChatCompletionRequest, guardrails: list[Any]) -> None:
+    result = request.with_guardrails(*guardrails)
+    assert result.guardrails == tuple(guardrails)
+    assert result.with_guardrails().guardrails == ()
+    assert attrs.evolve(result, guardrails=request.guardrails) == request
+
+
+@given(st.sampled_from(["reasoning_effort", "service_tier", "prompt_mode"]), st.data())
+def test_open_enums_keep_known_values_as_members_and_unknown_ones_as_strings(field: str, data: st.DataObject) -> None:
+    enum_cls = {
+        "reasoning_effort": chatdsl.ReasoningEffort,
+        "service_tier": chatdsl.ServiceTier,
+        "prompt_mode": chatdsl.PromptMode,
+    }[field]
+    value = data.draw(s.open_enum_values(enum_cls))
+    request = getattr(chatdsl.chat("m"), f"with_{field}")(value)
+    stored = getattr(request, field)
+    known = {m.value for m in enum_cls}
+    if str(value) in known:
+        assert stored is enum_cls(str(value))
+    else:
+        assert type(stored) is str
+        assert stored == value
+    assert request.to_dict()[field] == str(value)
+    assert ChatCompletionRequest.from_dict(request.to_dict()) == request

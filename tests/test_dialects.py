@@ -601,3 +601,89 @@ def test_the_schema_is_not_vacuous() -> None:
     assert problems({**good, "tool_choice": "any"}) != []
     assert problems({**good, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "u"}]}]})
     assert set(SCHEMA["properties"]) == OPENAI_REQUEST_FIELDS
+
+
+# ------------------------------------------------------------------------------ the current request fields
+
+
+def test_logprobs_and_reasoning_effort_are_sent_as_they_are() -> None:
+    request = base().with_logprobs(top=5).with_reasoning_effort("xhigh")
+    body = openai(request)
+    assert (body["logprobs"], body["top_logprobs"], body["reasoning_effort"]) == (True, 5, "xhigh")
+    assert request_from_openai(body) == request
+
+
+@pytest.mark.parametrize(("mistral", "openai_tier"), [("auto", "auto"), ("standard_only", "default")])
+def test_service_tier_is_respelled_both_ways(mistral: str, openai_tier: str) -> None:
+    request = base().with_service_tier(mistral)
+    assert openai(request)["service_tier"] == openai_tier
+    assert request_from_openai(openai(request)) == request
+
+
+def test_openai_only_service_tiers_are_kept_as_they_are() -> None:
+    request = request_from_openai({"model": "m", "messages": [], "service_tier": "flex"})
+    assert request.service_tier == "flex"
+    assert request.to_dict(dialect="openai")["service_tier"] == "flex"
+
+
+def test_an_unknown_enum_value_is_sent_as_it_is_in_both_dialects() -> None:
+    request = base().with_reasoning_effort("ultra").with_service_tier("priority")
+    assert request.to_dict()["reasoning_effort"] == "ultra"
+    body = request.to_dict(dialect="openai")
+    assert (body["reasoning_effort"], body["service_tier"]) == ("ultra", "priority")
+
+
+@pytest.mark.parametrize(
+    ("step", "path", "words"),
+    [
+        (lambda r: r.with_reasoning_effort("max"), "reasoning_effort", "'xhigh'"),
+        (lambda r: r.with_prompt_logprobs(), "prompt_logprobs", "prompt"),
+        (lambda r: r.with_top_prompt_logprobs(2), "top_prompt_logprobs", "prompt"),
+        (lambda r: r.with_guardrails(chatdsl.GuardrailConfig(block_on_error=True)), "guardrails", "moderation"),
+    ],
+)
+def test_fields_without_an_openai_equivalent_are_refused_by_name_or_dropped(
+    step: Any, path: str, words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = step(base())
+    error = refusal(request)
+    assert [p for p, _ in error.errors] == [path]
+    assert "has no equivalent in the openai dialect" in error.rule
+    assert words in error.rule
+    with caplog.at_level(logging.INFO, logger="chatdsl"):
+        assert path not in openai(request, drop_unsupported=True)
+    assert path in caplog.text
+
+
+SAMPLING = {"top_k": 40, "min_tokens": 3, "repetition_penalty": 1.1}
+
+
+def test_sampling_extensions_go_to_self_hosted_servers_and_are_refused_by_openai_itself() -> None:
+    request = base().with_top_k(40).with_min_tokens(3).with_repetition_penalty(1.1)
+    assert {k: openai(request)[k] for k in SAMPLING} == SAMPLING  # vLLM, llama.cpp, Ollama
+    with pytest.raises(ValidationError) as info:
+        to_wire(request.to_dict(), "openai", openai_service=True)
+    assert sorted(p for p, _ in info.value.errors) == sorted(SAMPLING)
+    assert all("api.openai.com" in m for _, m in info.value.errors)
+    dropped = to_wire(request.to_dict(), "openai", openai_service=True, drop_unsupported=True)
+    assert not set(dropped) & set(SAMPLING)
+    assert problems(dropped) == []
+    assert set(OPENAI.iter_errors({**dropped, "top_k": 1}))  # OpenAI's schema itself refuses them
+    assert request_from_openai(openai(request)) == request  # a self-hosted server (LocalServer) reads them
+
+
+def test_a_client_treats_only_openai_s_own_host_as_openai_s_service() -> None:
+    from chatdsl._client import _is_openai_service
+
+    assert _is_openai_service("https://api.openai.com")
+    assert _is_openai_service("https://api.openai.com:443/proxy")
+    assert not _is_openai_service("http://127.0.0.1:8000")
+    assert not _is_openai_service("https://api.openai.com.example")
+    assert not _is_openai_service("https://api.mistral.ai")
+
+
+@pytest.mark.parametrize("key", ["prompt_logprobs", "top_prompt_logprobs", "guardrails"])
+def test_mistral_only_fields_in_an_openai_body_are_refused_by_name(key: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        request_from_openai({"model": "m", "messages": [], key: True})
+    assert info.value.errors == ((key, "is not a field of OpenAI's chat-completions API"),)

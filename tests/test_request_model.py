@@ -201,6 +201,15 @@ PACKED_VALUES: dict[str, Any] = {
     "reasoning_effort": chatdsl.ReasoningEffort.HIGH,
     "metadata": FrozenDict({"team": "search"}),
     "prompt_cache_key": "key",
+    "top_k": 0,
+    "min_tokens": 1,
+    "repetition_penalty": 1.2,
+    "logprobs": False,
+    "top_logprobs": 2,
+    "prompt_logprobs": True,
+    "top_prompt_logprobs": 0,
+    "guardrails": (chatdsl.GuardrailConfig(block_on_error=False),),
+    "service_tier": chatdsl.ServiceTier.AUTO,
     "extra": FrozenDict({"x_custom": 1}),
 }
 

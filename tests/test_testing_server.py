@@ -924,3 +924,45 @@ def test_the_fixture_is_installed_through_the_entry_point(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+# ------------------------------------------------------------------------ the current request fields
+
+_CURRENT_FIELDS: dict[str, Any] = {
+    "top_k": 40,
+    "min_tokens": 2,
+    "repetition_penalty": 1.1,
+    "logprobs": True,
+    "top_logprobs": 3,
+    "prompt_logprobs": True,
+    "top_prompt_logprobs": 2,
+    "guardrails": [{"block_on_error": True, "moderation_llm_v2": {"action": "block"}}],
+    "service_tier": "standard_only",
+    "reasoning_effort": "max",
+}
+_OPENAI_FIELDS: dict[str, Any] = {
+    "top_k": 40,
+    "min_tokens": 2,
+    "repetition_penalty": 1.1,
+    "logprobs": True,
+    "top_logprobs": 3,
+    "service_tier": "default",
+    "reasoning_effort": "xhigh",
+}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "key", "value"),
+    [("mistral", k, v) for k, v in _CURRENT_FIELDS.items()] + [("openai", k, v) for k, v in _OPENAI_FIELDS.items()],
+)
+def test_every_current_request_field_is_accepted_in_its_dialect(dialect: str, key: str, value: Any) -> None:
+    """What chatdsl sends in each dialect, ``LocalServer`` of that dialect accepts and records."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], key: value}
+    with LocalServer(dialect=dialect) as srv:
+        response = post(srv, body)
+        assert response.status_code == 200, response.text
+        recorded = srv.last_request
+    assert recorded is not None
+    assert recorded.request is not None
+    expected = "standard_only" if (key, value) == ("service_tier", "default") else value
+    assert recorded.request.to_dict()[key] == expected
