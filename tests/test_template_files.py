@@ -359,3 +359,90 @@ def test_a_tool_name_used_twice_is_found_when_each_tool_is_fine(tmp_path):
     with pytest.raises(TemplateError) as info:
         RequestTemplate.load(path)
     assert [key for _, key, _ in info.value.problems] == ["temperature", "tools[1].function.name"]
+
+
+# ------------------------------------------------------------------------ the current request fields
+
+CURRENT_TOML = """\
+model = "mistral-small-latest"
+top_k = 40
+min_tokens = 0
+repetition_penalty = 1.1
+logprobs = true
+top_logprobs = 3
+prompt_logprobs = false
+top_prompt_logprobs = 0
+service_tier = "standard_only"
+reasoning_effort = "minimal"
+
+[[guardrails]]
+block_on_error = true
+
+[guardrails.moderation_llm_v2]
+ignore_other_categories = true
+action = "block"
+
+[guardrails.moderation_llm_v2.custom_category_thresholds]
+pii = 0.2
+jailbreaking = 1
+
+[[messages]]
+role = "user"
+content = "hi"
+"""
+
+CURRENT_REQUEST = (
+    chat("mistral-small-latest")
+    .user("hi")
+    .with_top_k(40)
+    .with_min_tokens(0)
+    .with_repetition_penalty(1.1)
+    .with_logprobs(top=3)
+    .with_prompt_logprobs(False, top=0)
+    .with_service_tier("standard_only")
+    .with_reasoning_effort("minimal")
+    .with_guardrails(
+        chatdsl.GuardrailConfig(
+            block_on_error=True,
+            moderation_llm_v2=chatdsl.ModerationConfig(
+                ignore_other_categories=True, action="block", custom_category_thresholds={"pii": 0.2, "jailbreaking": 1}
+            ),
+        )
+    )
+)
+
+
+def test_a_toml_file_holds_every_current_request_field(tmp_path):
+    path = write(tmp_path / "current.toml", CURRENT_TOML)
+    assert ChatCompletionRequest.load(path) == CURRENT_REQUEST
+    CURRENT_REQUEST.save(tmp_path / "again.toml")
+    assert tomllib.loads((tmp_path / "again.toml").read_text(encoding="utf-8")) == tomllib.loads(CURRENT_TOML)
+
+
+def test_a_json_file_holds_every_current_request_field(tmp_path):
+    path = write(tmp_path / "current.json", json.dumps(tomllib.loads(CURRENT_TOML)))
+    assert ChatCompletionRequest.load(path) == CURRENT_REQUEST
+    CURRENT_REQUEST.save(tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text(encoding="utf-8")) == tomllib.loads(CURRENT_TOML)
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "message"),
+    [
+        ("top_k = -1\n", "top_k", "-1 is below the minimum 0"),
+        ("service_tier = ''\n", "service_tier", "'' is empty"),
+        ("[[guardrails]]\nblock_on_eror = true\n", "guardrails[0].block_on_eror", "is not a known field"),
+        (
+            "[[guardrails]]\n[guardrails.moderation_llm_v1.custom_category_thresholds]\npii = 'high'\n",
+            "guardrails[0].moderation_llm_v1.custom_category_thresholds.pii",
+            "'high' is a str, not a number",
+        ),
+    ],
+)
+def test_bad_current_fields_in_a_file_name_file_path_and_rule(tmp_path, text, path, message):
+    file = write(tmp_path / "bad.toml", text)
+    with pytest.raises(TemplateError) as info:
+        ChatCompletionRequest.load(file)
+    assert info.value.file == str(file)
+    assert info.value.path == path
+    assert message in info.value.rule

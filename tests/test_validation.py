@@ -676,3 +676,85 @@ def test_a_message_the_builder_refuses_is_named_by_its_place_in_the_conversation
     with pytest.raises(chatdsl.ValidationError) as info:
         chatdsl.chat().assistant(tool_calls=["not a call"])  # type: ignore[list-item]
     assert info.value.path.startswith("messages[0].tool_calls[0]")
+
+
+# ------------------------------------------------------------------------------------- guardrails
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: chatdsl.GuardrailConfig(block_on_error="yes"), "block_on_error: 'yes' is a str, not a boolean"),
+        (
+            lambda: chatdsl.GuardrailConfig(moderation_llm_v1={"action": "block"}),
+            "moderation_llm_v1: {'action': 'block'} is a dict, not a ModerationConfig",
+        ),
+        (lambda: chatdsl.ModerationConfig(model_name=""), "model_name: '' is empty; a non-empty string is required"),
+        (
+            lambda: chatdsl.ModerationConfig(action=""),
+            "action: '' is empty; a non-empty string is required (known values: 'none', 'block')",
+        ),
+        (
+            lambda: chatdsl.ModerationConfig(ignore_other_categories=0),
+            "ignore_other_categories: 0 is an int, not a boolean",
+        ),
+        (
+            lambda: chatdsl.ModerationConfig(custom_category_thresholds={"pii": True}),
+            "custom_category_thresholds.pii: True is a bool, not a number",
+        ),
+        (
+            lambda: chatdsl.ModerationConfig(custom_category_thresholds={"pii": math.inf}),
+            "custom_category_thresholds.pii: inf is not a finite number",
+        ),
+        (
+            lambda: chatdsl.ModerationConfig(custom_category_thresholds={"": 0.5}),
+            "custom_category_thresholds: '' is not a category name (a non-empty string)",
+        ),
+        (
+            lambda: chatdsl.ModerationConfig(custom_category_thresholds=[0.5]),
+            "custom_category_thresholds: [0.5] is a list, not an object of category: number",
+        ),
+    ],
+)
+def test_guardrail_rules_name_field_value_and_rule(build: Any, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        build()
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("guardrails", "message"),
+    [
+        ({"block_on_error": True}, "guardrails: {'block_on_error': True} is a dict, not a list of guardrails"),
+        ([{"moderation_llm_v3": {}}], "guardrails[0].moderation_llm_v3: is not a known field"),
+        ([{"block_on_error": 1}], "guardrails[0].block_on_error: 1 is an int, not a boolean"),
+        (
+            [{}, {"moderation_llm_v2": {"custom_category_thresholds": {"law": "x"}}}],
+            "guardrails[1].moderation_llm_v2.custom_category_thresholds.law: 'x' is a str, not a number",
+        ),
+        (
+            [{"moderation_llm_v1": {"action": 3}}],
+            "guardrails[0].moderation_llm_v1.action: 3 is an int, not a string (known values: 'none', 'block')",
+        ),
+    ],
+)
+def test_guardrails_in_a_body_are_checked_with_their_path(guardrails: Any, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.from_dict({"model": "m", "guardrails": guardrails})
+    assert str(info.value).startswith(message)
+
+
+def test_null_in_guardrails_means_unset() -> None:
+    thresholds = {"custom_category_thresholds": {"pii": None}}
+    body = {"guardrails": [{"moderation_llm_v1": None, "moderation_llm_v2": thresholds}]}
+    request = ChatCompletionRequest.from_dict(body)
+    assert request.guardrails == (
+        chatdsl.GuardrailConfig(moderation_llm_v2=chatdsl.ModerationConfig(custom_category_thresholds={})),
+    )
+    assert ChatCompletionRequest.from_dict({"guardrails": None}).guardrails is chatdsl.UNSET
+
+
+@given(s.guardrail_configs)
+def test_guardrails_round_trip_through_the_wire(guardrail: Any) -> None:
+    request = chatdsl.chat("m").with_guardrails(guardrail)
+    assert ChatCompletionRequest.from_dict(request.to_dict()) == request
