@@ -570,3 +570,40 @@ def test_a_base_url_ending_in_v1_is_refused_in_either_dialect() -> None:
         with pytest.raises(ValidationError, match="ends with /v1") as info:
             Client(TEST_KEY, base_url="http://127.0.0.1:8000/v1", dialect=dialect)
         assert info.value.path == "base_url"
+
+
+# ------------------------------------------------------------------- sampling fields OpenAI lacks
+
+
+def sampling() -> ChatCompletionRequest:
+    return question().with_top_k(40).with_min_tokens(2).with_repetition_penalty(1.1).with_logprobs(top=2)
+
+
+def test_sampling_fields_openai_lacks_reach_a_self_hosted_server(server: LocalServer, client: Client) -> None:
+    client.chat_completion(sampling())
+    recorded = server.last_request
+    assert recorded is not None
+    assert {k: recorded.json[k] for k in ("top_k", "min_tokens", "repetition_penalty", "logprobs", "top_logprobs")} == {
+        "top_k": 40,
+        "min_tokens": 2,
+        "repetition_penalty": 1.1,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+
+
+def test_a_client_of_openai_s_own_host_refuses_them_before_sending(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI's host is made the local server's (loopback only), so a refusal that failed would be seen."""
+    monkeypatch.setitem(chatdsl._dialects._BASE_URLS, Dialect.OPENAI, server.url)
+    with Client(TEST_KEY, base_url=server.url, dialect="openai", max_retries=0) as client:
+        with pytest.raises(ValidationError) as info:
+            client.chat_completion(sampling())
+        assert sorted(path for path, _ in info.value.errors) == ["min_tokens", "repetition_penalty", "top_k"]
+        assert server.requests == []
+        client.chat_completion(sampling(), drop_unsupported=True)
+    recorded = server.last_request
+    assert recorded is not None
+    assert not {"top_k", "min_tokens", "repetition_penalty"} & set(recorded.json)
+    assert recorded.json["top_logprobs"] == 2
