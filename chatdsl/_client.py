@@ -537,7 +537,8 @@ class Client:
     Mistral) — any other server gets a key only when you pass ``api_key`` and none otherwise (no
     ``Authorization`` header; ``api_key=""`` is "no key" too), and a
     request field OpenAI has no equivalent for is a :class:`~chatdsl.ValidationError` before sending
-    — unless ``drop_unsupported=True`` (here or per call), which leaves such fields out and logs
+    (``top_k``, ``min_tokens`` and ``repetition_penalty`` only when the host is OpenAI's own; other
+    servers take them) — unless ``drop_unsupported=True`` (here or per call), which leaves such fields out and logs
     them at INFO. Either way the endpoint is ``{base_url}/v1/chat/completions``.
 
     Use it as a context manager, or call :meth:`close`; a closed client raises
