@@ -71,7 +71,7 @@ class ReasoningEffort(_StrEnum):
 
 
 class ServiceTier(_StrEnum):
-    """The capacity a request may be served from: ``auto`` (priority capacity when available) or ``standard_only``.
+    """Whether a request is served from priority or standard capacity: ``auto`` or ``standard_only``.
 
     A request also takes any other non-empty string, sent as it is.
     """
