@@ -1592,8 +1592,8 @@ class LocalServer:
 
     def _refuse(self, ex: _Exchange, status: int, message: str) -> None:
         """Answer *status* with *message* and close the connection (what is left of the body is never read)."""
+        ex.handler.close_connection = True  # first, so the answer says "Connection: close"
         self._send_json(ex, status, self._wire.error_body(message, "invalid_request_error", None))
-        ex.handler.close_connection = True
 
     def _read_body(self, ex: _Exchange, *, keep: bool = True) -> bytes | None:
         """Return the request body (``b""`` for none; with *keep* ``False``, read and drop it), or answer and
