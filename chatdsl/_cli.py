@@ -351,10 +351,11 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _list(args: argparse.Namespace, out: TextIO) -> int:
     library = TemplateLibrary(args.directory, max_size=args.max_size)
     for info in library.describe():
-        out.write(f"{info.name}\t{info.description}\n" if info.description else f"{info.name}\n")
+        description = _safe(info.description)
+        out.write(f"{info.name}\t{description}\n" if description else f"{info.name}\n")
         for var in info.variables:
             default = "required" if var.required else f"default {var.default!r}"
-            description = f"  {var.description}" if var.description else ""
+            description = f"  {_safe(var.description)}" if var.description else ""
             out.write(f"    ${var.name} ({default}){description}\n")
     return 0
 

@@ -1205,6 +1205,7 @@ class LocalServer:
         self._queue: collections.deque[Reply] = collections.deque()
         self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=max_recorded)
         self._received = 0  # requests recorded so far, the ones no longer kept included
+        self._refused = 0
         self.max_connections: Final = max_connections
         """The most connections served at once; further clients wait to be accepted."""
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -1315,6 +1316,12 @@ class LocalServer:
         """
         with self._lock:
             return list(self._requests)
+
+    @property
+    def refused(self) -> int:
+        """How many requests were answered 401 for their key (they are counted here, not recorded)."""
+        with self._lock:
+            return self._refused
 
     @property
     def last_request(self) -> RecordedRequest | None:
@@ -1505,6 +1512,8 @@ class LocalServer:
         h = ex.handler
         if self._api_key is not None and not self._authorized(h.headers.get("Authorization")):
             # Refused before anything else: its body is read (to answer cleanly) but neither kept nor recorded.
+            with self._lock:
+                self._refused += 1
             if self._read_body(ex, keep=False) is not None:
                 self._send_json(ex, 401, self._wire.unauthorized_body(ex.request_id))
             return

@@ -643,6 +643,7 @@ def test_refused_requests_are_not_recorded_and_their_bodies_not_kept() -> None:
             assert post(srv, big).status_code == 401
         assert requests.post(srv.url + "/v1/nope", json={}, timeout=5).status_code == 401
         assert srv.requests == []
+        assert srv.refused == 4
         assert "requests=0" in repr(srv)
         ok = post(srv, hello().to_dict(), headers={"Authorization": f"Bearer {API_KEY}"})
         assert ok.status_code == 200
