@@ -2,7 +2,8 @@
 
 :class:`LocalServer` speaks the wire protocol of ``POST /v1/chat/completions`` over real sockets:
 it parses each body into a :class:`~chatdsl.ChatCompletionRequest` (answering 422 with the API's
-``{"detail": [...]}`` shape when the real API would refuse it), records every request, and answers
+``{"detail": [...]}`` shape when the real API would refuse it), records every request (but those
+refused for their key), and answers
 from a script — a queue of :class:`Reply` objects or a handler function — or, by default, with a
 deterministic reply derived from the request::
 
@@ -526,6 +527,7 @@ class RecordedRequest:
     ``json`` is the parsed body (``None`` if it was empty or not JSON), ``request`` the parsed
     request (``None`` if the body did not parse or validate; ``error`` then says why).
     ``connection_id`` numbers TCP connections from 1: equal ids mean a reused connection.
+    ``index`` numbers recorded requests from 0 (it keeps counting when *max_recorded* drops old ones).
     """
 
     index: int
