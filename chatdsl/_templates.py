@@ -517,6 +517,8 @@ def _read_bytes(path: Path, max_size: int) -> bytes:
         raise TemplateError([(file, "", "is a folder, not a template file")]) from None
     except OSError as exc:
         raise TemplateError([(file, "", f"cannot be read ({exc.strerror or exc})")]) from None
+    except ValueError:  # a NUL character in the name
+        raise TemplateError([(file, "", "cannot be read (the name holds a NUL character)")]) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -755,8 +757,11 @@ class _Loader:
     def _resolve(path: Path) -> Path:
         try:
             return path.resolve()
-        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on Python < 3.13
-            message = _os_problem(exc) if isinstance(exc, OSError) else "cannot be resolved (a symlink loop)"
+        except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop on Python < 3.13
+            if isinstance(exc, ValueError):
+                message = "cannot be read (the name holds a NUL character)"
+            else:
+                message = _os_problem(exc) if isinstance(exc, OSError) else "cannot be resolved (a symlink loop)"
             raise TemplateError([(str(path), "", message)]) from None
 
     def _read_one(self, path: Path) -> tuple[ChatCompletionRequest, str, tuple[Variable, ...], Path | None]:
@@ -772,6 +777,9 @@ class _Loader:
 
     def _parent(self, path: Path, extends: str, problems: list[tuple[str, str]]) -> Path | None:
         where = "template.extends"
+        if "\0" in extends:
+            problems.append((where, f"{extends!r} holds a NUL character, which no file name can"))
+            return None
         if Path(extends).is_absolute() or Path(extends).drive:
             problems.append((where, f"{extends!r} is an absolute path; extends names a file relative to this one"))
             return None

@@ -519,3 +519,13 @@ def test_a_library_refuses_a_link_that_leads_outside_its_folder(tmp_path):
     assert set(names) == {"linked.json", "sub.json", "up.json"}
     assert all("outside the library's folder" in m for m in names.values())
     assert RequestTemplate.load(tmp_path / "lib" / "linked.json").request.model == "m"
+
+
+def test_a_nul_character_in_a_name_is_a_template_error(tmp_path):
+    child = write(tmp_path / "child.json", json.dumps({"template": {"extends": "a\u0000.json"}}))
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(child)
+    assert info.value.problems[0][:2] == (str(child), "template.extends")
+    assert "NUL character" in info.value.problems[0][2]
+    with pytest.raises(TemplateError, match="NUL character"):
+        RequestTemplate.load(str(tmp_path / "a\0.json"))
