@@ -7,7 +7,7 @@
     chatdsl list DIRECTORY
     chatdsl send TEMPLATE [--var NAME=VALUE ...] [--stream] [--base-url URL] [--json] [--timeout SECONDS]
                  [--dialect D [--drop-unsupported]] [--api-key-env NAME]
-    chatdsl serve [--port N] [--host HOST] [--api-key KEY] [--dialect D]
+    chatdsl serve [--port N] [--host HOST] [--api-key-env NAME] [--dialect D]
 
 ``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
 Ollama, LM Studio, OpenAI); a field the dialect has no equivalent for is an error naming it, unless
@@ -15,11 +15,14 @@ Ollama, LM Studio, OpenAI); a field the dialect has no equivalent for is an erro
 
 Exit status: 0 success, 1 a problem (bad template, missing value, API or connection error),
 2 a command-line mistake, 130 interrupted. A user mistake is one line on stderr, never a traceback.
+Text that comes from a server (answers, tool calls, error messages) is printed with its control
+characters escaped (``\x1b`` as the four characters ``\x1b``), so an answer cannot drive the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import signal
@@ -52,6 +55,23 @@ class _Failure(Exception):
 
 def _one_line(text: str) -> str:
     return " ".join(text.split("\n")).strip()
+
+
+# Control characters (C0 but newline and tab, DEL, C1) drive a terminal: ESC [ starts a colour, a cursor move or
+# worse, and C1's 0x9b is a one-character ESC [. Text from a server is printed with them written out as escapes.
+_CONTROL: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\n\t"}
+# JSON output: C0 is escaped by every JSON writer already; DEL and C1 are legal raw in strings, so escape them.
+_JSON_CONTROL: Final = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
+
+
+def _safe(text: str) -> str:
+    """Return *text* with its control characters (but newline and tab) shown as ``\\xNN`` escapes."""
+    return text.translate(_CONTROL)
+
+
+def _safe_json(text: str) -> str:
+    """Return the JSON *text* with DEL and C1 control characters written as ``\\uNNNN`` escapes (same value)."""
+    return text.translate(_JSON_CONTROL)
 
 
 _DROP_ADVICE: Final = "pass drop_unsupported=True"
@@ -102,6 +122,15 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
+
+
+def _key_from_env(name: str) -> str:
+    key = os.environ.get(name)
+    if key is None:
+        raise _Failure(f"{name} (named by --api-key-env) is not set")
+    if not key:
+        raise _Failure(f"{name} (named by --api-key-env) is empty")
+    return key
 
 
 def _env_name(text: str) -> str:
@@ -218,7 +247,17 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run chatdsl.testing.LocalServer until Ctrl-C or SIGTERM")
     serve.add_argument("--port", type=_port, default=0, help="the port (default 0: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    serve.add_argument("--api-key", metavar="KEY", help="answer 401 unless requests carry this key (default: any)")
+    serve.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        type=_env_name,
+        help="answer 401 unless requests carry the key held by this environment variable (default: any key)",
+    )
+    serve.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="deprecated: a key on the command line is visible to every user of the machine (ps); use --api-key-env",
+    )
     _add_dialect(serve, drop=False)
     return parser
 
@@ -261,8 +300,11 @@ def _files_named(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
     """Yield each file named, and every template file of each folder named (``None``: nothing to check)."""
     for name in paths:
         path = Path(name)
-        if path.is_dir():
-            found = _template_files(path)
+        try:
+            found = _template_files(path) if path.is_dir() else None
+        except OSError:  # a name too long, a folder that cannot be listed: reading it names the problem
+            found = None
+        if found is not None:
             if not found:
                 yield name, None
             for file in found:
@@ -272,12 +314,12 @@ def _files_named(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
 
 
 def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    problems: list[str] = []
+    problems: dict[str, None] = {}  # each line once, in order
     checked = 0
     values = _values(args.vars)
     for name, path in _files_named(args.paths):
         if path is None:
-            problems.append(f"{name}: holds no .json or .toml file")
+            problems[f"{name}: holds no .json or .toml file"] = None
             continue
         checked += 1
         found: list[str] = []
@@ -295,9 +337,9 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     found += [f"{name}: {line}" for line in _error_lines(exc)]
         except TemplateError as exc:
             found += exc.lines()
-        problems += [line for line in found if line not in problems]
+        problems.update(dict.fromkeys(found))
     for line in problems:
-        out.write(line + "\n")
+        out.write(_safe(line) + "\n")
     count = len(problems)
     if count:
         err.write(f"{PROG}: {count} problem{'s' if count != 1 else ''} in {checked} template file(s)\n")
@@ -309,10 +351,11 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _list(args: argparse.Namespace, out: TextIO) -> int:
     library = TemplateLibrary(args.directory, max_size=args.max_size)
     for info in library.describe():
-        out.write(f"{info.name}\t{info.description}\n" if info.description else f"{info.name}\n")
+        description = _safe(info.description)
+        out.write(f"{info.name}\t{description}\n" if description else f"{info.name}\n")
         for var in info.variables:
             default = "required" if var.required else f"default {var.default!r}"
-            description = f"  {var.description}" if var.description else ""
+            description = f"  {_safe(var.description)}" if var.description else ""
             out.write(f"    ${var.name} ({default}){description}\n")
     return 0
 
@@ -328,7 +371,7 @@ def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
     for call in (message.tool_calls if message is not None else None) or ():
         arguments = call.function.arguments
         shown = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-        out.write(f"[tool call {call.function.name}({shown})]\n")
+        out.write(_safe(f"[tool call {call.function.name}({shown})]") + "\n")
 
 
 def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -338,12 +381,7 @@ def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     request = _rendered(args)
     options: dict[str, Any] = {"dialect": args.dialect, "drop_unsupported": args.drop_unsupported}
     if args.api_key_env is not None:
-        key = os.environ.get(args.api_key_env)
-        if key is None:
-            raise _Failure(f"{args.api_key_env} (named by --api-key-env) is not set")
-        if not key:
-            raise _Failure(f"{args.api_key_env} (named by --api-key-env) is empty")
-        options["api_key"] = key
+        options["api_key"] = _key_from_env(args.api_key_env)
     elif args.dialect == "mistral" and not os.environ.get(API_KEY_ENV):
         raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
     elif args.dialect == "openai":
@@ -366,14 +404,14 @@ def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         response = client.chat_completion(request)
     elapsed = time.perf_counter() - started
     if args.json:
-        out.write(response.to_json(indent=2) + "\n")
+        out.write(_safe_json(response.to_json(indent=2)) + "\n")
     else:
         for index, choice in enumerate(response.choices):
             if len(response.choices) > 1:
                 out.write(f"[choice {index}]\n")
             text = choice.message.text()
             if text or not choice.message.tool_calls:  # no empty line above a tool call
-                out.write(text + "\n")
+                out.write(_safe(text) + "\n")
         _print_tool_calls(response, out)
     latency = response.latency.total_seconds() if response.latency is not None else elapsed
     err.write(f"{_usage_line(response.usage)}; latency {latency:.3f} s\n")
@@ -395,13 +433,13 @@ def _send_stream(
             if chunk.usage is not None:
                 usage = chunk.usage
             if args.json:
-                out.write(chunk.to_json() + "\n")
+                out.write(_safe_json(chunk.to_json()) + "\n")
             else:
                 text = chunk.text()
                 if text:
                     if first is None:
                         first = time.perf_counter() - started
-                    out.write(text)
+                    out.write(_safe(text))
                     ended_line = text.endswith("\n")
             out.flush()
         final = stream.final_response()
@@ -415,10 +453,37 @@ def _send_stream(
     return 0
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether *host* is a loopback address or ``localhost`` (only this machine can connect)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .testing import LocalServer
 
-    server = LocalServer(host=args.host, port=args.port, api_key=args.api_key, dialect=args.dialect)
+    api_key: str | None = None
+    if args.api_key is not None and args.api_key_env is not None:
+        raise _Failure("give the key once: --api-key-env NAME (--api-key is deprecated)")
+    if args.api_key_env is not None:
+        api_key = _key_from_env(args.api_key_env)
+    elif args.api_key is not None:
+        err.write(
+            f"{PROG}: warning: --api-key is deprecated: other users of this machine can read a key given on the "
+            "command line (ps); put it in an environment variable and pass --api-key-env NAME\n"
+        )
+        api_key = args.api_key
+    if api_key is None and not _is_loopback(args.host):
+        err.write(
+            f"{PROG}: warning: serving on {args.host} without a key: anyone who can reach this machine can use "
+            "the server; give one with --api-key-env NAME, or serve on 127.0.0.1\n"
+        )
+    # Nothing reads the recorded requests of `chatdsl serve`: keep none, so a long run holds no bodies.
+    server = LocalServer(host=args.host, port=args.port, api_key=api_key, dialect=args.dialect, max_recorded=0)
     try:
         server.start()
     except OSError as exc:
@@ -467,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, ChatDSLError) and not isinstance(exc, ValidationError):
             lines = [f"{type(exc).__name__}: {line}" for line in lines]
         for line in lines:
-            err.write(f"{PROG}: error: {line}\n")
+            err.write(f"{PROG}: error: {_safe(line)}\n")
         return 1
     except KeyboardInterrupt:
         err.write(f"\n{PROG}: interrupted\n")

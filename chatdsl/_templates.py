@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 import string
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -389,7 +391,7 @@ class RequestTemplate:
 
         Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
         """
-        request, description, declared = _load(Path(path), (), max_size, placeholders=True)
+        request, description, declared = _load(Path(path), max_size, placeholders=True)
         return cls(request=request, description=description, variables=declared, path=Path(path))
 
     def save(self, path: str | Path) -> None:
@@ -425,12 +427,22 @@ def load(path: str | Path, *, max_size: int = DEFAULT_MAX_SIZE) -> ChatCompletio
     Message text is taken as it is: placeholders are checked when the request is rendered (or by
     :meth:`RequestTemplate.load`), so a saved request holding a lone ``$`` loads back unchanged.
     """
-    return _load(Path(path), (), max_size, placeholders=False)[0]
+    return _load(Path(path), max_size, placeholders=False)[0]
 
 
 def _template_files(directory: Path) -> list[Path]:
-    """Return the template files (``.json`` or ``.toml``, any case) directly in *directory*, sorted."""
-    return sorted(p for p in directory.iterdir() if p.suffix.lower() in _SUFFIXES and p.is_file())
+    """Return the template files (``.json`` or ``.toml``, any case) directly in *directory*, sorted.
+
+    Only regular files (or links to them) count: a FIFO or a device named ``x.json`` is skipped.
+    """
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in _SUFFIXES and _is_file(p))
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _suffix(path: Path) -> str:
@@ -489,6 +501,40 @@ _DEEP_TOML_KEY: Final = re.compile(
 )
 
 
+def _read_bytes(path: Path, max_size: int) -> bytes:
+    """Return up to *max_size* + 1 bytes of the regular file at *path*; any other kind of file, or an OS error, is
+    a :class:`~chatdsl.TemplateError` naming it.
+
+    The file is opened without blocking (a FIFO or a device named ``x.json`` would otherwise wait forever) and
+    checked to be a regular file before anything is read.
+    """
+    file = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise TemplateError([(file, "", "does not exist")]) from None
+    except IsADirectoryError:
+        raise TemplateError([(file, "", "is a folder, not a template file")]) from None
+    except OSError as exc:
+        raise TemplateError([(file, "", f"cannot be read ({exc.strerror or exc})")]) from None
+    except ValueError:  # a NUL character in the name
+        raise TemplateError([(file, "", "cannot be read (the name holds a NUL character)")]) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise TemplateError([(file, "", "is a folder, not a template file")])
+        if not stat.S_ISREG(mode):
+            raise TemplateError([(file, "", "is not a regular file (only regular files are read as templates)")])
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(max_size + 1)
+    except OSError as exc:
+        raise TemplateError([(file, "", f"cannot be read ({exc.strerror or exc})")]) from None
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path, max_size: int) -> dict[str, Any]:
     """Return the top-level table of the file at *path* (size-limited, UTF-8, strict JSON or TOML)."""
     file = str(path)
@@ -496,18 +542,8 @@ def _read(path: Path, max_size: int) -> dict[str, Any]:
     def fail(message: str) -> TemplateError:
         return TemplateError([(file, "", message)])
 
-    if path.is_dir():
-        raise fail("is a folder, not a template file")
-    if not path.exists():
-        raise fail("does not exist")
+    raw = _read_bytes(path, max_size)
     suffix = _suffix(path)
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(max_size + 1)
-    except FileNotFoundError:
-        raise fail("does not exist") from None
-    except OSError as exc:
-        raise fail(f"cannot be read ({exc.strerror or exc})") from None
     if len(raw) > max_size:
         raise fail(f"is larger than the limit of {max_size} bytes for template files (see max_size)")
     try:
@@ -604,7 +640,7 @@ def _every_problem(data: dict[str, Any], first: ValidationError, *, placeholders
     """
     from ._converter import structure_request
 
-    found: list[tuple[str, str]] = []
+    found: dict[tuple[str, str], None] = {}  # ordered, and each problem once (a list's `in` made this quadratic)
 
     def check(body: dict[str, Any], key: str = "", index: int = 0) -> ChatCompletionRequest | None:
         try:
@@ -613,8 +649,7 @@ def _every_problem(data: dict[str, Any], first: ValidationError, *, placeholders
             for path, message in exc.errors:
                 if key and path.startswith(f"{key}[0]"):
                     path = f"{key}[{index}]{path[len(key) + 3 :]}"
-                if (path, message) not in found:
-                    found.append((path, message))
+                found[path, message] = None
             return None
 
     for key, value in data.items():
@@ -628,53 +663,152 @@ def _every_problem(data: dict[str, Any], first: ValidationError, *, placeholders
                         try:
                             variables(one)
                         except ValidationError as exc:
-                            found.extend((f"messages[{index}]{p[len('messages[0]') :]}", m) for p, m in exc.errors)
+                            for p, m in exc.errors:
+                                found[f"messages[{index}]{p[len('messages[0]') :]}", m] = None
         else:
             check({key: value})
-    return found or list(first.errors)
+    return list(found) or list(first.errors)
 
 
 _Loaded = tuple[ChatCompletionRequest, str, tuple[Variable, ...]]
 
+MAX_PROBLEMS: Final = 10
+"""The most problems reported for one template file; the rest are counted in a last line ("… and 49,990 more")."""
 
-def _load(path: Path, chain: tuple[Path, ...], max_size: int, *, placeholders: bool) -> _Loaded:
-    """Return the request, description and declared variables of the file at *path*, ``extends`` followed.
 
-    With *placeholders*, message text must hold only valid placeholders (it is template text).
-    The chain is followed in a loop (any length; each file's path resolved once, for the cycle
-    check), then merged from its root down to *path*.
+def _capped(file: str, problems: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Return the first :data:`MAX_PROBLEMS` of *problems* as ``(file, path, message)``, then one counting the rest."""
+    shown = [(file, p, m) for p, m in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        shown.append((file, "", f"… and {len(problems) - MAX_PROBLEMS:,} more problems"))
+    return shown
+
+
+def _os_problem(exc: OSError) -> str:
+    return f"cannot be read ({exc.strerror or exc})"
+
+
+class _Loader:
+    """Reads template files for one load (a file, or every file of a library), following ``extends``.
+
+    Each file is read and parsed once, and each file's merged chain is computed once: a library of 2,000
+    files each extending the previous one reads 2,000 files, not two million. With *root* (a library's
+    folder), every file read, ``extends`` parents included, must lie under it once links are resolved.
     """
-    links: list[tuple[ChatCompletionRequest, tuple[Variable, ...]]] = []
-    seen = {p.resolve() for p in chain}
-    followed = list(chain)
-    description = ""
-    current: Path | None = path
-    while current is not None:
-        resolved = current.resolve()
-        if resolved in seen:
-            cycle = " -> ".join(str(p) for p in (*followed, current))
-            raise TemplateError([(str(followed[-1]), "template.extends", f"forms a cycle: {cycle}")])
-        seen.add(resolved)
-        followed.append(current)
-        data = _read(current, max_size)
+
+    __slots__ = ("_done", "_max_size", "_placeholders", "_root")
+
+    def __init__(self, max_size: int, *, placeholders: bool, root: Path | None = None) -> None:
+        self._max_size = max_size
+        self._placeholders = placeholders
+        self._root = root
+        # resolved path -> (merged request, the file's own description, merged variables), or the error
+        self._done: dict[Path, _Loaded | TemplateError] = {}
+
+    def load(self, path: Path) -> _Loaded:
+        """Return the request, description and declared variables of the file at *path*, ``extends`` followed.
+
+        With *placeholders*, message text must hold only valid placeholders (it is template text).
+        The chain is followed in a loop (any length), then merged from its root down to *path*.
+        """
+        resolved = self._resolve(path)
+        if self._root is not None and not resolved.is_relative_to(self._root):
+            raise TemplateError([(str(path), "", f"leads outside the library's folder {self._root} (to {resolved})")])
+        links: list[tuple[Path, ChatCompletionRequest, str, tuple[Variable, ...]]] = []
+        followed: list[Path] = []
+        walked: set[Path] = set()
+        current: Path | None = path
+        base: _Loaded | None = None
+        try:
+            while current is not None:
+                if resolved in self._done:
+                    done = self._done[resolved]
+                    if isinstance(done, TemplateError):
+                        raise done
+                    base = done
+                    break
+                if resolved in walked:
+                    cycle = " -> ".join(str(p) for p in (*followed, current))
+                    raise TemplateError([(str(followed[-1]), "template.extends", f"forms a cycle: {cycle}")])
+                followed.append(current)
+                walked.add(resolved)
+                request, description, declared, parent = self._read_one(current)
+                links.append((resolved, request, description, declared))
+                current = parent
+                if current is not None:
+                    resolved = self._resolve(current)
+        except TemplateError as exc:
+            self._done[resolved] = exc
+            for link in links:
+                self._done[link[0]] = exc  # a child of a broken file is broken the same way
+            raise
+        loaded = base
+        while links:
+            resolved, request, description, declared = links.pop()
+            if loaded is not None:
+                request = merge(loaded[0], request)
+                declared = _merge_variables(loaded[2], declared)
+            loaded = (request, description, declared)
+            self._done[resolved] = loaded
+        assert loaded is not None
+        return loaded
+
+    @staticmethod
+    def _resolve(path: Path) -> Path:
+        try:
+            return path.resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop on Python < 3.13
+            if isinstance(exc, ValueError):
+                message = "cannot be read (the name holds a NUL character)"
+            else:
+                message = _os_problem(exc) if isinstance(exc, OSError) else "cannot be resolved (a symlink loop)"
+            raise TemplateError([(str(path), "", message)]) from None
+
+    def _read_one(self, path: Path) -> tuple[ChatCompletionRequest, str, tuple[Variable, ...], Path | None]:
+        """Return the file's own request, description and declared variables, and its ``extends`` parent."""
+        data = _read(path, self._max_size)
         problems: list[tuple[str, str]] = []
-        file_description, extends, declared = _read_header(data.pop("template", {}), problems)
-        request = _read_body(data, problems, placeholders=placeholders)
-        parent_path = current.parent / extends if extends is not None else None
-        if parent_path is not None and not parent_path.is_file():
-            problems.append(("template.extends", f"{extends!r} names no file (looked for {parent_path})"))
+        description, extends, declared = _read_header(data.pop("template", {}), problems)
+        request = _read_body(data, problems, placeholders=self._placeholders)
+        parent = self._parent(path, extends, problems) if extends is not None else None
         if problems:
-            raise TemplateError([(str(current), p, m) for p, m in problems])
-        if current is path:
-            description = file_description  # the description is the file's own, never inherited
-        links.append((request, declared))
-        current = parent_path
-    request, declared = links.pop()
-    while links:
-        child_request, child_declared = links.pop()
-        request = merge(request, child_request)
-        declared = _merge_variables(declared, child_declared)
-    return request, description, declared
+            raise TemplateError(_capped(str(path), problems))
+        return request, description, declared, parent
+
+    def _parent(self, path: Path, extends: str, problems: list[tuple[str, str]]) -> Path | None:
+        where = "template.extends"
+        if "\0" in extends:
+            problems.append((where, f"{extends!r} holds a NUL character, which no file name can"))
+            return None
+        if Path(extends).is_absolute() or Path(extends).drive:
+            problems.append((where, f"{extends!r} is an absolute path; extends names a file relative to this one"))
+            return None
+        parent = path.parent / extends
+        try:
+            mode = parent.stat().st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:
+            problems.append((where, f"{extends!r} {_os_problem(exc)} (looked for {parent})"))
+            return None
+        if mode is None or not stat.S_ISREG(mode):
+            problems.append((where, f"{extends!r} names no file (looked for {parent})"))
+            return None
+        if self._root is not None:
+            try:
+                resolved = parent.resolve()
+            except (OSError, RuntimeError):
+                resolved = parent
+            if not resolved.is_relative_to(self._root):
+                rule = "a library reads only its own files"
+                problems.append((where, f"{extends!r} leads outside the library's folder {self._root}; {rule}"))
+                return None
+        return parent
+
+
+def _load(path: Path, max_size: int, *, placeholders: bool) -> _Loaded:
+    """Return the request, description and declared variables of the one file at *path*, ``extends`` followed."""
+    return _Loader(max_size, placeholders=placeholders).load(path)
 
 
 # ----------------------------------------------------------------------------------- TOML writer
@@ -780,21 +914,29 @@ class TemplateLibrary(Mapping[str, RequestTemplate]):
 
     def __init__(self, directory: str | Path, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self._directory = Path(directory)
-        if not self._directory.is_dir():
-            raise TemplateError([(str(self._directory), "", "is not a directory")])
-        files = _template_files(self._directory)
+        try:
+            files = _template_files(self._directory)
+            root = self._directory.resolve()
+        except (NotADirectoryError, FileNotFoundError):
+            raise TemplateError([(str(self._directory), "", "is not a directory")]) from None
+        except OSError as exc:
+            raise TemplateError([(str(self._directory), "", f"cannot be listed ({exc.strerror or exc})")]) from None
+        loader = _Loader(max_size, placeholders=True, root=root)
         templates: dict[str, RequestTemplate] = {}
-        problems: list[tuple[str, str, str]] = []
+        problems: dict[tuple[str, str, str], None] = {}  # each problem once, in order (a child shares its parent's)
         for file in files:
             if file.stem in templates:
-                problems.append((str(file), "", f"has the same name as {templates[file.stem].path}"))
+                problems[str(file), "", f"has the same name as {templates[file.stem].path}"] = None
                 continue
             try:
-                templates[file.stem] = RequestTemplate.load(file, max_size=max_size)
+                request, description, declared = loader.load(file)
+                templates[file.stem] = RequestTemplate(
+                    request=request, description=description, variables=declared, path=file
+                )
             except TemplateError as exc:
-                problems += [p for p in exc.problems if p not in problems]
+                problems.update(dict.fromkeys(exc.problems))
         if problems:
-            raise TemplateError(problems)
+            raise TemplateError(list(problems))
         self._templates = templates
 
     @property

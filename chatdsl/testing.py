@@ -2,7 +2,8 @@
 
 :class:`LocalServer` speaks the wire protocol of ``POST /v1/chat/completions`` over real sockets:
 it parses each body into a :class:`~chatdsl.ChatCompletionRequest` (answering 422 with the API's
-``{"detail": [...]}`` shape when the real API would refuse it), records every request, and answers
+``{"detail": [...]}`` shape when the real API would refuse it), records every request (but those
+refused for their key), and answers
 from a script — a queue of :class:`Reply` objects or a handler function — or, by default, with a
 deterministic reply derived from the request::
 
@@ -18,6 +19,11 @@ to that many whitespace-separated words with finish reason ``length``; a JSON re
 a JSON answer (for ``json_schema`` an instance generated from the schema); a tool choice that forces
 a call gives a tool call; after a tool message the answer summarises the tool's result. With
 ``"stream": true`` the same answer arrives as server-sent events, one word per event.
+
+Limits: a request body is read only up to :attr:`LocalServer.max_body_size` whatever its framing
+(``Content-Length`` or chunked; a malformed length or chunk size is a 400, a larger body a 413,
+answered before the body is read); a request refused for its key (401) is neither kept nor recorded;
+at most *max_connections* connections are served at once, and further ones wait to be accepted.
 
 Wire details: HTTP/1.1 with keep-alive. Plain bodies carry ``Content-Length``; streams are
 ``text/event-stream`` with ``Transfer-Encoding: chunked``, one HTTP chunk per event, each written to
@@ -46,6 +52,7 @@ import re
 import selectors
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -520,6 +527,7 @@ class RecordedRequest:
     ``json`` is the parsed body (``None`` if it was empty or not JSON), ``request`` the parsed
     request (``None`` if the body did not parse or validate; ``error`` then says why).
     ``connection_id`` numbers TCP connections from 1: equal ids mean a reused connection.
+    ``index`` numbers recorded requests from 0 (it keeps counting when *max_recorded* drops old ones).
     """
 
     index: int
@@ -1001,6 +1009,41 @@ def _schema_instance(schema: Any) -> Any:
 # ------------------------------------------------------------------------------------------ server
 
 
+DEFAULT_MAX_CONNECTIONS: Final = 64
+"""How many connections :class:`LocalServer` serves at once by default."""
+
+_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_CONTENT_LENGTH: Final = re.compile(r"[0-9]{1,19}")
+_MAX_LINE: Final = 4096  # a chunk-size or trailer line longer than this is malformed
+_MAX_TRAILERS: Final = 64
+_READ_PIECE: Final = 1 << 16
+
+
+def _read_exactly(rfile: Any, size: int, *, keep: bool) -> bytes | None:
+    """Read *size* bytes from *rfile* in bounded pieces: them (``b""`` unless *keep*), or ``None`` if it ends first."""
+    pieces: list[bytes] = []
+    left = size
+    while left:
+        piece = rfile.read(min(left, _READ_PIECE))
+        if not piece:
+            return None
+        left -= len(piece)
+        if keep:
+            pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _json_problem(exc: BaseException) -> str:
+    """Return what made a body unreadable as JSON, in the words of a JSON error message."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    if "integer string conversion" in str(exc):
+        return f"an integer has more than {sys.get_int_max_str_digits()} digits"
+    return str(exc)
+
+
 class _Abort(Exception):
     """Raised inside a handler to end the connection at once (a cut, a drop or the server stopping)."""
 
@@ -1021,15 +1064,24 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        self.owner._accepted(request)
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"chatdsl-localserver-conn-{self.owner._conn_ids.get(request, 0)}",
-            daemon=True,
-        )
-        self.owner._track(thread)
-        thread.start()
+        # One thread per connection, at most max_connections at once: past that, this (accepting) thread waits
+        # for a connection to end, so further clients wait in the listen backlog instead of costing a thread each.
+        if not self.owner._take_slot():  # the server is stopping
+            self.shutdown_request(request)
+            return
+        try:
+            self.owner._accepted(request)
+            thread = threading.Thread(
+                target=self.process_request_thread,
+                args=(request, client_address),
+                name=f"chatdsl-localserver-conn-{self.owner._conn_ids.get(request, 0)}",
+                daemon=True,
+            )
+            self.owner._track(thread)
+            thread.start()
+        except BaseException:  # pragma: no cover - no thread could be started
+            self.owner._slots.release()
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -1041,6 +1093,7 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
         finally:
             self.shutdown_request(request)
             self.owner._closed(request)
+            self.owner._slots.release()
 
     def shutdown_request(self, request: Any) -> None:
         if request in self.owner._reset:
@@ -1088,6 +1141,10 @@ class LocalServer:
     *rate_limit_headers*: the ``x-ratelimit-*`` headers sent with every response.
     *created*: the ``created`` time (Unix seconds) of default replies (default: when the server was made).
     *host* and *port*: where to listen (default: 127.0.0.1 and a free port chosen by the system).
+    *max_recorded*: keep only the latest this many :attr:`requests` (default ``None``: all of them;
+    ``0``: none, as ``chatdsl serve`` does).
+    *max_connections*: serve at most this many connections at once (default 64); further clients
+    wait to be accepted until one of them closes.
     *dialect*: ``"mistral"`` (default) or ``"openai"`` — the wire format spoken, as a real server of
     that kind would: with ``"openai"`` bodies are read as OpenAI's API reads them (a Mistral-only
     field such as ``random_seed``, ``safe_prompt`` or an assistant ``prefix`` is a 400), errors
@@ -1119,7 +1176,15 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 0,
         dialect: Dialect | str = Dialect.MISTRAL,
+        max_recorded: int | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        if max_recorded is not None and (
+            isinstance(max_recorded, bool) or not isinstance(max_recorded, int) or max_recorded < 0
+        ):
+            raise ValueError(f"max_recorded: {max_recorded!r} is not None or a whole number of 0 or more")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f"max_connections: {max_connections!r} is not a whole number of 1 or more")
         self.dialect: Final[Dialect] = Dialect.coerce(dialect)
         """The wire dialect this server speaks."""
         self._wire = _WIRES[self.dialect]
@@ -1140,7 +1205,12 @@ class LocalServer:
         self._host, self._port = host, port
         self._lock = threading.Condition()
         self._queue: collections.deque[Reply] = collections.deque()
-        self._requests: list[RecordedRequest] = []
+        self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=max_recorded)
+        self._received = 0  # requests recorded so far, the ones no longer kept included
+        self._refused = 0
+        self.max_connections: Final = max_connections
+        """The most connections served at once; further clients wait to be accepted."""
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._errors: list[BaseException] = []
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -1242,9 +1312,18 @@ class LocalServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """The requests received so far, in arrival order (a copy)."""
+        """The requests received so far, in arrival order (a copy; only the latest *max_recorded* when set).
+
+        A request refused for its key (401) is not recorded.
+        """
         with self._lock:
             return list(self._requests)
+
+    @property
+    def refused(self) -> int:
+        """How many requests were answered 401 for their key (they are counted here, not recorded)."""
+        with self._lock:
+            return self._refused
 
     @property
     def last_request(self) -> RecordedRequest | None:
@@ -1298,6 +1377,13 @@ class LocalServer:
             self._reset.discard(sock)
             self._threads.discard(threading.current_thread())
             self._lock.notify_all()
+
+    def _take_slot(self) -> bool:
+        """Wait until fewer than *max_connections* connections are served; return ``False`` if the server stops."""
+        while not self._slots.acquire(timeout=0.05):
+            if self._stopping.is_set():
+                return False
+        return True
 
     def _track(self, thread: threading.Thread) -> None:
         with self._lock:
@@ -1426,6 +1512,13 @@ class LocalServer:
 
     def _answer_request(self, ex: _Exchange) -> None:
         h = ex.handler
+        if self._api_key is not None and not self._authorized(h.headers.get("Authorization")):
+            # Refused before anything else: its body is read (to answer cleanly) but neither kept nor recorded.
+            with self._lock:
+                self._refused += 1
+            if self._read_body(ex, keep=False) is not None:
+                self._send_json(ex, 401, self._wire.unauthorized_body(ex.request_id))
+            return
         body = self._read_body(ex)
         if body is None:
             return
@@ -1439,8 +1532,8 @@ class LocalServer:
                 value = json.loads(body)
             except json.JSONDecodeError as exc:
                 json_error = exc
-            except (UnicodeDecodeError, RecursionError) as exc:
-                json_error = json.JSONDecodeError(str(exc), "", 0)
+            except (ValueError, RecursionError) as exc:  # bad UTF-8, nesting too deep, an integer too long
+                json_error = json.JSONDecodeError(_json_problem(exc), "", 0)
         if json_error is None and path == self._wire.path:
             try:
                 request = self._wire.check(self._wire.parse_request(value))
@@ -1451,7 +1544,7 @@ class LocalServer:
         headers = Headers((k.lower(), v) for k, v in h.headers.items())
         with self._lock:
             recorded = RecordedRequest(
-                index=len(self._requests),
+                index=self._received,
                 method=h.command,
                 path=h.path,
                 headers=headers,
@@ -1463,6 +1556,7 @@ class LocalServer:
                 request_id=ex.request_id,
             )
             self._requests.append(recorded)
+            self._received += 1
         ex.recorded = recorded
 
         if path != self._wire.path:
@@ -1470,9 +1564,6 @@ class LocalServer:
             return
         if h.command != "POST":
             self._send_json(ex, 405, self._wire.method_not_allowed_body(h.command, path), extra=[("Allow", "POST")])
-            return
-        if self._api_key is not None and not self._authorized(headers.get("authorization")):
-            self._send_json(ex, 401, self._wire.unauthorized_body(ex.request_id))
             return
         if self.strict and json_error is not None:
             self._send_json(ex, self._wire.validation_status, self._wire.json_invalid_body(json_error))
@@ -1510,47 +1601,66 @@ class LocalServer:
             return Reply.error(500, str(exc))
         return reply
 
-    def _read_body(self, ex: _Exchange) -> bytes | None:
+    def _refuse(self, ex: _Exchange, status: int, message: str) -> None:
+        """Answer *status* with *message* and close the connection (what is left of the body is never read)."""
+        ex.handler.close_connection = True  # first, so the answer says "Connection: close"
+        self._send_json(ex, status, self._wire.error_body(message, "invalid_request_error", None))
+
+    def _read_body(self, ex: _Exchange, *, keep: bool = True) -> bytes | None:
+        """Return the request body (``b""`` for none; with *keep* ``False``, read and drop it), or answer and
+        return ``None``: 400 for malformed framing, 413 above :attr:`max_body_size`, whatever the framing.
+
+        A length or chunk size is digits only (no sign, no ``0x``, no ``_``), and the limit is checked
+        against it before any of that part is read.
+        """
         h = ex.handler
-        if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        limit = self.max_body_size
+        encodings = [e.strip().lower() for e in ",".join(h.headers.get_all("Transfer-Encoding") or ()).split(",")]
+        if encodings != [""]:
+            if encodings != ["chunked"]:
+                self._refuse(ex, 400, "Unsupported Transfer-Encoding (only chunked is read)")
+                return None
             parts: list[bytes] = []
-            size_total = 0
+            total = 0
             while True:
-                line = h.rfile.readline(1024)
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    self._send_json(
-                        ex, 400, self._wire.error_body("Malformed chunked body", "invalid_request_error", None)
-                    )
-                    h.close_connection = True
+                line = h.rfile.readline(_MAX_LINE)
+                size_text = line.split(b";", 1)[0].strip()
+                if not line.endswith(b"\n") or not _CHUNK_SIZE.fullmatch(size_text):
+                    self._refuse(ex, 400, "Malformed chunked body (a chunk size is hexadecimal digits)")
                     return None
+                size = int(size_text, 16)
                 if size == 0:
-                    while h.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                size_total += size
-                if size_total > self.max_body_size:
-                    self._send_json(
-                        ex, 413, self._wire.error_body("Request body too large", "invalid_request_error", None)
-                    )
-                    h.close_connection = True
+                    for _ in range(_MAX_TRAILERS):
+                        trailer = h.rfile.readline(_MAX_LINE)
+                        if trailer in (b"\r\n", b"\n", b""):
+                            return b"".join(parts)
+                    self._refuse(ex, 400, "Malformed chunked body (too many trailer lines)")
                     return None
-                parts.append(h.rfile.read(size))
-                h.rfile.readline(1024)
-        try:
-            length = int(h.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._send_json(ex, 400, self._wire.error_body("Invalid Content-Length", "invalid_request_error", None))
-            h.close_connection = True
+                total += size
+                if total > limit:
+                    self._refuse(ex, 413, "Request body too large")
+                    return None
+                data = _read_exactly(h.rfile, size, keep=keep)
+                if data is None or h.rfile.readline(3) not in (b"\r\n", b"\n"):
+                    self._refuse(ex, 400, "Malformed chunked body (a chunk is shorter than its size)")
+                    return None
+                parts.append(data)
+        lengths = {v.strip() for v in h.headers.get_all("Content-Length") or ()}
+        if not lengths:
+            return b""
+        text = lengths.pop()
+        if lengths or not _CONTENT_LENGTH.fullmatch(text):
+            self._refuse(ex, 400, "Invalid Content-Length")
             return None
-        if length > self.max_body_size:
-            self._send_json(ex, 413, self._wire.error_body("Request body too large", "invalid_request_error", None))
-            h.close_connection = True
+        length = int(text)
+        if length > limit:
+            self._refuse(ex, 413, "Request body too large")
             return None
-        return h.rfile.read(length) if length else b""
+        data = _read_exactly(h.rfile, length, keep=keep)
+        if data is None:
+            self._refuse(ex, 400, "Request body shorter than its Content-Length")
+            return None
+        return data
 
     # ------------------------------------------------------------------ writing
 

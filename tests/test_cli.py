@@ -428,3 +428,136 @@ def test_cli_messages_name_what_the_command_line_can_do(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "130 interrupted" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- server text, serve's key
+
+
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\x9b31m\r"  # clear screen, set title, C1 CSI, carriage return
+
+
+def test_send_prints_control_characters_from_the_server_escaped(monkeypatch, capsys, server):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    argv = ["send", SUPPORT, "--var", f"question=hi{ESCAPES}there", "--base-url", server.url]
+    assert main(argv) == 0  # the local server echoes the question back
+    out = capsys.readouterr().out
+    assert "\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\x0d" in out
+    assert not any(c in out for c in "\x1b\x07\x9b\r")
+    assert main([*argv, "--stream"]) == 0
+    out = capsys.readouterr().out
+    assert "\\x1b[2J" in out
+    assert not any(c in out for c in "\x1b\x07\x9b\r")
+    for extra in (["--json"], ["--json", "--stream"]):
+        assert main([*argv, *extra]) == 0
+        out = capsys.readouterr().out
+        assert not any(c in out for c in "\x1b\x07\x9b\r")
+        first = json.loads(out.splitlines()[0] if "--stream" in extra else out)
+        assert first["object"].startswith("chat.completion")
+    assert main([*argv, "--json"]) == 0
+    assert ESCAPES in json.loads(capsys.readouterr().out)["choices"][0]["message"]["content"]  # same value
+
+
+def test_error_messages_from_the_server_are_printed_escaped(monkeypatch, capsys, server):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    server.enqueue(Reply.error(400, f"bad{ESCAPES}request"))
+    assert main(["send", SUPPORT, "--var", "question=q", "--base-url", server.url]) == 1
+    err = capsys.readouterr().err
+    line = one_error_line(err)
+    assert "bad\\x1b[2J" in line
+    assert not any(c in err for c in "\x1b\x07\x9b\r")
+
+
+def test_serve_reads_its_key_from_an_environment_variable():
+    from tests._secrets import TEST_KEY
+
+    env = {**os.environ, "SERVE_KEY": TEST_KEY}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatdsl", "serve", "--api-key-env", "SERVE_KEY"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        with (
+            chatdsl.Client(api_key="wrong", base_url=url, timeout=10, max_retries=0) as client,
+            pytest.raises(chatdsl.AuthenticationError),
+        ):
+            client.chat_completion(chatdsl.chat("m").user("ping"))
+        with chatdsl.Client(api_key=TEST_KEY, base_url=url, timeout=10) as client:
+            assert "ping" in client.chat_completion(chatdsl.chat("m").user("ping")).text()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert "warning" not in stderr
+    assert TEST_KEY not in stderr
+
+
+def test_serve_api_key_on_the_command_line_still_works_with_a_deprecation_warning(monkeypatch, capsys):
+    from chatdsl import testing
+
+    made: list[dict[str, object]] = []
+
+    class Refusing(testing.LocalServer):
+        def __init__(self, **kwargs: object) -> None:
+            made.append(kwargs)
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+
+        def start(self) -> testing.LocalServer:
+            raise OSError(99, "Cannot assign requested address")  # stop before listening anywhere
+
+    monkeypatch.setattr(testing, "LocalServer", Refusing)
+    assert main(["serve", "--api-key", "k-on-the-command-line"]) == 1
+    err = capsys.readouterr().err
+    assert "chatdsl: warning: --api-key is deprecated" in err
+    assert "--api-key-env NAME" in err
+    assert made[-1]["api_key"] == "k-on-the-command-line"
+    assert made[-1]["max_recorded"] == 0  # serve keeps no request
+    monkeypatch.setenv("SERVE_KEY", "k")
+    assert main(["serve", "--api-key", "x", "--api-key-env", "SERVE_KEY"]) == 1
+    assert "give the key once" in capsys.readouterr().err
+    monkeypatch.delenv("SERVE_KEY")
+    assert main(["serve", "--api-key-env", "SERVE_KEY"]) == 1
+    assert one_error_line(capsys.readouterr().err) == "chatdsl: error: SERVE_KEY (named by --api-key-env) is not set"
+
+
+@pytest.mark.parametrize(
+    ("host", "key", "warned"),
+    [("0.0.0.0", False, True), ("192.0.2.7", False, True), ("example.test", False, True), ("::", False, True),
+     ("0.0.0.0", True, False), ("127.0.0.1", False, False), ("127.0.0.2", False, False), ("localhost", False, False),
+     ("::1", False, False)],
+)  # fmt: skip
+def test_serve_warns_when_listening_beyond_this_machine_without_a_key(monkeypatch, capsys, host, key, warned):
+    from chatdsl import testing
+
+    class Refusing(testing.LocalServer):
+        def start(self) -> testing.LocalServer:
+            raise OSError(99, "Cannot assign requested address")  # nothing listens: the warning comes first
+
+    monkeypatch.setattr(testing, "LocalServer", Refusing)
+    monkeypatch.setenv("SERVE_KEY", "k")
+    assert main(["serve", "--host", host, *(["--api-key-env", "SERVE_KEY"] if key else [])]) == 1
+    err = capsys.readouterr().err
+    assert (f"chatdsl: warning: serving on {host} without a key" in err) is warned
+    assert err.rstrip().endswith("(Cannot assign requested address)")
+
+
+def test_a_too_long_file_name_is_one_error_line_not_a_traceback(tmp_path, capsys):
+    long_name = str(tmp_path / ("x" * 300 + ".json"))
+    assert main(["render", long_name]) == 1
+    assert one_error_line(capsys.readouterr().err).endswith("cannot be read (File name too long)")
+    assert main(["validate", long_name]) == 1
+    out = capsys.readouterr().out
+    assert out == f"{long_name}: cannot be read (File name too long)\n"
+    assert main(["list", str(tmp_path / ("d" * 300))]) == 1
+    assert one_error_line(capsys.readouterr().err).endswith("cannot be listed (File name too long)")
+    (tmp_path / "child.json").write_text(json.dumps({"template": {"extends": "y" * 300 + ".json"}}))
+    assert main(["render", str(tmp_path / "child.json")]) == 1
+    assert "template.extends: " in one_error_line(capsys.readouterr().err)

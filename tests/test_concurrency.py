@@ -114,7 +114,7 @@ def test_abandoned_streams_and_errors_leave_no_connection_open() -> None:
 
         errors = _run_threads(THREADS, work)
         assert errors == []
-        assert len(server.requests) == THREADS * 10
+        assert len(server.requests) == THREADS * 7  # the 3 calls refused with 401 per thread are not recorded
         client.close()
         assert server.wait_idle(5.0), f"{server.open_connections} connections still open after close()"
 

@@ -90,7 +90,8 @@ def test_a_wrong_key_is_an_authentication_error_from_the_server(server):
     with Client("sk-wrong", base_url=server.url) as client, pytest.raises(AuthenticationError) as info:
         client.chat_completion(REQUEST)
     assert info.value.message == "Unauthorized"
-    assert len(server.requests) == 1, "401 is never retried"
+    assert server.refused == 1, "401 is never retried"
+    assert server.requests == []  # a refused request is not recorded
 
 
 @pytest.mark.parametrize(

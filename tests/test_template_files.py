@@ -446,3 +446,173 @@ def test_bad_current_fields_in_a_file_name_file_path_and_rule(tmp_path, text, pa
     assert info.value.file == str(file)
     assert info.value.path == path
     assert message in info.value.rule
+
+
+# --------------------------------------------------------------------------- many problems, long chains
+
+
+def test_a_file_with_many_problems_reports_a_few_and_counts_the_rest_in_linear_time(tmp_path):
+    import time
+
+    from chatdsl._templates import MAX_PROBLEMS
+
+    count = 30_000  # de-duplicating problems with a list's `in` took ~13 s here; now well under a second
+    body = {"model": "m", **{f"k{i}": 1 for i in range(count)}}
+    path = write(tmp_path / "many.json", json.dumps(body))
+    started = time.perf_counter()
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(path)
+    assert time.perf_counter() - started < 6
+    problems = info.value.problems
+    assert len(problems) == MAX_PROBLEMS + 1
+    assert [key for _, key, _ in problems[:MAX_PROBLEMS]] == [f"k{i}" for i in range(MAX_PROBLEMS)]
+    assert problems[-1] == (str(path), "", f"… and {count - MAX_PROBLEMS:,} more problems")
+    assert problems[-1][2] == "… and 29,990 more problems"
+
+
+def test_a_library_reads_each_file_of_an_extends_chain_once(tmp_path, monkeypatch):
+    from chatdsl import _templates
+
+    count = 60
+    for index in range(count):
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": f"m{index}"}]}
+        if index:
+            body["template"] = {"extends": f"t{index - 1:02d}.json"}
+        (tmp_path / f"t{index:02d}.json").write_text(json.dumps(body))
+    reads: list[Path] = []
+    real_read = _templates._read
+
+    def counting_read(path: Path, max_size: int) -> dict[str, Any]:
+        reads.append(path)
+        return real_read(path, max_size)
+
+    monkeypatch.setattr(_templates, "_read", counting_read)
+    library = TemplateLibrary(tmp_path)
+    assert len(reads) == count  # each file once, not once per template that extends it (1,830)
+    assert sorted(p.name for p in reads) == [f"t{i:02d}.json" for i in range(count)]
+    assert [m.content for m in library[f"t{count - 1}"].request.messages] == [f"m{i}" for i in range(count)]
+    assert [m.content for m in library["t05"].request.messages] == [f"m{i}" for i in range(6)]
+
+
+def test_a_library_reports_a_broken_root_of_a_chain_once_and_reads_it_once(tmp_path, monkeypatch):
+    from chatdsl import _templates
+
+    write(tmp_path / "a.json", '{"temperature": 9}')
+    for index, name in enumerate(("b", "c", "d")):
+        write(tmp_path / f"{name}.json", json.dumps({"template": {"extends": "abc"[index] + ".json"}}))
+    reads: list[str] = []
+    real_read = _templates._read
+    monkeypatch.setattr(_templates, "_read", lambda path, size: reads.append(path.name) or real_read(path, size))
+    with pytest.raises(TemplateError) as info:
+        TemplateLibrary(tmp_path)
+    assert [(Path(f).name, p) for f, p, _ in info.value.problems] == [("a.json", "temperature")]
+    assert sorted(reads) == ["a.json", "b.json", "c.json", "d.json"]
+
+
+# ------------------------------------------------------------------------- what files may be read
+
+
+def test_a_too_long_file_name_is_a_template_error_naming_it(tmp_path):
+    long_name = "x" * 300 + ".json"
+    with pytest.raises(TemplateError, match="cannot be read") as info:
+        RequestTemplate.load(tmp_path / long_name)
+    assert info.value.file == str(tmp_path / long_name)
+    child = write(tmp_path / "child.json", json.dumps({"template": {"extends": long_name}}))
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(child)
+    assert info.value.problems[0][:2] == (str(child), "template.extends")
+    assert "cannot be read" in info.value.problems[0][2]
+    with pytest.raises(TemplateError, match=r"cannot be listed \(File name too long\)"):
+        TemplateLibrary(tmp_path / ("d" * 300))
+
+
+def _load_in_a_thread(path: Path) -> BaseException | None:
+    """Load *path* in a thread; if it blocks (opening a FIFO), unblock it by opening the FIFO for writing."""
+    import os
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            RequestTemplate.load(path)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(5)
+    blocked = thread.is_alive()
+    if blocked:  # the reader waits for a writer: give it one, so the test ends
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(5)
+    assert not blocked, f"loading {path.name} blocked"
+    return outcome[0]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_only_regular_files_are_read_a_fifo_named_json_does_not_block(tmp_path):
+    import os
+
+    fifo = tmp_path / "x.json"
+    os.mkfifo(fifo)
+    error = _load_in_a_thread(fifo)
+    assert isinstance(error, TemplateError)
+    assert error.problems == ((str(fifo), "", "is not a regular file (only regular files are read as templates)"),)
+    child = write(tmp_path / "child.json", '{"template": {"extends": "x.json"}}')
+    error = _load_in_a_thread(child)
+    assert isinstance(error, TemplateError)
+    assert error.problems[0][:2] == (str(child), "template.extends")
+    write(tmp_path / "fine.json", '{"model": "m"}')
+    (tmp_path / "child.json").unlink()
+    assert TemplateLibrary(tmp_path).names() == ("fine",)  # the FIFO is not a template file
+
+
+def test_extends_refuses_absolute_paths(tmp_path):
+    secret = write(tmp_path / "elsewhere" / "secret.json", '{"private_key_name": 1}')
+    child = write(tmp_path / "lib" / "child.json", json.dumps({"template": {"extends": str(secret)}}))
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(child)
+    rule = "is an absolute path; extends names a file relative to this one"
+    assert info.value.problems == ((str(child), "template.extends", f"{str(secret)!r} {rule}"),)
+    assert "private_key_name" not in str(info.value)
+
+
+def test_a_lone_file_may_extend_a_parent_folder_but_a_library_keeps_to_its_own(tmp_path):
+    write(tmp_path / "shared" / "base.json", '{"model": "m"}')
+    child = write(tmp_path / "lib" / "child.json", '{"template": {"extends": "../shared/base.json"}}')
+    assert RequestTemplate.load(child).request.model == "m"  # relative paths may go up, outside a library
+    with pytest.raises(TemplateError) as info:
+        TemplateLibrary(tmp_path / "lib")
+    assert info.value.problems[0][:2] == (str(child), "template.extends")
+    assert "leads outside the library's folder" in info.value.problems[0][2]
+    assert TemplateLibrary(tmp_path).names() == ()  # from the parent folder (no files of its own): fine
+    inside = write(tmp_path / "lib2" / "sub" / "base.json", '{"model": "n"}')
+    write(tmp_path / "lib2" / "leaf.json", '{"template": {"extends": "sub/../sub/base.json"}}')
+    assert TemplateLibrary(inside.parent.parent)["leaf"].request.model == "n"
+
+
+def test_a_library_refuses_a_link_that_leads_outside_its_folder(tmp_path):
+    secret = write(tmp_path / "elsewhere" / "secret.json", '{"model": "m"}')
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "linked.json").symlink_to(secret)
+    write(tmp_path / "lib" / "up.json", '{"template": {"extends": "sub.json"}}')
+    (tmp_path / "lib" / "sub.json").symlink_to(secret)
+    with pytest.raises(TemplateError) as info:
+        TemplateLibrary(tmp_path / "lib")
+    names = {Path(f).name: m for f, _, m in info.value.problems}
+    assert set(names) == {"linked.json", "sub.json", "up.json"}
+    assert all("outside the library's folder" in m for m in names.values())
+    assert RequestTemplate.load(tmp_path / "lib" / "linked.json").request.model == "m"
+
+
+def test_a_nul_character_in_a_name_is_a_template_error(tmp_path):
+    child = write(tmp_path / "child.json", json.dumps({"template": {"extends": "a\u0000.json"}}))
+    with pytest.raises(TemplateError) as info:
+        RequestTemplate.load(child)
+    assert info.value.problems[0][:2] == (str(child), "template.extends")
+    assert "NUL character" in info.value.problems[0][2]
+    with pytest.raises(TemplateError, match="NUL character"):
+        RequestTemplate.load(str(tmp_path / "a\0.json"))

@@ -552,6 +552,160 @@ def test_chunked_request_bodies_are_read(server: LocalServer) -> None:
     assert response.json()["choices"][0]["message"]["content"] == "echo: streamed upload"
 
 
+def raw_exchange(server: LocalServer, data: bytes, *, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Send *data* on a new connection (keeping it open), read until the server closes; return status and bytes."""
+    with socket.create_connection(server.address, timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while True:
+            try:
+                piece = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not piece:
+                break
+            received += piece
+    return int(received.split(b" ", 2)[1]), received
+
+
+def chunked_head(path: str = PATH) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode() + (
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("size_line", "status"),
+    [
+        (b"-1", 400),  # was read(-1): the whole connection read into memory, before any check
+        (b"+10", 400),
+        (b"0x10", 400),
+        (b"1_0", 400),
+        (b" ", 400),
+        (b"zz", 400),
+        (b"1" * 17, 400),  # more hex digits than any size needs
+        (b"7fffffffffffffff", 413),  # a huge size is refused before a byte of it is read
+        (b"2000000", 413),  # 32 MiB, over the 16 MiB limit
+    ],
+)
+def test_a_bad_or_huge_chunk_size_is_refused_without_reading_the_body(
+    server: LocalServer, size_line: bytes, status: int
+) -> None:
+    # The connection stays open with data still to come: the answer must not wait for it.
+    code, received = raw_exchange(server, chunked_head() + size_line + b"\r\n" + b"x" * 1000, timeout=3)
+    assert code == status
+    assert b"Connection: close" in received or b"connection: close" in received.lower()
+    assert server.requests == []
+
+
+def test_the_size_limit_holds_across_chunks_and_for_every_framing(server: LocalServer) -> None:
+    server.max_body_size = 1000
+    chunks = b"258\r\n" + b"x" * 600 + b"\r\n" + b"258\r\n"  # 600 + 600 bytes announced
+    assert raw_exchange(server, chunked_head() + chunks, timeout=3)[0] == 413
+    head = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+    assert raw_exchange(server, head + b"Content-Length: 1001\r\n\r\n", timeout=3)[0] == 413
+    for length in (b"+5", b"1_0", b"-1", b"5 5", b"0x5"):
+        assert raw_exchange(server, head + b"Content-Length: " + length + b"\r\n\r\n", timeout=3)[0] == 400
+    two = head + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+    assert raw_exchange(server, two, timeout=3)[0] == 400
+    gzip = head + b"Transfer-Encoding: gzip\r\n\r\n"
+    assert raw_exchange(server, gzip, timeout=3)[0] == 400
+    short = chunked_head() + b"a\r\nabc"  # 10 announced, 3 sent, then the client closes its side
+    with socket.create_connection(server.address, timeout=3) as sock:
+        sock.sendall(short)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+    assert server.requests == []
+    body = hello("fine").to_json().encode()
+    server.max_body_size = len(body)
+    ok = chunked_head() + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    with socket.create_connection(server.address, timeout=3) as sock:
+        sock.sendall(ok)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(("dialect", "status"), [("mistral", 422), ("openai", 400)])
+def test_an_integer_too_long_for_python_is_answered_not_dropped(dialect: str, status: int) -> None:
+    body = hello().to_json()[:-1] + ', "random_seed": ' + "9" * 5000 + "}"
+    with LocalServer(dialect=dialect) as srv:
+        url = srv.url + ("/v1/chat/completions")
+        response = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5)
+        assert response.status_code == status
+        assert "digits" in response.text
+        assert srv.last_request is not None
+        assert srv.last_request.request is None
+
+
+def test_refused_requests_are_not_recorded_and_their_bodies_not_kept() -> None:
+    with LocalServer(api_key=API_KEY) as srv:
+        big = {"model": "m", "messages": [{"role": "user", "content": "x" * (1 << 20)}]}
+        for _ in range(3):
+            assert post(srv, big).status_code == 401
+        assert requests.post(srv.url + "/v1/nope", json={}, timeout=5).status_code == 401
+        assert srv.requests == []
+        assert srv.refused == 4
+        assert "requests=0" in repr(srv)
+        ok = post(srv, hello().to_dict(), headers={"Authorization": f"Bearer {API_KEY}"})
+        assert ok.status_code == 200
+        assert [r.index for r in srv.requests] == [0]
+
+
+def test_max_recorded_keeps_only_the_latest_requests() -> None:
+    with LocalServer(max_recorded=2) as srv:
+        for word in ("a", "b", "c", "d"):
+            post(srv, hello(word).to_dict())
+        assert [(r.index, r.json["messages"][-1]["content"]) for r in srv.requests] == [(2, "c"), (3, "d")]
+    with LocalServer(max_recorded=0) as srv:
+        assert post(srv, hello().to_dict()).status_code == 200
+        assert srv.requests == []
+        assert srv.last_request is None
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="max_recorded"):
+            LocalServer(max_recorded=bad)  # type: ignore[arg-type]
+
+
+def _connection_threads() -> int:
+    return sum(t.name.startswith("chatdsl-localserver-conn-") for t in threading.enumerate())
+
+
+def test_connections_past_max_connections_wait_for_a_free_one() -> None:
+    one_request = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ".encode()
+    body = hello().to_json().encode()
+    request = one_request + f"{len(body)}\r\n\r\n".encode() + body
+    before = _connection_threads()
+    with LocalServer(max_connections=2) as srv:
+        held = [socket.create_connection(srv.address, timeout=5) for _ in range(2)]
+        for sock in held:  # served, then kept open (keep-alive): each holds a slot
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        waiting = socket.create_connection(srv.address, timeout=5)
+        waiting.sendall(request)
+        waiting.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            waiting.recv(65536)  # the third connection waits: no thread for it yet
+        assert _connection_threads() - before == 2
+        held[0].close()
+        waiting.settimeout(5)
+        assert waiting.recv(65536).startswith(b"HTTP/1.1 200 ")
+        for sock in (held[1], waiting):
+            sock.close()
+    for bad in (0, -3, 2.0):
+        with pytest.raises(ValueError, match="max_connections"):
+            LocalServer(max_connections=bad)  # type: ignore[arg-type]
+
+
+def test_stop_ends_a_server_waiting_for_a_free_connection() -> None:
+    srv = LocalServer(max_connections=1).start()
+    first = socket.create_connection(srv.address, timeout=5)
+    second = socket.create_connection(srv.address, timeout=5)
+    time.sleep(0.2)  # the accepting thread now waits for the first connection to end
+    started = time.monotonic()
+    srv.stop()
+    assert time.monotonic() - started < 3
+    first.close()
+    second.close()
+
+
 # ---------------------------------------------------------------------------------------- scripting
 
 
