@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -352,7 +353,7 @@ def test_a_forced_tool_choice_gives_a_tool_call(server: LocalServer, choice: Too
     (choice_body,) = body["choices"]
     assert choice_body["finish_reason"] == "tool_calls"
     (call,) = choice_body["message"]["tool_calls"]
-    assert call["id"] == "call_0"
+    assert re.fullmatch(r"[a-zA-Z0-9]{9}", call["id"]), call["id"]  # the API's rule for tool-call ids
     assert call["type"] == "function"
     assert call["function"]["name"] == "get_weather"
     arguments = json.loads(call["function"]["arguments"])
@@ -363,25 +364,28 @@ def test_a_forced_tool_choice_gives_a_tool_call(server: LocalServer, choice: Too
 def test_auto_tool_choice_answers_text_and_call_ids_count_earlier_calls(server: LocalServer) -> None:
     auto = hello().with_tools([WEATHER])
     assert post(server, auto.to_dict()).json()["choices"][0]["message"]["content"] == "echo: hello there world"
-    earlier = ToolCall(id="call_0", function=FunctionCall(name="get_time", arguments='{"zone": "UTC"}'))
+    first = post(server, auto.with_tool_choice("any").to_dict()).json()["choices"][0]["message"]["tool_calls"][0]
+    earlier = ToolCall(id=first["id"], function=FunctionCall(name="get_time", arguments='{"zone": "UTC"}'))
     forced = (
         auto.assistant(tool_calls=[earlier])
-        .tool("12:00", tool_call_id="call_0")
+        .tool("12:00", tool_call_id=first["id"])
         .user("and the weather?")
         .with_tool_choice("any")
     )
-    call = post(server, forced.to_dict()).json()["choices"][0]["message"]["tool_calls"][0]
-    assert call["id"] == "call_1"
+    response = post(server, forced.to_dict())
+    assert response.status_code == 200, response.text  # the server's own ids pass its own rule
+    call = response.json()["choices"][0]["message"]["tool_calls"][0]
+    assert re.fullmatch(r"[a-zA-Z0-9]{9}", call["id"]) and call["id"] != first["id"]
 
 
 def test_after_a_tool_message_the_answer_summarises_the_result(server: LocalServer) -> None:
-    call = ToolCall(id="call_0", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
+    call = ToolCall(id="D681PevKs", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
     request = (
         hello("weather?")
         .with_tools([WEATHER])
         .with_tool_choice("any")  # the tool result is answered in text even when a call is forced
         .assistant(tool_calls=[call])
-        .tool("sunny, 21 C", tool_call_id="call_0")
+        .tool("sunny, 21 C", tool_call_id="D681PevKs")
     )
     body = post(server, request.to_dict()).json()
     assert body["choices"][0]["message"]["content"] == "The tool get_weather returned: sunny, 21 C"
@@ -414,16 +418,16 @@ def test_stream_sends_one_event_per_http_chunk_ending_with_done(server: LocalSer
     raw = raw_post(server, request.to_dict())
     assert raw.status == 200
     assert raw.end == "complete"
-    assert raw.headers["content-type"] == "text/event-stream"
+    assert raw.headers["content-type"] == "text/event-stream; charset=utf-8"  # as the API's FastAPI sends it
     assert raw.headers["transfer-encoding"] == "chunked"
     data = sse_data(raw)
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
-    assert len(chunks) == 4  # "echo:", " one", " two", " three"
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "echo:"}
+    assert len(chunks) == 5  # the role, then "echo:", " one", " two", " three"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}  # as the API starts a stream
     assert all("role" not in c["choices"][0]["delta"] for c in chunks[1:])
-    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, "stop"]
-    assert [c["usage"] is not None for c in chunks] == [False, False, False, True]
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, None, "stop"]
+    assert [c["usage"] is not None for c in chunks] == [False, False, False, False, True]
     assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "echo: one two three"
     assert {c["id"] for c in chunks} == {server.default_response(request).id}
     parsed = [CompletionChunk.from_dict(c) for c in chunks]
@@ -432,8 +436,9 @@ def test_stream_sends_one_event_per_http_chunk_ending_with_done(server: LocalSer
 
 def test_streamed_tool_call_comes_whole_in_one_chunk(server: LocalServer) -> None:
     raw = raw_post(server, hello().with_tools([WEATHER]).with_tool_choice("any").streaming().to_dict())
-    (event, done) = sse_data(raw)
+    (role, event, done) = sse_data(raw)
     assert done == "[DONE]"
+    assert json.loads(role)["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     choice = json.loads(event)["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["delta"]["tool_calls"][0]["index"] == 0
@@ -462,7 +467,7 @@ def test_stream_request_through_requests_library(server: LocalServer) -> None:
         text = b"".join(response.iter_content(None)).decode()
     events = [e for e in text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
-    assert len(events) == 4
+    assert len(events) == 5  # the role, "echo:", " a", " b", [DONE]
 
 
 # ------------------------------------------------------------------------------------ validation, auth
@@ -495,7 +500,14 @@ def test_invalid_bodies_get_422_with_the_api_detail_shape(
 ) -> None:
     response = post(server, body)
     assert response.status_code == 422
-    detail = response.json()["detail"]
+    error = response.json()  # Mistral wraps the validation details in its error object
+    assert {k: v for k, v in error.items() if k != "message"} == {
+        "object": "error",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    detail = error["message"]["detail"]
     assert [{"loc": d["loc"], "type": d["type"]} for d in detail] == expected
     assert all(isinstance(d["msg"], str) and d["msg"] for d in detail)
     recorded = server.last_request
@@ -507,7 +519,8 @@ def test_invalid_bodies_get_422_with_the_api_detail_shape(
 def test_malformed_json_gets_422_json_invalid(server: LocalServer) -> None:
     response = requests.post(server.chat_completions_url, data=b'{"model": ', timeout=5)
     assert response.status_code == 422
-    (detail,) = response.json()["detail"]
+    assert response.json()["object"] == "error"
+    (detail,) = response.json()["message"]["detail"]
     assert detail["type"] == "json_invalid"
     assert detail["loc"] == ["body", 10]
     assert server.last_request is not None
@@ -686,7 +699,7 @@ def test_stream_malformed_event_then_the_rest(server: LocalServer) -> None:
     assert data[-1] == "[DONE]"
     with pytest.raises(json.JSONDecodeError):
         json.loads(data[1])
-    assert len(data) == 5  # 3 chunks + the malformed event + [DONE]
+    assert len(data) == 6  # the role, 3 chunks, the malformed event, [DONE]
 
 
 def test_stream_error_event(server: LocalServer) -> None:
