@@ -910,7 +910,9 @@ class _OpenAIWire(_MistralWire):
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
         out: list[CompletionChunk] = []
         usage: UsageInfo | None = None
-        for chunk in chunks:
+        for position, chunk in enumerate(chunks):
+            if _opens_tool_calls(chunk, chunks[position + 1 : position + 2]):
+                continue  # OpenAI names the role in the first tool-call delta, with no content
             if chunk.usage is not None:  # OpenAI sends the usage only on request, in a chunk of its own
                 usage = chunk.usage
                 chunk = attrs.evolve(chunk, usage=None)
@@ -920,6 +922,15 @@ class _OpenAIWire(_MistralWire):
             last = out[-1]
             out.append(CompletionChunk(id=last.id, model=last.model, created=last.created, usage=usage))
         return out
+
+
+def _opens_tool_calls(chunk: CompletionChunk, following: Sequence[CompletionChunk]) -> bool:
+    """Whether *chunk* is an empty opening delta followed by the same choice's tool calls."""
+    if len(chunk.choices) != 1 or len(following) != 1 or len(following[0].choices) != 1:
+        return False
+    delta, after = chunk.choices[0].delta, following[0].choices[0]
+    empty = delta.content == "" and not delta.tool_calls and chunk.choices[0].finish_reason is None
+    return empty and after.index == chunk.choices[0].index and bool(after.delta.tool_calls)
 
 
 def _finish_apart(chunk: CompletionChunk) -> list[CompletionChunk]:
@@ -1347,6 +1358,14 @@ def _schema_instance(schema: Any, what: str = "json_schema") -> Any:
     return value
 
 
+def _max_tokens(request: ChatCompletionRequest) -> int | None:
+    """The request's token limit: ``max_tokens``, else OpenAI's ``max_completion_tokens`` (the smaller if both)."""
+    limits = [request.max_tokens, getattr(request, "max_completion_tokens", None)]
+    limits.append(request.extra.get("max_completion_tokens"))
+    found = [v for v in limits if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+    return min(found) if found else None
+
+
 # ------------------------------------------------------------------------------------------ server
 
 
@@ -1740,8 +1759,9 @@ class LocalServer:
         cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
         if cut >= 0:
             text = text[:cut]
-        if isinstance(request.max_tokens, int):
-            text, truncated = _truncate(text, request.max_tokens)
+        limit = _max_tokens(request)
+        if limit is not None:
+            text, truncated = _truncate(text, limit)
             if truncated:
                 finish = FinishReason.LENGTH
         return AssistantMessage(content=text), finish

@@ -375,7 +375,8 @@ def test_auto_tool_choice_answers_text_and_call_ids_count_earlier_calls(server: 
     response = post(server, forced.to_dict())
     assert response.status_code == 200, response.text  # the server's own ids pass its own rule
     call = response.json()["choices"][0]["message"]["tool_calls"][0]
-    assert re.fullmatch(r"[a-zA-Z0-9]{9}", call["id"]) and call["id"] != first["id"]
+    assert re.fullmatch(r"[a-zA-Z0-9]{9}", call["id"])
+    assert call["id"] != first["id"]
 
 
 def test_after_a_tool_message_the_answer_summarises_the_result(server: LocalServer) -> None:
@@ -937,3 +938,160 @@ def test_the_fixture_is_installed_through_the_entry_point(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+# ------------------------------------------------------------------- what passes locally passes in production
+
+
+def _tool_turn(call_id: str) -> dict[str, Any]:
+    call = {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": "sunny"},
+    ]
+    return {"model": "mistral-small-latest", "messages": messages}
+
+
+@pytest.mark.parametrize("call_id", ["call_0", "abc", "abcdefghij", "abcd-fghi", "38f04d9ea185424a8dc6ed9a88da5"])
+def test_an_invented_tool_call_id_gets_the_apis_400(server: LocalServer, call_id: str) -> None:
+    response = post(server, _tool_turn(call_id), headers={"Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "object": "error",
+        "message": f"Tool call id was {call_id} but must be a-z, A-Z, 0-9, with a length of 9.",
+        "type": "invalid_function_call",
+        "param": None,
+        "code": "3280",
+    }
+
+
+def test_tool_call_ids_of_the_apis_shape_pass_in_each_dialect() -> None:
+    with LocalServer() as mistral, LocalServer(dialect="openai") as openai:
+        assert post(mistral, _tool_turn("D681PevKs")).status_code == 200
+        assert post(openai, _tool_turn("call_0")).status_code == 200  # OpenAI has no such rule
+        forced = hello().with_tools([WEATHER]).with_tool_choice("any").to_dict()
+        (call,) = post(openai, forced).json()["choices"][0]["message"]["tool_calls"]
+        assert re.fullmatch(r"call_[a-zA-Z0-9]{24}", call["id"])
+
+
+def test_a_422_is_mistrals_error_object_with_each_details_input(server: LocalServer) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "temprature": 0.5}
+    response = post(server, body, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 422
+    (detail,) = response.json()["message"]["detail"]
+    assert (detail["loc"], detail["input"]) == (["body", "temprature"], 0.5)
+
+
+def test_openai_error_types_are_openais() -> None:
+    with LocalServer(dialect="openai") as server:
+        server.enqueue(Reply.error(429), Reply.error(500), Reply.error(503, "busy"), Reply.error(429, type="tokens"))
+        errors = [post(server, hello().to_dict()).json()["error"] for _ in range(4)]
+    assert [(e["type"], e["code"]) for e in errors] == [
+        ("requests", "rate_limit_exceeded"),
+        ("server_error", None),
+        ("server_error", None),
+        ("tokens", None),
+    ]
+
+
+def test_openai_stream_framing_is_openais() -> None:
+    with LocalServer(dialect="openai") as server:
+        raw = raw_post(server, hello("a b").streaming().to_dict())
+        chunks = [json.loads(d) for d in sse_data(raw)[:-1]]
+        asked = [
+            json.loads(d)
+            for d in sse_data(
+                raw_post(server, {**hello("a b").streaming().to_dict(), "stream_options": {"include_usage": True}})
+            )[:-1]
+        ]
+    assert raw.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert all(c["id"].startswith("chatcmpl-") for c in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    assert all("usage" not in c for c in chunks)  # only when asked for
+    assert asked[-1]["choices"] == []
+    assert asked[-1]["usage"]["total_tokens"] > 0
+
+
+def test_openai_dialect_honours_max_completion_tokens() -> None:
+    with LocalServer(dialect="openai") as server:
+        body = {**hello("one two three").to_dict(), "max_completion_tokens": 2}
+        (choice,) = post(server, body).json()["choices"]
+    assert (choice["message"]["content"], choice["finish_reason"]) == ("echo: one", "length")
+
+
+def test_openai_dialect_accepts_the_sampling_fields_compatible_servers_take() -> None:
+    extensions = {"top_k": 40, "min_tokens": 1, "repetition_penalty": 1.1, "prompt_logprobs": 1}
+    with LocalServer(dialect="openai") as server:
+        response = post(server, {**hello().to_dict(), **extensions})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("dialect", ["mistral", "openai"])
+def test_get_models_answers_in_each_dialect(dialect: str) -> None:
+    with LocalServer(dialect=dialect, model="local-model") as server:
+        post(server, chat("asked-model").user("hi").to_dict())
+        response = requests.get(server.url + "/v1/models", timeout=5)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["local-model", "asked-model"]
+    assert all(m["object"] == "model" for m in body["data"])
+    if dialect == "mistral":
+        assert body["data"][0]["capabilities"]["completion_chat"] is True
+        assert body["data"][0]["type"] == "base"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
+        {"type": "string", "pattern": "^[a-f0-9]{8}(-[a-f0-9]{4}){3}-[a-f0-9]{12}$"},
+        {"type": "string", "pattern": "^(foo|bar)\\.[^\\s]+@\\w+$"},
+        {"type": "string", "minLength": 12, "maxLength": 14, "pattern": "^x+$"},
+        {"type": "string", "format": "date", "pattern": "^2024"},
+        {"type": "string", "format": "email", "maxLength": 20},
+        {"type": "string", "format": "duration"},
+        {"type": "string", "minLength": 40},
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        {"type": "integer", "minimum": 7, "multipleOf": 5},
+    ],
+)
+def test_json_schema_answer_meets_pattern_format_length_and_bounds(schema: dict[str, Any]) -> None:
+    wrapped = {"type": "object", "properties": {"v": schema}, "required": ["v"]}
+    answer = LocalServer().default_response(hello().with_json_schema(wrapped, name="s")).text()
+    jsonschema.Draft202012Validator(wrapped, format_checker=jsonschema.FormatChecker()).validate(json.loads(answer))
+
+
+def test_json_schema_answer_says_which_constraint_it_could_not_meet(caplog: pytest.LogCaptureFixture) -> None:
+    wrapped = {"type": "object", "properties": {"v": {"type": "string", "pattern": "(?<=a)b"}}, "required": ["v"]}
+    with caplog.at_level("WARNING", logger="chatdsl.testing"):
+        LocalServer().default_response(hello().with_json_schema(wrapped, name="s"))
+    assert "json_schema 's' does not meet its schema: /v:" in caplog.text
+    assert "breaks pattern '(?<=a)b'" in caplog.text
+
+
+RECURSIVE_BOMB = {
+    "type": "object",
+    "properties": {"a": {"type": "array", "minItems": 100, "items": {"$ref": "#"}}},
+    "required": ["a"],
+}
+
+
+def test_a_recursive_schema_with_a_big_min_items_is_answered_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    body = {
+        **hello().to_dict(),
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": RECURSIVE_BOMB}},
+    }
+    assert len(json.dumps(body)) < 400  # a small request...
+    with LocalServer() as server:
+        started = time.monotonic()
+        response = post(server, body, timeout=10)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed < 2.0  # ...took minutes and ever more memory before the budget
+    content = response.json()["choices"][0]["message"]["content"]
+    assert len(content) < 100_000
+    assert "budget of 2000 values" in caplog.text or "nest deeper" in caplog.text
