@@ -2,7 +2,8 @@
 
 :class:`LocalServer` speaks the wire protocol of ``POST /v1/chat/completions`` over real sockets:
 it parses each body into a :class:`~chatdsl.ChatCompletionRequest` (answering 422 with the API's
-``{"detail": [...]}`` shape when the real API would refuse it), records every request, and answers
+error object ``{"object": "error", "message": {"detail": [...]}, ...}`` when the real API would
+refuse it, and 400 to a tool-call id that breaks the API's rule), records every request, and answers
 from a script — a queue of :class:`Reply` objects or a handler function — or, by default, with a
 deterministic reply derived from the request::
 
@@ -15,9 +16,11 @@ deterministic reply derived from the request::
 
 The default reply echoes the last user message (``"echo: <text>"``); ``max_tokens`` truncates it
 to that many whitespace-separated words with finish reason ``length``; a JSON response format gives
-a JSON answer (for ``json_schema`` an instance generated from the schema); a tool choice that forces
-a call gives a tool call; after a tool message the answer summarises the tool's result. With
-``"stream": true`` the same answer arrives as server-sent events, one word per event.
+a JSON answer (for ``json_schema`` an instance generated from the schema, within a budget of values);
+a tool choice that forces a call gives a tool call (its id made as the API makes them); after a tool
+message the answer summarises the tool's result. With ``"stream": true`` the same answer arrives as
+server-sent events: first the role with empty content, then one word per event. ``GET /v1/models``
+lists models, as clients that probe it expect.
 
 Wire details: HTTP/1.1 with keep-alive. Plain bodies carry ``Content-Length``; streams are
 ``text/event-stream`` with ``Transfer-Encoding: chunked``, one HTTP chunk per event, each written to
@@ -1460,9 +1463,12 @@ class LocalServer:
     that kind would: with ``"openai"`` bodies are read as OpenAI's API reads them (a Mistral-only
     field such as ``random_seed``, ``safe_prompt`` or an assistant ``prefix`` is a 400), errors
     are ``{"error": {...}}`` with status 400 for a refused body, answers carry
-    ``system_fingerprint``, streamed tool calls come split over several deltas, a stream asked for
-    ``stream_options.include_usage`` ends with a usage-only chunk, and the request id is sent as
-    ``x-request-id`` only.
+    ``system_fingerprint``, ids are ``chatcmpl-…`` and ``call_…``, streamed tool calls come split over
+    several deltas, a stream's finish reason comes in a chunk with an empty delta, a stream asked for
+    ``stream_options.include_usage`` ends with a usage-only chunk (no other chunk has ``usage``),
+    ``max_completion_tokens`` limits the answer, and the request id is sent as ``x-request-id`` only.
+    The Mistral dialect refuses, as the API does, a tool-call id that is not 9 characters of
+    ``[a-zA-Z0-9]`` (400).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. Script replies with
     :meth:`enqueue` (first in, first out) or set :attr:`handler` to a function of the

@@ -1053,7 +1053,6 @@ def test_get_models_answers_in_each_dialect(dialect: str) -> None:
         {"type": "string", "minLength": 12, "maxLength": 14, "pattern": "^x+$"},
         {"type": "string", "format": "date", "pattern": "^2024"},
         {"type": "string", "format": "email", "maxLength": 20},
-        {"type": "string", "format": "duration"},
         {"type": "string", "minLength": 40},
         {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         {"type": "integer", "minimum": 7, "multipleOf": 5},
