@@ -1342,10 +1342,35 @@ def _within(schema: Mapping[str, Any], number: float) -> bool:
     )
 
 
+_UNMET_HEADER: Final = "x-localserver-unmet-constraints"
+"""The response header that lists what a default JSON-schema answer could not meet."""
+
+_UNMET: Final = threading.local()
+
+
+@contextlib.contextmanager
+def _unmet_notes() -> Iterator[list[str]]:
+    """Collect, in this thread, what the default answers built inside the block could not meet."""
+    notes: list[str] = []
+    _UNMET.notes = notes
+    try:
+        yield notes
+    finally:
+        _UNMET.notes = None
+
+
+def _unmet_header(notes: Sequence[str]) -> list[tuple[str, str | None]]:
+    if not notes:
+        return []
+    text = " | ".join(notes).encode("ascii", "backslashreplace").decode()
+    return [(_UNMET_HEADER, text if len(text) <= 1000 else text[:997] + "...")]
+
+
 def _schema_instance(schema: Any, what: str = "json_schema") -> Any:
     """Return a JSON value *schema* accepts; an unsatisfiable or exotic schema gives a best effort (never raises).
 
-    The value holds at most a budget of values; what could not be met is logged as a warning.
+    The value holds at most a budget of values; what could not be met is logged as a warning (and, in
+    a reply, named in the ``x-localserver-unmet-constraints`` header).
     """
     generator = _Instance(schema)
     try:
@@ -1358,6 +1383,9 @@ def _schema_instance(schema: Any, what: str = "json_schema") -> Any:
             f"; and {len(generator.unmet) - 3} more" if len(generator.unmet) > 3 else ""
         )
         logger.warning("LocalServer: the default answer to %s does not meet its schema: %s", what, shown)
+        notes = getattr(_UNMET, "notes", None)
+        if notes is not None:
+            notes.append(f"{what}: {shown}")
     return value
 
 
@@ -2043,12 +2071,14 @@ class LocalServer:
 
     def _send_body(self, ex: _Exchange, reply: Reply, request: ChatCompletionRequest | None) -> None:
         content_type = reply.content_type
+        notes: list[str] = []
         if reply.error_fields is not None:
             message, type_, code = reply.error_fields
             body: Any = self._wire.error_body(message, *self._wire.error_names(reply.status, type_, code))
         elif reply.body is None:
             assert request is not None
-            body = self._wire.response_body(self.default_response(request))
+            with _unmet_notes() as notes:
+                body = self._wire.response_body(self.default_response(request))
         elif isinstance(reply.body, ChatCompletionResponse):
             body = self._wire.response_body(reply.body)
         else:
@@ -2056,7 +2086,8 @@ class LocalServer:
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         if reply.truncate_at is not None:
             ex.handler.close_connection = True
-        head = self._head(ex, reply.status, content_type, ("Content-Length", str(len(data))), reply.headers)
+        extra = [*_unmet_header(notes), *reply.headers]
+        head = self._head(ex, reply.status, content_type, ("Content-Length", str(len(data))), extra)
         self._write(ex, head)
         self._sleep(ex, reply.stall_seconds)
         if reply.truncate_at is not None:
@@ -2065,13 +2096,7 @@ class LocalServer:
             raise _Abort()
         self._write(ex, data, reply)
 
-    def _events(self, reply: Reply, request: ChatCompletionRequest | None) -> Iterator[Any]:
-        items: Sequence[StreamItem]
-        if reply.chunks is not None:
-            items = reply.chunks
-        else:
-            assert request is not None
-            items = self.default_chunks(request)
+    def _events(self, reply: Reply, items: Sequence[StreamItem]) -> Iterator[Any]:
         done: list[StreamItem] = ["data: [DONE]\n\n"] if reply.done else []
         sent = 0
         injected = reply.inject_after is None
@@ -2099,11 +2124,20 @@ class LocalServer:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
     def _send_stream(self, ex: _Exchange, reply: Reply, request: ChatCompletionRequest | None) -> None:
-        head = self._head(ex, reply.status, _EVENT_STREAM, ("Transfer-Encoding", "chunked"), reply.headers)
+        items: Sequence[StreamItem]
+        notes: list[str] = []
+        if reply.chunks is not None:
+            items = reply.chunks
+        else:
+            assert request is not None
+            with _unmet_notes() as notes:
+                items = self.default_chunks(request)
+        extra = [*_unmet_header(notes), *reply.headers]
+        head = self._head(ex, reply.status, _EVENT_STREAM, ("Transfer-Encoding", "chunked"), extra)
         self._write(ex, head)
         self._sleep(ex, reply.stall_seconds)
         first = True
-        for item in self._events(reply, request):
+        for item in self._events(reply, items):
             if isinstance(item, Pause):
                 self._sleep(ex, item.seconds)
                 continue

@@ -48,6 +48,7 @@ from . import strategies as S
 
 API_KEY = "sk-test-7f3a9c"
 PATH = "/v1/chat/completions"
+UNMET = "x-localserver-unmet-constraints"  # the header naming what a default JSON-schema answer could not meet
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -1070,6 +1071,13 @@ def test_json_schema_answer_says_which_constraint_it_could_not_meet(caplog: pyte
         LocalServer().default_response(hello().with_json_schema(wrapped, name="s"))
     assert "json_schema 's' does not meet its schema: /v:" in caplog.text
     assert "breaks pattern '(?<=a)b'" in caplog.text
+    with LocalServer() as server:  # and the reply says so, in a header
+        plain = post(server, hello().with_json_schema(wrapped, name="s").to_dict())
+        streamed = raw_post(server, hello().with_json_schema(wrapped, name="s").streaming().to_dict())
+        fine = post(server, hello().to_dict())
+    assert "breaks pattern '(?<=a)b'" in plain.headers[UNMET]
+    assert "breaks pattern '(?<=a)b'" in streamed.headers[UNMET]
+    assert UNMET not in fine.headers
 
 
 RECURSIVE_BOMB = {
