@@ -1139,36 +1139,55 @@ def _class_char(items: Sequence[Any]) -> str | None:
     return next((c for c in _CLASS_CHARS if excluded is None or not excluded.match(c)), None)
 
 
-def _from_regex(parsed: Any, extra: int, groups: dict[int, str]) -> str:
-    """Return a string the parsed regex *parsed* matches, repeating each repeat *extra* times more than its minimum."""
+_MAX_PATTERN_TEXT: Final = 2000
+"""The longest string generated from a ``pattern`` (nested repeats would otherwise multiply)."""
+
+
+def _from_regex(parsed: Any, extra: int, groups: dict[int, str], room: list[int] | None = None) -> str:
+    """Return a string the parsed regex *parsed* matches, repeating each repeat *extra* times more than its minimum.
+
+    At most :data:`_MAX_PATTERN_TEXT` characters are made (*room* counts what is left); past that the
+    string is cut short and may not match.
+    """
+    room = [_MAX_PATTERN_TEXT] if room is None else room
     out: list[str] = []
+
+    def put(text: str) -> None:
+        out.append(text[: max(0, room[0])])
+        room[0] -= len(text)
+
     for op, av in parsed:
+        if room[0] <= 0:
+            break
         if op is _sre.LITERAL:
-            out.append(chr(av))
+            put(chr(av))
         elif op is _sre.NOT_LITERAL:
-            out.append("b" if chr(av) == "a" else "a")
+            put("b" if chr(av) == "a" else "a")
         elif op is _sre.ANY:
-            out.append("a")
+            put("a")
         elif op is _sre.IN:
-            out.append(_class_char(av) or "a")
+            put(_class_char(av) or "a")
         elif op is _sre.CATEGORY:
-            out.append(_class_char([(op, av)]) or "a")
+            put(_class_char([(op, av)]) or "a")
         elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", None)):
             low, high, sub = av
             count = min(low + extra, high) if high is not _sre.MAXREPEAT else low + extra
-            out.append("".join(_from_regex(sub, extra, groups) for _ in range(min(count, _MAX_GENERATED))))
+            for _ in range(min(count, _MAX_GENERATED)):
+                if room[0] <= 0:
+                    break
+                out.append(_from_regex(sub, extra, groups, room))
         elif op is _sre.SUBPATTERN:
             group, _, _, sub = av
-            text = _from_regex(sub, extra, groups)
+            text = _from_regex(sub, extra, groups, room)
             if group is not None:
                 groups[group] = text
             out.append(text)
         elif op is _sre.BRANCH:
-            out.append(_from_regex(av[1][0], extra, groups))
+            out.append(_from_regex(av[1][0], extra, groups, room))
         elif op is _sre.GROUPREF:
-            out.append(groups.get(av, ""))
+            put(groups.get(av, ""))
         elif op is getattr(_sre, "ATOMIC_GROUP", None):
-            out.append(_from_regex(av, extra, groups))
+            out.append(_from_regex(av, extra, groups, room))
         # AT (anchors), ASSERT and ASSERT_NOT add no characters
     return "".join(out)
 

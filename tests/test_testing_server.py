@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import re
 import socket
 import subprocess
@@ -1102,3 +1103,24 @@ def test_a_recursive_schema_with_a_big_min_items_is_answered_at_once(caplog: pyt
     content = response.json()["choices"][0]["message"]["content"]
     assert len(content) < 100_000
     assert "budget of 2000 values" in caplog.text or "nest deeper" in caplog.text
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=st.text(alphabet="ab^$.|()[]{}*+?\\dw0-9,-", max_size=16), min_length=st.integers(0, 40))
+def test_any_pattern_gets_a_matching_string_or_a_note_saying_it_did_not(pattern: str, min_length: int) -> None:
+    schema = {"type": "object", "properties": {"v": {"type": "string", "pattern": pattern, "minLength": min_length}}}
+    notes: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = notes.append  # type: ignore[method-assign]
+    logging.getLogger("chatdsl.testing").addHandler(handler)
+    try:
+        started = time.monotonic()
+        answer = json.loads(LocalServer().default_response(hello().with_json_schema(schema, name="s")).text())["v"]
+        assert time.monotonic() - started < 2.0
+    finally:
+        logging.getLogger("chatdsl.testing").removeHandler(handler)
+    try:
+        met = re.search(pattern, answer) is not None and len(answer) >= min_length
+    except re.error:
+        met = False
+    assert met or any("/v:" in record.getMessage() for record in notes), (pattern, answer)
