@@ -200,7 +200,6 @@ def _error_type(status: int) -> str:
 
 _OPENAI_ERROR_TYPES: Final = {
     403: ("request_forbidden", None),
-    404: ("invalid_request_error", "not_found"),
     401: ("invalid_request_error", "invalid_api_key"),
     429: ("requests", "rate_limit_exceeded"),
 }
