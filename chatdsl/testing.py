@@ -2,7 +2,8 @@
 
 :class:`LocalServer` speaks the wire protocol of ``POST /v1/chat/completions`` over real sockets:
 it parses each body into a :class:`~chatdsl.ChatCompletionRequest` (answering 422 with the API's
-``{"detail": [...]}`` shape when the real API would refuse it), records every request (but those
+error object ``{"object": "error", "message": {"detail": [...]}, ...}`` when the real API would
+refuse it, and 400 to a tool-call id that breaks the API's rule), records every request (but those
 refused for their key), and answers
 from a script — a queue of :class:`Reply` objects or a handler function — or, by default, with a
 deterministic reply derived from the request::
@@ -16,9 +17,11 @@ deterministic reply derived from the request::
 
 The default reply echoes the last user message (``"echo: <text>"``); ``max_tokens`` truncates it
 to that many whitespace-separated words with finish reason ``length``; a JSON response format gives
-a JSON answer (for ``json_schema`` an instance generated from the schema); a tool choice that forces
-a call gives a tool call; after a tool message the answer summarises the tool's result. With
-``"stream": true`` the same answer arrives as server-sent events, one word per event.
+a JSON answer (for ``json_schema`` an instance generated from the schema, within a budget of values);
+a tool choice that forces a call gives a tool call (its id made as the API makes them); after a tool
+message the answer summarises the tool's result. With ``"stream": true`` the same answer arrives as
+server-sent events: first the role with empty content, then one word per event. ``GET /v1/models``
+lists models, as clients that probe it expect.
 
 Limits: a request body is read only up to :attr:`LocalServer.max_body_size` whatever its framing
 (``Content-Length`` or chunked; a malformed length or chunk size is a 400, a larger body a 413,
@@ -45,12 +48,14 @@ import hashlib
 import hmac
 import http
 import http.server
+import importlib
 import json
 import logging
 import math
 import re
 import selectors
 import socket
+import string
 import struct
 import sys
 import threading
@@ -82,6 +87,8 @@ __all__ = ["Cut", "Headers", "LocalServer", "Pause", "RecordedRequest", "Reply",
 logger: Final = logging.getLogger("chatdsl.testing")
 
 CHAT_COMPLETIONS_PATH: Final = "/v1/chat/completions"
+MODELS_PATH: Final = "/v1/models"
+DEFAULT_MODELS: Final = ("mistral-small-latest", "mistral-medium-latest", "mistral-large-latest")
 
 _SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"})
 
@@ -198,6 +205,20 @@ def _error_type(status: int) -> str:
     return "internal_server_error" if status >= 500 else "invalid_request_error"
 
 
+_OPENAI_ERROR_TYPES: Final = {
+    403: ("request_forbidden", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def _openai_error_type(status: int) -> tuple[str, str | None]:
+    """Return OpenAI's ``(type, code)`` for an error status (5xx: ``server_error``)."""
+    if status in _OPENAI_ERROR_TYPES:
+        return _OPENAI_ERROR_TYPES[status]
+    return ("server_error", None) if status >= 500 else ("invalid_request_error", None)
+
+
 def _phrase(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
@@ -224,8 +245,8 @@ class Reply:
     """For ``body`` replies: ``bytes`` (sent as they are), a ``ChatCompletionResponse`` or a JSON value;
     ``None`` means the default answer for the request."""
     content_type: str = "application/json"
-    error_fields: tuple[str, str, str | None] | None = None
-    """``(message, type, code)`` of an error reply whose body the server renders."""
+    error_fields: tuple[str, str | None, str | None] | None = None
+    """``(message, type, code)`` of an error reply the server renders (``None``: the dialect's name for the status)."""
     chunks: tuple[StreamItem, ...] | None = attrs.field(default=None, converter=_items)
     """For ``stream`` replies; ``None`` means the default answer's chunks."""
     delay: float = attrs.field(default=0.0, validator=_non_negative)
@@ -293,7 +314,10 @@ class Reply:
     ) -> Reply:
         """Return an error reply with the API's body ``{"object": "error", "message", "type", "param", "code"}``.
 
-        *message* defaults to the status phrase and *type* to a name for the status. *retry_after*
+        In the ``"openai"`` dialect the body is ``{"error": {"message", "type", "param", "code"}}``.
+        *message* defaults to the status phrase; *type* and *code* default to the dialect's names for
+        the status (OpenAI's: ``server_error`` for 5xx, ``requests`` with code ``rate_limit_exceeded``
+        for 429, ``invalid_request_error`` for the other 4xx). *retry_after*
         (seconds, a ``timedelta``, a ``datetime`` sent as an HTTP date, or a string sent as it is)
         sets the ``Retry-After`` header. A *body* (a JSON value, or ``bytes``) replaces the rendered one.
         """
@@ -301,7 +325,7 @@ class Reply:
         if retry_after is not None:
             extra.append(("Retry-After", _format_retry_after(retry_after)))
         all_headers = extra + list(_headers(headers))
-        error = (message if message is not None else _phrase(status), type or _error_type(status), code)
+        error = (message if message is not None else _phrase(status), type, code)
         return cls(
             kind="body", status=status, body=body, error_fields=None if body is not None else error, headers=all_headers
         )
@@ -569,6 +593,47 @@ def _detail_type(message: str) -> str:
     return "value_error"
 
 
+_MISSING: Final[Any] = object()
+
+
+def _input_at(value: Any, loc: Sequence[str | int]) -> Any:
+    """Return the part of the request body at *loc* (after ``"body"``), or ``None`` where there is none."""
+    node = value
+    for key in loc[1:]:
+        found = (isinstance(node, Mapping) and isinstance(key, str) and key in node) or (
+            isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+        )
+        if not found:
+            return None
+        node = node[key]
+    return node
+
+
+_ALPHANUMERIC: Final = string.ascii_letters + string.digits
+_MISTRAL_TOOL_CALL_ID: Final = re.compile(r"[a-zA-Z0-9]{9}")
+
+
+def _alphanumeric(seed: str, length: int) -> str:
+    """Return *length* characters of ``[a-zA-Z0-9]`` derived from *seed* (deterministic)."""
+    number = int.from_bytes(hashlib.sha256(seed.encode()).digest(), "big")
+    out = []
+    for _ in range(length):
+        number, rest = divmod(number, len(_ALPHANUMERIC))
+        out.append(_ALPHANUMERIC[rest])
+    return "".join(out)
+
+
+def _tool_call_ids(request: ChatCompletionRequest) -> Iterator[str]:
+    """Yield every tool-call id *request* sends: assistant tool calls' ``id`` and tool messages' ``tool_call_id``."""
+    for message in request.messages:
+        if isinstance(message, AssistantMessage):
+            for call in message.tool_calls or ():
+                if isinstance(call.id, str):
+                    yield call.id
+        elif isinstance(message, ToolMessage) and isinstance(message.tool_call_id, str):
+            yield message.tool_call_id
+
+
 class _MistralWire:
     """How Mistral's API spells bodies and errors (the seam for other dialects)."""
 
@@ -585,6 +650,62 @@ class _MistralWire:
         return request.validate()
 
     @staticmethod
+    def refusal(request: ChatCompletionRequest) -> tuple[int, dict[str, Any]] | None:
+        """Return ``(status, body)`` when the API refuses a request that parses and validates, else ``None``.
+
+        Mistral's API answers 400 to a tool-call id that is not 9 characters of ``[a-zA-Z0-9]``.
+        """
+        for call_id in _tool_call_ids(request):
+            if not _MISTRAL_TOOL_CALL_ID.fullmatch(call_id):
+                message = f"Tool call id was {call_id} but must be a-z, A-Z, 0-9, with a length of 9."
+                return 400, {
+                    "object": "error",
+                    "message": message,
+                    "type": "invalid_function_call",
+                    "param": None,
+                    "code": "3280",
+                }
+        return None
+
+    @staticmethod
+    def tool_call_id(seed: str) -> str:
+        """Return a tool-call id as the API makes them: 9 characters of ``[a-zA-Z0-9]``."""
+        return _alphanumeric(seed, 9)
+
+    @staticmethod
+    def response_id(digest: str) -> str:
+        """Return a completion id as the API makes them (32 hex digits)."""
+        return digest[:32]
+
+    @staticmethod
+    def error_names(status: int, type_: str | None, code: str | None) -> tuple[str, str | None]:
+        """Return the error ``type`` and ``code`` for an error reply, defaulting to the dialect's names for *status*."""
+        return (type_ or _error_type(status), code)
+
+    @staticmethod
+    def models_body(models: Sequence[str], created: int) -> dict[str, Any]:
+        """Return the body of ``GET /v1/models``: Mistral's model list (base model cards)."""
+        capabilities = {"completion_chat": True, "function_calling": True, "completion_fim": False, "vision": True}
+        cards: list[dict[str, Any]] = [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "mistralai",
+                "capabilities": capabilities,
+                "name": name,
+                "description": "A model served by chatdsl's LocalServer",
+                "max_context_length": 131072,
+                "aliases": [],
+                "deprecation": None,
+                "default_model_temperature": 0.3,
+                "type": "base",
+            }
+            for name in models
+        ]
+        return {"object": "list", "data": cards}
+
+    @staticmethod
     def not_found_body(method: str, path: str) -> dict[str, Any]:
         return {"detail": "Not Found"}
 
@@ -597,7 +718,7 @@ class _MistralWire:
         return chunks
 
     @staticmethod
-    def error_body(message: str, type_: str, code: str | None) -> dict[str, Any]:
+    def error_body(message: Any, type_: str, code: str | None) -> dict[str, Any]:
         return {"object": "error", "message": message, "type": type_, "param": None, "code": code}
 
     @staticmethod
@@ -605,12 +726,18 @@ class _MistralWire:
         return {"message": "Unauthorized", "request_id": request_id}
 
     @staticmethod
-    def validation_body(error: ValidationError) -> dict[str, Any]:
-        return {"detail": [{"loc": _loc(p), "msg": m, "type": _detail_type(m)} for p, m in error.errors]}
+    def validation_body(error: ValidationError, value: Any = None) -> dict[str, Any]:
+        """Mistral's 422: its error object with the validation details as the message."""
+        details = []
+        for path, message in error.errors:
+            loc = _loc(path)
+            details.append({"type": _detail_type(message), "loc": loc, "msg": message, "input": _input_at(value, loc)})
+        return _MistralWire.error_body({"detail": details}, "invalid_request_error", None)
 
     @staticmethod
     def json_invalid_body(exc: json.JSONDecodeError) -> dict[str, Any]:
-        return {"detail": [{"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}", "type": "json_invalid"}]}
+        detail = {"type": "json_invalid", "loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}", "input": {}}
+        return _MistralWire.error_body({"detail": [detail]}, "invalid_request_error", None)
 
     @staticmethod
     def response_body(response: ChatCompletionResponse) -> dict[str, Any]:
@@ -627,6 +754,12 @@ class _MistralWire:
 
 
 _FINGERPRINT: Final = "fp_chatdsl_local"
+_EVENT_STREAM: Final = "text/event-stream; charset=utf-8"  # what both APIs send
+
+_OPENAI_SERVER_EXTENSIONS: Final = frozenset(
+    {"top_k", "min_tokens", "repetition_penalty", "prompt_logprobs", "top_prompt_logprobs", "guardrails"}
+)
+"""Fields OpenAI's API lacks that OpenAI-compatible servers (vLLM and others) and Mistral's API accept."""
 
 _OPENAI_RATE_LIMIT_HEADERS: Final[Mapping[str, str]] = {
     "x-ratelimit-limit-requests": "120",
@@ -692,16 +825,46 @@ class _OpenAIWire(_MistralWire):
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id",)
 
     @staticmethod
-    def parse_request(value: Any) -> ChatCompletionRequest:
-        return request_from_openai(value)
-
-    @staticmethod
     def check(request: ChatCompletionRequest) -> ChatCompletionRequest:
         """Mistral's completeness rules, but any message may come last (OpenAI answers after any)."""
         errors = list(_completeness_errors(request, any_last=True))
         if errors:
             raise ValidationError("", "", errors=errors)
         return request
+
+    @staticmethod
+    def parse_request(value: Any) -> ChatCompletionRequest:
+        """OpenAI's fields, plus the sampling extensions OpenAI-compatible servers (vLLM and others) accept."""
+        if not isinstance(value, Mapping) or not _OPENAI_SERVER_EXTENSIONS.intersection(value):
+            return request_from_openai(value)
+        extensions = {k: v for k, v in value.items() if k in _OPENAI_SERVER_EXTENSIONS}
+        request = request_from_openai({k: v for k, v in value.items() if k not in _OPENAI_SERVER_EXTENSIONS})
+        return ChatCompletionRequest.from_dict({**request.to_dict(), **extensions}, allow_extra=True)
+
+    @staticmethod
+    def refusal(request: ChatCompletionRequest) -> tuple[int, dict[str, Any]] | None:
+        return None
+
+    @staticmethod
+    def tool_call_id(seed: str) -> str:
+        """Return a tool-call id as OpenAI makes them: ``call_`` and 24 characters of ``[a-zA-Z0-9]``."""
+        return "call_" + _alphanumeric(seed, 24)
+
+    @staticmethod
+    def response_id(digest: str) -> str:
+        """Return a completion id as OpenAI makes them: ``chatcmpl-…``."""
+        return "chatcmpl-" + _alphanumeric(digest, 29)
+
+    @staticmethod
+    def error_names(status: int, type_: str | None, code: str | None) -> tuple[str, str | None]:
+        default_type, default_code = _openai_error_type(status)
+        return (type_ or default_type, code if code is not None or type_ is not None else default_code)
+
+    @staticmethod
+    def models_body(models: Sequence[str], created: int) -> dict[str, Any]:
+        """Return the body of ``GET /v1/models``: OpenAI's model list."""
+        data = [{"id": name, "object": "model", "created": created, "owned_by": "chatdsl"} for name in models]
+        return {"object": "list", "data": data}
 
     @staticmethod
     def not_found_body(method: str, path: str) -> dict[str, Any]:
@@ -712,15 +875,15 @@ class _OpenAIWire(_MistralWire):
         return _openai_error(f"Method Not Allowed ({method} {path})", "invalid_request_error")
 
     @staticmethod
-    def error_body(message: str, type_: str, code: str | None) -> dict[str, Any]:
-        return _openai_error(message, type_, None, code)
+    def error_body(message: Any, type_: str, code: str | None) -> dict[str, Any]:
+        return _openai_error(message if isinstance(message, str) else json.dumps(message), type_, None, code)
 
     @staticmethod
     def unauthorized_body(request_id: str) -> dict[str, Any]:
         return _openai_error("Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key")
 
     @staticmethod
-    def validation_body(error: ValidationError) -> dict[str, Any]:
+    def validation_body(error: ValidationError, value: Any = None) -> dict[str, Any]:
         return _openai_error(str(error), "invalid_request_error", error.path or None)
 
     @staticmethod
@@ -746,6 +909,8 @@ class _OpenAIWire(_MistralWire):
             choice["logprobs"] = None
         if data.get("usage") is not None:
             data["usage"] = _openai_usage(data["usage"])
+        else:  # OpenAI sends a usage only when the request asks for it (stream_options.include_usage)
+            data.pop("usage", None)
         data["system_fingerprint"] = _FINGERPRINT
         return data
 
@@ -755,15 +920,41 @@ class _OpenAIWire(_MistralWire):
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
         out: list[CompletionChunk] = []
         usage: UsageInfo | None = None
-        for chunk in chunks:
+        for position, chunk in enumerate(chunks):
+            if _opens_tool_calls(chunk, chunks[position + 1 : position + 2]):
+                continue  # OpenAI names the role in the first tool-call delta, with no content
             if chunk.usage is not None:  # OpenAI sends the usage only on request, in a chunk of its own
                 usage = chunk.usage
                 chunk = attrs.evolve(chunk, usage=None)
-            out.extend(_split_tool_calls(chunk))
+            for part in _split_tool_calls(chunk):
+                out.extend(_finish_apart(part))
         if include_usage and usage is not None:
             last = out[-1]
             out.append(CompletionChunk(id=last.id, model=last.model, created=last.created, usage=usage))
         return out
+
+
+def _opens_tool_calls(chunk: CompletionChunk, following: Sequence[CompletionChunk]) -> bool:
+    """Whether *chunk* is an empty opening delta followed by the same choice's tool calls."""
+    if len(chunk.choices) != 1 or len(following) != 1 or len(following[0].choices) != 1:
+        return False
+    delta, after = chunk.choices[0].delta, following[0].choices[0]
+    empty = delta.content == "" and not delta.tool_calls and chunk.choices[0].finish_reason is None
+    return empty and after.index == chunk.choices[0].index and bool(after.delta.tool_calls)
+
+
+def _finish_apart(chunk: CompletionChunk) -> list[CompletionChunk]:
+    """Return *chunk* as OpenAI streams it: a finish reason comes in a chunk of its own, with an empty delta."""
+    if len(chunk.choices) != 1 or chunk.choices[0].finish_reason is None:
+        return [chunk]
+    choice = chunk.choices[0]
+    ending = CompletionResponseStreamChoice(
+        index=choice.index, delta=AssistantMessage(), finish_reason=choice.finish_reason
+    )
+    return [
+        attrs.evolve(chunk, choices=(attrs.evolve(choice, finish_reason=None),)),
+        attrs.evolve(chunk, choices=(ending,)),
+    ]
 
 
 def _split_tool_calls(chunk: CompletionChunk) -> list[CompletionChunk]:
@@ -912,60 +1103,185 @@ _FORMATS: Final = {
     "date-time": "2024-01-01T00:00:00Z",
     "date": "2024-01-01",
     "time": "00:00:00Z",
+    "duration": "P1D",
     "email": "user@example.com",
+    "idn-email": "user@example.com",
     "uri": "https://example.com/",
     "url": "https://example.com/",
+    "iri": "https://example.com/",
+    "uri-reference": "https://example.com/",
+    "iri-reference": "https://example.com/",
+    "uri-template": "https://example.com/{id}",
     "hostname": "example.com",
+    "idn-hostname": "example.com",
     "ipv4": "127.0.0.1",
     "ipv6": "::1",
     "uuid": "00000000-0000-4000-8000-000000000000",
+    "json-pointer": "/a",
+    "relative-json-pointer": "0",
+    "regex": "a",
 }
+_MAX_VALUES: Final = 2000
+"""How many JSON values one generated instance may hold (a recursive schema with a big ``minItems`` grows fast)."""
+
+_sre: Final[Any] = importlib.import_module("re._parser")  # the regular-expression parser of :mod:`re`
+
+_CLASS_CHARS: Final = "aA0x _-.@"
 
 
-def _instance(schema: Any, root: Any, name: str = "value", depth: int = 0) -> Any:
-    """Return a deterministic JSON value that *schema* accepts (common JSON-schema keywords)."""
-    if schema is True or not isinstance(schema, Mapping):
+def _class_char(items: Sequence[Any]) -> str | None:
+    """Return a character of the regex character class *items* (from :mod:`re`'s parser), or ``None``."""
+    negate = bool(items) and items[0][0] is _sre.NEGATE
+    chosen: list[str] = []
+    for op, av in items[1:] if negate else items:
+        if op is _sre.LITERAL:
+            chosen.append(chr(av))
+        elif op is _sre.RANGE:
+            chosen.append(chr(av[0]))
+        elif op is _sre.CATEGORY:
+            chosen.append({_sre.CATEGORY_DIGIT: "0", _sre.CATEGORY_SPACE: " ", _sre.CATEGORY_WORD: "a"}.get(av, "a"))
+    if not negate:
+        return chosen[0] if chosen else None
+    excluded = re.compile("[" + "".join(re.escape(c) for c in chosen) + "]") if chosen else None
+    return next((c for c in _CLASS_CHARS if excluded is None or not excluded.match(c)), None)
+
+
+_MAX_PATTERN_TEXT: Final = 2000
+"""The longest string generated from a ``pattern`` (nested repeats would otherwise multiply)."""
+
+
+def _from_regex(parsed: Any, extra: int, groups: dict[int, str], room: list[int] | None = None) -> str:
+    """Return a string the parsed regex *parsed* matches, repeating each repeat *extra* times more than its minimum.
+
+    At most :data:`_MAX_PATTERN_TEXT` characters are made (*room* counts what is left); past that the
+    string is cut short and may not match.
+    """
+    room = [_MAX_PATTERN_TEXT] if room is None else room
+    out: list[str] = []
+
+    def put(text: str) -> None:
+        out.append(text[: max(0, room[0])])
+        room[0] -= len(text)
+
+    for op, av in parsed:
+        if room[0] <= 0:
+            break
+        if op is _sre.LITERAL:
+            put(chr(av))
+        elif op is _sre.NOT_LITERAL:
+            put("b" if chr(av) == "a" else "a")
+        elif op is _sre.ANY:
+            put("a")
+        elif op is _sre.IN:
+            put(_class_char(av) or "a")
+        elif op is _sre.CATEGORY:
+            put(_class_char([(op, av)]) or "a")
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", None)):
+            low, high, sub = av
+            count = min(low + extra, high) if high is not _sre.MAXREPEAT else low + extra
+            for _ in range(min(count, _MAX_GENERATED)):
+                if room[0] <= 0:
+                    break
+                out.append(_from_regex(sub, extra, groups, room))
+        elif op is _sre.SUBPATTERN:
+            group, _, _, sub = av
+            text = _from_regex(sub, extra, groups, room)
+            if group is not None:
+                groups[group] = text
+            out.append(text)
+        elif op is _sre.BRANCH:
+            out.append(_from_regex(av[1][0], extra, groups, room))
+        elif op is _sre.GROUPREF:
+            put(groups.get(av, ""))
+        elif op is getattr(_sre, "ATOMIC_GROUP", None):
+            out.append(_from_regex(av, extra, groups, room))
+        # AT (anchors), ASSERT and ASSERT_NOT add no characters
+    return "".join(out)
+
+
+class _Instance:
+    """Generates a deterministic JSON value a JSON schema accepts, within a budget of values and depth.
+
+    What it could not satisfy (an unsupported pattern, ``minItems`` beyond the budget, contradictory
+    bounds) is listed in :attr:`unmet`.
+    """
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.left = _MAX_VALUES
+        self.unmet: list[str] = []
+
+    def miss(self, where: str, what: str) -> None:
+        self.unmet.append(f"{where or '/'}: {what}")
+
+    def value(self, schema: Any, where: str = "", name: str = "value", depth: int = 0) -> Any:
+        if schema is True or not isinstance(schema, Mapping):
+            return None
+        if self.left <= 0:
+            self.miss(where, f"not generated (the budget of {_MAX_VALUES} values is spent)")
+            return None
+        self.left -= 1  # every visit counts, so nothing beyond the budget is even tried
+        if "$ref" in schema:
+            if depth > _MAX_SCHEMA_DEPTH * 4:
+                self.miss(where, f"not generated (references nest deeper than {_MAX_SCHEMA_DEPTH * 4})")
+                return None
+            return self.value(_resolve_ref(schema["$ref"], self.root), where, name, depth + 1)
+        if "allOf" in schema:
+            return self.value(_merge_all_of(schema, self.root), where, name, depth)
+        if "const" in schema:
+            return schema["const"]
+        if isinstance(schema.get("enum"), list) and schema["enum"]:
+            return schema["enum"][0]
+        for key in ("anyOf", "oneOf"):
+            branches = schema.get(key)
+            if isinstance(branches, list) and branches:
+                rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
+                pick = next(
+                    (b for b in branches if not (isinstance(b, Mapping) and b.get("type") == "null")), branches[0]
+                )
+                ref = isinstance(pick, Mapping) and "$ref" in pick
+                branch = _resolve_ref(pick["$ref"], self.root) if ref else pick
+                merged = {**rest, **branch} if isinstance(branch, Mapping) else branch
+                return self.value(merged, where, name, depth + 1)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = next((t for t in kind if t != "null"), "null")
+        if kind is None:
+            if "properties" in schema or "required" in schema:
+                kind = "object"
+            elif "items" in schema or "prefixItems" in schema:
+                kind = "array"
+            else:
+                return None
+        if kind == "object":
+            return self.object(schema, where, depth)
+        if kind == "array":
+            return self.array(schema, where, name, depth)
+        if kind == "string":
+            return self.string(schema, where, name)
+        if kind in ("integer", "number"):
+            number = _number(schema, kind == "integer")
+            if not _within(schema, number):
+                self.miss(where, f"{number} breaks the numeric bounds")
+            return number
+        if kind == "boolean":
+            return True
         return None
-    if "$ref" in schema:
-        if depth > _MAX_SCHEMA_DEPTH * 4:
-            return None
-        return _instance(_resolve_ref(schema["$ref"], root), root, name, depth + 1)
-    if "allOf" in schema:
-        return _instance(_merge_all_of(schema, root), root, name, depth)
-    if "const" in schema:
-        return schema["const"]
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf"):
-        branches = schema.get(key)
-        if isinstance(branches, list) and branches:
-            rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
-            pick = next((b for b in branches if not (isinstance(b, Mapping) and b.get("type") == "null")), branches[0])
-            branch = _resolve_ref(pick["$ref"], root) if isinstance(pick, Mapping) and "$ref" in pick else pick
-            return _instance({**rest, **branch} if isinstance(branch, Mapping) else branch, root, name, depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((t for t in kind if t != "null"), "null")
-    if kind is None:
-        if "properties" in schema or "required" in schema:
-            kind = "object"
-        elif "items" in schema or "prefixItems" in schema:
-            kind = "array"
-        else:
-            return None
-    if kind == "object":
+
+    def object(self, schema: Mapping[str, Any], where: str, depth: int) -> dict[str, Any]:
         found = schema.get("properties")
         props: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         listed = schema.get("required")
         required = [r for r in listed if isinstance(r, str)] if isinstance(listed, list) else []
         names = list(props) if depth < _MAX_SCHEMA_DEPTH else [n for n in props if n in required]
-        out = {key: _instance(props[key], root, key, depth + 1) for key in names}
+        out = {key: self.value(props[key], f"{where}/{key}", key, depth + 1) for key in names}
         extra = schema.get("additionalProperties")
         for key in required:
             if key not in out:
-                out[key] = _instance(extra if isinstance(extra, Mapping) else {}, root, key, depth + 1)
+                out[key] = self.value(extra if isinstance(extra, Mapping) else {}, f"{where}/{key}", key, depth + 1)
         return out
-    if kind == "array":
+
+    def array(self, schema: Mapping[str, Any], where: str, name: str, depth: int) -> list[Any]:
         found = schema.get("prefixItems")
         prefix: list[Any] = found if isinstance(found, list) else []
         items = schema.get("items")
@@ -976,34 +1292,135 @@ def _instance(schema: Any, root: Any, name: str = "value", depth: int = 0) -> An
             count = len(prefix)
         if maximum is not None:
             count = min(count, maximum)
-        values = []
+        values: list[Any] = []
         for index in range(count):
+            if self.left <= 0:
+                self.miss(
+                    where, f"{len(values)} items instead of {count} (the budget of {_MAX_VALUES} values is spent)"
+                )
+                break
             sub = prefix[index] if index < len(prefix) else (items if isinstance(items, Mapping) else {})
-            values.append(_instance(sub, root, name, depth + 1))
+            values.append(self.value(sub, f"{where}/{index}", name, depth + 1))
+        if len(values) < minimum and self.left > 0:
+            self.miss(where, f"{len(values)} items instead of minItems {minimum}")
         if schema.get("uniqueItems") and len(values) > 1 and all(isinstance(v, str) for v in values):
             values = [f"{v}{i}" if i else v for i, v in enumerate(values)]
         return values
-    if kind == "string":
-        text = _FORMATS.get(str(schema.get("format")), name)
-        min_length, max_length = schema.get("minLength"), schema.get("maxLength")
-        if isinstance(min_length, int) and len(text) < min_length:
-            text += "x" * (min(min_length, _MAX_GENERATED * 100) - len(text))
-        if isinstance(max_length, int) and len(text) > max_length:
-            text = text[:max_length]
+
+    def string(self, schema: Mapping[str, Any], where: str, name: str) -> str:
+        found_low, found_high = schema.get("minLength"), schema.get("maxLength")
+        low: int = found_low if isinstance(found_low, int) else 0
+        high: int | None = found_high if isinstance(found_high, int) else None
+        pattern = schema.get("pattern")
+        compiled = None
+        if isinstance(pattern, str):
+            try:
+                compiled = re.compile(pattern)
+            except re.error:
+                self.miss(where, f"pattern {pattern!r} is not a regular expression Python reads")
+
+        def fits(text: str) -> bool:
+            sized = low <= len(text) and (high is None or len(text) <= high)
+            return sized and (compiled is None or compiled.search(text) is not None)
+
+        base = _FORMATS.get(str(schema.get("format")), name)
+        candidates = [base, base + "x" * max(0, min(low, _MAX_GENERATED * 100) - len(base))]
+        if high is not None:
+            candidates.append(candidates[-1][:high])
+        if compiled is not None:
+            with contextlib.suppress(re.error, TypeError, ValueError, RecursionError, AttributeError):
+                parsed = _sre.parse(pattern)
+                longest = max(low, high or 0, 64)
+                for extra in range(_MAX_GENERATED):  # longer and longer, until the length fits (or is past it)
+                    candidates.append(_from_regex(parsed, extra, {}))
+                    if fits(candidates[-1]) or len(candidates[-1]) > longest:
+                        break
+        text = next((c for c in candidates if fits(c)), None)
+        if text is None:
+            text = candidates[1] if high is None else candidates[2]
+            broken = [f"pattern {pattern!r}"] if compiled is not None and not compiled.search(text) else []
+            if not low <= len(text) or (high is not None and len(text) > high):
+                broken.append(f"length {low}..{high if high is not None else ''}")
+            self.miss(where, f"{text!r} breaks {', '.join(broken) or 'a constraint'}")
+        elif schema.get("format") in _FORMATS and text != _FORMATS[schema["format"]]:
+            self.miss(where, f"{text!r} is not a {schema['format']} (its length or pattern rules it out)")
         return text
-    if kind in ("integer", "number"):
-        return _number(schema, kind == "integer")
-    if kind == "boolean":
-        return True
-    return None
 
 
-def _schema_instance(schema: Any) -> Any:
-    """Return a JSON value *schema* accepts; an unsatisfiable or exotic schema gives a best effort (never raises)."""
+def _within(schema: Mapping[str, Any], number: float) -> bool:
+    """Whether *number* meets the bounds of *schema* (booleans and non-numbers constrain nothing)."""
+
+    def bound(key: str) -> float | None:
+        value = schema.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    low, high = bound("minimum"), bound("maximum")
+    ex_low, ex_high = bound("exclusiveMinimum"), bound("exclusiveMaximum")
+    if schema.get("exclusiveMinimum") is True:  # draft 4 spelling
+        ex_low, low = low, None
+    if schema.get("exclusiveMaximum") is True:
+        ex_high, high = high, None
+    return (
+        (low is None or number >= low)
+        and (high is None or number <= high)
+        and (ex_low is None or number > ex_low)
+        and (ex_high is None or number < ex_high)
+    )
+
+
+_UNMET_HEADER: Final = "x-localserver-unmet-constraints"
+"""The response header that lists what a default JSON-schema answer could not meet."""
+
+_UNMET: Final = threading.local()
+
+
+@contextlib.contextmanager
+def _unmet_notes() -> Iterator[list[str]]:
+    """Collect, in this thread, what the default answers built inside the block could not meet."""
+    notes: list[str] = []
+    _UNMET.notes = notes
     try:
-        return _instance(schema, schema)
+        yield notes
+    finally:
+        _UNMET.notes = None
+
+
+def _unmet_header(notes: Sequence[str]) -> list[tuple[str, str | None]]:
+    if not notes:
+        return []
+    text = " | ".join(notes).encode("ascii", "backslashreplace").decode()
+    return [(_UNMET_HEADER, text if len(text) <= 1000 else text[:997] + "...")]
+
+
+def _schema_instance(schema: Any, what: str = "json_schema") -> Any:
+    """Return a JSON value *schema* accepts; an unsatisfiable or exotic schema gives a best effort (never raises).
+
+    The value holds at most a budget of values; what could not be met is logged as a warning (and, in
+    a reply, named in the ``x-localserver-unmet-constraints`` header).
+    """
+    generator = _Instance(schema)
+    try:
+        value = generator.value(schema)
     except (ArithmeticError, RecursionError, TypeError, ValueError):
-        return {}
+        generator.miss("", "the schema could not be followed")
+        value = {}
+    if generator.unmet:
+        shown = "; ".join(generator.unmet[:3]) + (
+            f"; and {len(generator.unmet) - 3} more" if len(generator.unmet) > 3 else ""
+        )
+        logger.warning("LocalServer: the default answer to %s does not meet its schema: %s", what, shown)
+        notes = getattr(_UNMET, "notes", None)
+        if notes is not None:
+            notes.append(f"{what}: {shown}")
+    return value
+
+
+def _max_tokens(request: ChatCompletionRequest) -> int | None:
+    """The request's token limit: ``max_tokens``, else OpenAI's ``max_completion_tokens`` (the smaller if both)."""
+    limits = [request.max_tokens, getattr(request, "max_completion_tokens", None)]
+    limits.append(request.extra.get("max_completion_tokens"))
+    found = [v for v in limits if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+    return min(found) if found else None
 
 
 # ------------------------------------------------------------------------------------------ server
@@ -1149,9 +1566,12 @@ class LocalServer:
     that kind would: with ``"openai"`` bodies are read as OpenAI's API reads them (a Mistral-only
     field such as ``random_seed``, ``safe_prompt`` or an assistant ``prefix`` is a 400), errors
     are ``{"error": {...}}`` with status 400 for a refused body, answers carry
-    ``system_fingerprint``, streamed tool calls come split over several deltas, a stream asked for
-    ``stream_options.include_usage`` ends with a usage-only chunk, and the request id is sent as
-    ``x-request-id`` only.
+    ``system_fingerprint``, ids are ``chatcmpl-…`` and ``call_…``, streamed tool calls come split over
+    several deltas, a stream's finish reason comes in a chunk with an empty delta, a stream asked for
+    ``stream_options.include_usage`` ends with a usage-only chunk (no other chunk has ``usage``),
+    ``max_completion_tokens`` limits the answer, and the request id is sent as ``x-request-id`` only.
+    The Mistral dialect refuses, as the API does, a tool-call id that is not 9 characters of
+    ``[a-zA-Z0-9]`` (400).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. Script replies with
     :meth:`enqueue` (first in, first out) or set :attr:`handler` to a function of the
@@ -1385,6 +1805,13 @@ class LocalServer:
                 return False
         return True
 
+    def _model_names(self) -> list[str]:
+        """The models ``GET /v1/models`` lists: the server's *model* (or a few of Mistral's), then those asked for."""
+        names = [self.model] if self.model else list(DEFAULT_MODELS)
+        with self._lock:
+            asked = [r.request.model for r in self._requests if r.request is not None]
+        return list(dict.fromkeys([*names, *(name for name in asked if isinstance(name, str))]))
+
     def _track(self, thread: threading.Thread) -> None:
         with self._lock:
             self._threads.add(thread)
@@ -1412,14 +1839,19 @@ class LocalServer:
     def default_chunks(self, request: ChatCompletionRequest) -> list[CompletionChunk]:
         """Return the chunks the server streams for *request* when nothing is scripted.
 
-        One chunk per word (a tool call comes whole in one chunk); the last chunk of each choice has
-        its finish reason, and the very last one the usage. Joined, they give :meth:`default_response`.
-        In the ``"openai"`` dialect each tool call is split over several chunks, and the usage
-        comes in a last chunk of its own only when the request's ``stream_options`` ask for it.
+        As the APIs stream: first a chunk per choice with the role and empty content, then one chunk
+        per word (a tool call comes whole in one chunk); the last chunk of each choice has its finish
+        reason, and the very last one the usage. Joined, they give :meth:`default_response`. In the
+        ``"openai"`` dialect each tool call is split over several chunks, the finish reason comes in a
+        chunk of its own with an empty delta, and the usage comes in a last chunk of its own only
+        when the request's ``stream_options`` ask for it.
         """
         response = self.default_response(request)
         chunks: list[CompletionChunk] = []
         common: dict[str, Any] = {"id": response.id, "model": response.model, "created": response.created}
+        for choice in response.choices:  # as the APIs do: the role first, with empty content
+            opening = CompletionResponseStreamChoice(index=choice.index, delta=AssistantMessage(content=""))
+            chunks.append(CompletionChunk(choices=(opening,), **common))
         for choice in response.choices:
             message = choice.message
             if message.tool_calls:
@@ -1439,7 +1871,7 @@ class LocalServer:
     def _response_id(self, request: ChatCompletionRequest) -> str:
         body = {k: v for k, v in request.to_dict().items() if k not in ("stream", "stream_options")}
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-        return f"cmpl-{digest[:24]}"
+        return self._wire.response_id(digest)
 
     def _answer(self, request: ChatCompletionRequest) -> tuple[AssistantMessage, FinishReason]:
         messages = request.messages
@@ -1453,7 +1885,7 @@ class LocalServer:
         else:
             fmt = request.response_format
             if fmt is not UNSET and fmt.type is ResponseFormatType.JSON_SCHEMA and fmt.json_schema is not UNSET:
-                text = _dumps(_schema_instance(fmt.json_schema.schema))
+                text = _dumps(_schema_instance(fmt.json_schema.schema, f"json_schema {fmt.json_schema.name!r}"))
             elif fmt is not UNSET and fmt.type is ResponseFormatType.JSON_OBJECT:
                 text = _dumps({"echo": user_text})
             else:
@@ -1465,8 +1897,9 @@ class LocalServer:
         cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
         if cut >= 0:
             text = text[:cut]
-        if isinstance(request.max_tokens, int):
-            text, truncated = _truncate(text, request.max_tokens)
+        limit = _max_tokens(request)
+        if limit is not None:
+            text, truncated = _truncate(text, limit)
             if truncated:
                 finish = FinishReason.LENGTH
         return AssistantMessage(content=text), finish
@@ -1482,16 +1915,17 @@ class LocalServer:
                         return call.function.name
         return "tool"
 
-    @staticmethod
-    def _tool_call(request: ChatCompletionRequest, choice: ToolChoice) -> AssistantMessage:
+    def _tool_call(self, request: ChatCompletionRequest, choice: ToolChoice) -> AssistantMessage:
         tools = request.tools or ()
         name = choice.function if isinstance(choice.function, str) else tools[0].name
         tool = next((t for t in tools if t.name == name), tools[0])
-        arguments = _schema_instance(tool.function.parameters) if tool.function.parameters else {}
+        parameters = tool.function.parameters
+        arguments = _schema_instance(parameters, f"tool {tool.name!r}") if parameters else {}
         if not isinstance(arguments, dict):
             arguments = {}
         earlier = sum(len(m.tool_calls or ()) for m in request.messages if isinstance(m, AssistantMessage))
-        call = ToolCall(id=f"call_{earlier}", function=FunctionCall(name=tool.name, arguments=_dumps(arguments)))
+        call_id = self._wire.tool_call_id(f"{self._response_id(request)}:{earlier}")
+        call = ToolCall(id=call_id, function=FunctionCall(name=tool.name, arguments=_dumps(arguments)))
         return AssistantMessage(content="", tool_calls=(call,))
 
     # ------------------------------------------------------------------ serving
@@ -1559,6 +1993,9 @@ class LocalServer:
             self._received += 1
         ex.recorded = recorded
 
+        if path == MODELS_PATH and h.command == "GET":
+            self._send_json(ex, 200, self._wire.models_body(self._model_names(), self.created))
+            return
         if path != self._wire.path:
             self._send_json(ex, 404, self._wire.not_found_body(h.command, path))
             return
@@ -1569,7 +2006,11 @@ class LocalServer:
             self._send_json(ex, self._wire.validation_status, self._wire.json_invalid_body(json_error))
             return
         if self.strict and error is not None:
-            self._send_json(ex, self._wire.validation_status, self._wire.validation_body(error))
+            self._send_json(ex, self._wire.validation_status, self._wire.validation_body(error, value))
+            return
+        refusal = self._wire.refusal(request) if self.strict and request is not None else None
+        if refusal is not None:
+            self._send_json(ex, *refusal)
             return
         self._send_reply(ex, self._script(recorded))
 
@@ -1758,11 +2199,14 @@ class LocalServer:
 
     def _send_body(self, ex: _Exchange, reply: Reply, request: ChatCompletionRequest | None) -> None:
         content_type = reply.content_type
+        notes: list[str] = []
         if reply.error_fields is not None:
-            body: Any = self._wire.error_body(*reply.error_fields)
+            message, type_, code = reply.error_fields
+            body: Any = self._wire.error_body(message, *self._wire.error_names(reply.status, type_, code))
         elif reply.body is None:
             assert request is not None
-            body = self._wire.response_body(self.default_response(request))
+            with _unmet_notes() as notes:
+                body = self._wire.response_body(self.default_response(request))
         elif isinstance(reply.body, ChatCompletionResponse):
             body = self._wire.response_body(reply.body)
         else:
@@ -1770,7 +2214,8 @@ class LocalServer:
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         if reply.truncate_at is not None:
             ex.handler.close_connection = True
-        head = self._head(ex, reply.status, content_type, ("Content-Length", str(len(data))), reply.headers)
+        extra = [*_unmet_header(notes), *reply.headers]
+        head = self._head(ex, reply.status, content_type, ("Content-Length", str(len(data))), extra)
         self._write(ex, head)
         self._sleep(ex, reply.stall_seconds)
         if reply.truncate_at is not None:
@@ -1779,13 +2224,7 @@ class LocalServer:
             raise _Abort()
         self._write(ex, data, reply)
 
-    def _events(self, reply: Reply, request: ChatCompletionRequest | None) -> Iterator[Any]:
-        items: Sequence[StreamItem]
-        if reply.chunks is not None:
-            items = reply.chunks
-        else:
-            assert request is not None
-            items = self.default_chunks(request)
+    def _events(self, reply: Reply, items: Sequence[StreamItem]) -> Iterator[Any]:
         done: list[StreamItem] = ["data: [DONE]\n\n"] if reply.done else []
         sent = 0
         injected = reply.inject_after is None
@@ -1813,11 +2252,20 @@ class LocalServer:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
     def _send_stream(self, ex: _Exchange, reply: Reply, request: ChatCompletionRequest | None) -> None:
-        head = self._head(ex, reply.status, "text/event-stream", ("Transfer-Encoding", "chunked"), reply.headers)
+        items: Sequence[StreamItem]
+        notes: list[str] = []
+        if reply.chunks is not None:
+            items = reply.chunks
+        else:
+            assert request is not None
+            with _unmet_notes() as notes:
+                items = self.default_chunks(request)
+        extra = [*_unmet_header(notes), *reply.headers]
+        head = self._head(ex, reply.status, _EVENT_STREAM, ("Transfer-Encoding", "chunked"), extra)
         self._write(ex, head)
         self._sleep(ex, reply.stall_seconds)
         first = True
-        for item in self._events(reply, request):
+        for item in self._events(reply, items):
             if isinstance(item, Pause):
                 self._sleep(ex, item.seconds)
                 continue

@@ -354,7 +354,7 @@ def conversations(draw: st.DrawFn) -> tuple[Any, ...]:
         out.append(draw(user_messages))
         calls = draw(st.lists(tool_calls, max_size=2))
         calls = [
-            ToolCall(function=c.function, id=f"call_{len(call_ids) + i}", index=c.index) for i, c in enumerate(calls)
+            ToolCall(function=c.function, id=f"call{len(call_ids) + i:05d}", index=c.index) for i, c in enumerate(calls)
         ]
         call_ids += [c.id for c in calls]
         out.append(

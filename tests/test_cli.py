@@ -212,7 +212,7 @@ def test_send_stream_json_prints_one_chunk_per_line(monkeypatch, capsys, server)
 
 def test_a_broken_stream_ends_the_line_and_fails(monkeypatch, capsys, server):
     monkeypatch.setenv("MISTRAL_API_KEY", KEY)
-    server.enqueue(Reply.stream_cut(after=1))
+    server.enqueue(Reply.stream_cut(after=2))  # the role chunk, then "echo:"
     assert main(["send", SUPPORT, "--var", "question=one two three", "--stream", "--base-url", server.url]) == 1
     captured = capsys.readouterr()
     assert captured.out.endswith("\n")

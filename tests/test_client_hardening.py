@@ -77,7 +77,7 @@ def test_next_of_iter_then_the_rest(client: Client) -> None:
     stream = client.chat_completion_stream(REQUEST)
     first = next(iter(stream))  # the temporary iterator is the stream: dropping it closes nothing
     rest = list(stream)
-    assert first.text() == "echo:"
+    assert first.text() == ""  # as from the API: the first chunk names the role, with empty content
     assert rest, "the rest of the stream was lost"
     assert (stream.completed, stream.error, stream.closed) == (True, None, True)
     assert stream.final_response().text() == ANSWER
@@ -107,7 +107,7 @@ def test_dropping_an_unclosed_stream_releases_its_connection(client: Client, ser
     gc.disable()  # the last reference going is enough: no garbage collection needed
     try:
         stream = client.chat_completion_stream(REQUEST)
-        assert next(stream).text()
+        assert next(stream).choices  # the role chunk
         assert server.open_connections == 1
         del stream
         assert server.wait_idle(1.0), "dropping the stream did not release its connection"
@@ -162,7 +162,7 @@ def test_close_from_another_thread_wakes_a_blocked_reader(client: Client, server
 def test_a_stream_closed_between_two_reads_ends_with_one_error_chunk(client: Client, server: LocalServer) -> None:
     server.enqueue(Reply.stream(delay=0.3))
     stream = client.chat_completion_stream(REQUEST)
-    assert next(stream).text() == "echo:"
+    assert next(stream).text() == ""  # the role chunk
     closer = threading.Thread(target=stream.close)
     closer.start()
     closer.join(5)
@@ -300,7 +300,7 @@ def test_final_response_of_a_stream_not_read_yet_raises(client: Client) -> None:
 
 
 def test_final_response_of_a_cut_stream_raises_its_error(client: Client, server: LocalServer) -> None:
-    server.enqueue(Reply.stream_cut(after=2))
+    server.enqueue(Reply.stream_cut(after=3))  # the role chunk, "echo:", " one"
     with client.chat_completion_stream(REQUEST) as stream:
         chunks = list(stream)
     with pytest.raises(StreamError, match="the stream was cut") as info:
@@ -313,6 +313,7 @@ def test_final_response_of_a_stream_closed_before_its_end_raises(client: Client,
     server.enqueue(Reply.stream(delay=0.2))
     with client.chat_completion_stream(REQUEST) as stream:
         next(stream)
+        next(stream)  # the role chunk, then "echo:"
     with pytest.raises(StreamError, match="closed by the caller"):
         stream.final_response()
     assert stream.final_response(partial=True).text() == "echo:"

@@ -272,7 +272,7 @@ MATRIX: tuple[Fault, ...] = (
         "no `[DONE]` (the body ends after the last chunk)",
         always(Reply.stream(done=False)),
         plain=None,
-        stream=Outcome("error chunk", 1, MARGIN, message="without \\[DONE\\]", check=_chunks_before_the_error(5)),
+        stream=Outcome("error chunk", 1, MARGIN, message="without \\[DONE\\]", check=_chunks_before_the_error(6)),
     ),
     Fault(
         "slow trickle (16 bytes every 10 ms)",

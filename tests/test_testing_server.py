@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
+import re
 import socket
 import subprocess
 import sys
@@ -47,6 +49,7 @@ from . import strategies as S
 
 API_KEY = "sk-test-7f3a9c"
 PATH = "/v1/chat/completions"
+UNMET = "x-localserver-unmet-constraints"  # the header naming what a default JSON-schema answer could not meet
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -352,7 +355,7 @@ def test_a_forced_tool_choice_gives_a_tool_call(server: LocalServer, choice: Too
     (choice_body,) = body["choices"]
     assert choice_body["finish_reason"] == "tool_calls"
     (call,) = choice_body["message"]["tool_calls"]
-    assert call["id"] == "call_0"
+    assert re.fullmatch(r"[a-zA-Z0-9]{9}", call["id"]), call["id"]  # the API's rule for tool-call ids
     assert call["type"] == "function"
     assert call["function"]["name"] == "get_weather"
     arguments = json.loads(call["function"]["arguments"])
@@ -363,25 +366,29 @@ def test_a_forced_tool_choice_gives_a_tool_call(server: LocalServer, choice: Too
 def test_auto_tool_choice_answers_text_and_call_ids_count_earlier_calls(server: LocalServer) -> None:
     auto = hello().with_tools([WEATHER])
     assert post(server, auto.to_dict()).json()["choices"][0]["message"]["content"] == "echo: hello there world"
-    earlier = ToolCall(id="call_0", function=FunctionCall(name="get_time", arguments='{"zone": "UTC"}'))
+    first = post(server, auto.with_tool_choice("any").to_dict()).json()["choices"][0]["message"]["tool_calls"][0]
+    earlier = ToolCall(id=first["id"], function=FunctionCall(name="get_time", arguments='{"zone": "UTC"}'))
     forced = (
         auto.assistant(tool_calls=[earlier])
-        .tool("12:00", tool_call_id="call_0")
+        .tool("12:00", tool_call_id=first["id"])
         .user("and the weather?")
         .with_tool_choice("any")
     )
-    call = post(server, forced.to_dict()).json()["choices"][0]["message"]["tool_calls"][0]
-    assert call["id"] == "call_1"
+    response = post(server, forced.to_dict())
+    assert response.status_code == 200, response.text  # the server's own ids pass its own rule
+    call = response.json()["choices"][0]["message"]["tool_calls"][0]
+    assert re.fullmatch(r"[a-zA-Z0-9]{9}", call["id"])
+    assert call["id"] != first["id"]
 
 
 def test_after_a_tool_message_the_answer_summarises_the_result(server: LocalServer) -> None:
-    call = ToolCall(id="call_0", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
+    call = ToolCall(id="D681PevKs", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
     request = (
         hello("weather?")
         .with_tools([WEATHER])
         .with_tool_choice("any")  # the tool result is answered in text even when a call is forced
         .assistant(tool_calls=[call])
-        .tool("sunny, 21 C", tool_call_id="call_0")
+        .tool("sunny, 21 C", tool_call_id="D681PevKs")
     )
     body = post(server, request.to_dict()).json()
     assert body["choices"][0]["message"]["content"] == "The tool get_weather returned: sunny, 21 C"
@@ -414,16 +421,16 @@ def test_stream_sends_one_event_per_http_chunk_ending_with_done(server: LocalSer
     raw = raw_post(server, request.to_dict())
     assert raw.status == 200
     assert raw.end == "complete"
-    assert raw.headers["content-type"] == "text/event-stream"
+    assert raw.headers["content-type"] == "text/event-stream; charset=utf-8"  # as the API's FastAPI sends it
     assert raw.headers["transfer-encoding"] == "chunked"
     data = sse_data(raw)
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
-    assert len(chunks) == 4  # "echo:", " one", " two", " three"
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "echo:"}
+    assert len(chunks) == 5  # the role, then "echo:", " one", " two", " three"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}  # as the API starts a stream
     assert all("role" not in c["choices"][0]["delta"] for c in chunks[1:])
-    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, "stop"]
-    assert [c["usage"] is not None for c in chunks] == [False, False, False, True]
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, None, "stop"]
+    assert [c["usage"] is not None for c in chunks] == [False, False, False, False, True]
     assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "echo: one two three"
     assert {c["id"] for c in chunks} == {server.default_response(request).id}
     parsed = [CompletionChunk.from_dict(c) for c in chunks]
@@ -432,8 +439,9 @@ def test_stream_sends_one_event_per_http_chunk_ending_with_done(server: LocalSer
 
 def test_streamed_tool_call_comes_whole_in_one_chunk(server: LocalServer) -> None:
     raw = raw_post(server, hello().with_tools([WEATHER]).with_tool_choice("any").streaming().to_dict())
-    (event, done) = sse_data(raw)
+    (role, event, done) = sse_data(raw)
     assert done == "[DONE]"
+    assert json.loads(role)["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     choice = json.loads(event)["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["delta"]["tool_calls"][0]["index"] == 0
@@ -462,7 +470,7 @@ def test_stream_request_through_requests_library(server: LocalServer) -> None:
         text = b"".join(response.iter_content(None)).decode()
     events = [e for e in text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
-    assert len(events) == 4
+    assert len(events) == 5  # the role, "echo:", " a", " b", [DONE]
 
 
 # ------------------------------------------------------------------------------------ validation, auth
@@ -495,7 +503,14 @@ def test_invalid_bodies_get_422_with_the_api_detail_shape(
 ) -> None:
     response = post(server, body)
     assert response.status_code == 422
-    detail = response.json()["detail"]
+    error = response.json()  # Mistral wraps the validation details in its error object
+    assert {k: v for k, v in error.items() if k != "message"} == {
+        "object": "error",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    detail = error["message"]["detail"]
     assert [{"loc": d["loc"], "type": d["type"]} for d in detail] == expected
     assert all(isinstance(d["msg"], str) and d["msg"] for d in detail)
     recorded = server.last_request
@@ -507,7 +522,8 @@ def test_invalid_bodies_get_422_with_the_api_detail_shape(
 def test_malformed_json_gets_422_json_invalid(server: LocalServer) -> None:
     response = requests.post(server.chat_completions_url, data=b'{"model": ', timeout=5)
     assert response.status_code == 422
-    (detail,) = response.json()["detail"]
+    assert response.json()["object"] == "error"
+    (detail,) = response.json()["message"]["detail"]
     assert detail["type"] == "json_invalid"
     assert detail["loc"] == ["body", 10]
     assert server.last_request is not None
@@ -840,7 +856,7 @@ def test_stream_malformed_event_then_the_rest(server: LocalServer) -> None:
     assert data[-1] == "[DONE]"
     with pytest.raises(json.JSONDecodeError):
         json.loads(data[1])
-    assert len(data) == 5  # 3 chunks + the malformed event + [DONE]
+    assert len(data) == 6  # the role, 3 chunks, the malformed event, [DONE]
 
 
 def test_stream_error_event(server: LocalServer) -> None:
@@ -1120,3 +1136,187 @@ def test_every_current_request_field_is_accepted_in_its_dialect(dialect: str, ke
     assert recorded.request is not None
     expected = "standard_only" if (key, value) == ("service_tier", "default") else value
     assert recorded.request.to_dict()[key] == expected
+
+
+# ------------------------------------------------------------------- what passes locally passes in production
+
+
+def _tool_turn(call_id: str) -> dict[str, Any]:
+    call = {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": "sunny"},
+    ]
+    return {"model": "mistral-small-latest", "messages": messages}
+
+
+@pytest.mark.parametrize("call_id", ["call_0", "abc", "abcdefghij", "abcd-fghi", "38f04d9ea185424a8dc6ed9a88da5"])
+def test_an_invented_tool_call_id_gets_the_apis_400(server: LocalServer, call_id: str) -> None:
+    response = post(server, _tool_turn(call_id), headers={"Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "object": "error",
+        "message": f"Tool call id was {call_id} but must be a-z, A-Z, 0-9, with a length of 9.",
+        "type": "invalid_function_call",
+        "param": None,
+        "code": "3280",
+    }
+
+
+def test_tool_call_ids_of_the_apis_shape_pass_in_each_dialect() -> None:
+    with LocalServer() as mistral, LocalServer(dialect="openai") as openai:
+        assert post(mistral, _tool_turn("D681PevKs")).status_code == 200
+        assert post(openai, _tool_turn("call_0")).status_code == 200  # OpenAI has no such rule
+        forced = hello().with_tools([WEATHER]).with_tool_choice("any").to_dict()
+        (call,) = post(openai, forced).json()["choices"][0]["message"]["tool_calls"]
+        assert re.fullmatch(r"call_[a-zA-Z0-9]{24}", call["id"])
+
+
+def test_a_422_is_mistrals_error_object_with_each_details_input(server: LocalServer) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "temprature": 0.5}
+    response = post(server, body, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 422
+    (detail,) = response.json()["message"]["detail"]
+    assert (detail["loc"], detail["input"]) == (["body", "temprature"], 0.5)
+
+
+def test_openai_error_types_are_openais() -> None:
+    with LocalServer(dialect="openai") as server:
+        server.enqueue(Reply.error(429), Reply.error(500), Reply.error(503, "busy"), Reply.error(429, type="tokens"))
+        errors = [post(server, hello().to_dict()).json()["error"] for _ in range(4)]
+    assert [(e["type"], e["code"]) for e in errors] == [
+        ("requests", "rate_limit_exceeded"),
+        ("server_error", None),
+        ("server_error", None),
+        ("tokens", None),
+    ]
+
+
+def test_openai_stream_framing_is_openais() -> None:
+    with LocalServer(dialect="openai") as server:
+        raw = raw_post(server, hello("a b").streaming().to_dict())
+        chunks = [json.loads(d) for d in sse_data(raw)[:-1]]
+        asked = [
+            json.loads(d)
+            for d in sse_data(
+                raw_post(server, {**hello("a b").streaming().to_dict(), "stream_options": {"include_usage": True}})
+            )[:-1]
+        ]
+    assert raw.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert all(c["id"].startswith("chatcmpl-") for c in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    assert all("usage" not in c for c in chunks)  # only when asked for
+    assert asked[-1]["choices"] == []
+    assert asked[-1]["usage"]["total_tokens"] > 0
+
+
+def test_openai_dialect_honours_max_completion_tokens() -> None:
+    with LocalServer(dialect="openai") as server:
+        body = {**hello("one two three").to_dict(), "max_completion_tokens": 2}
+        (choice,) = post(server, body).json()["choices"]
+    assert (choice["message"]["content"], choice["finish_reason"]) == ("echo: one", "length")
+
+
+def test_openai_dialect_accepts_the_sampling_fields_compatible_servers_take() -> None:
+    extensions = {"top_k": 40, "min_tokens": 1, "repetition_penalty": 1.1}
+    with LocalServer(dialect="openai") as server:
+        response = post(server, {**hello().to_dict(), **extensions})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("dialect", ["mistral", "openai"])
+def test_get_models_answers_in_each_dialect(dialect: str) -> None:
+    with LocalServer(dialect=dialect, model="local-model") as server:
+        post(server, chat("asked-model").user("hi").to_dict())
+        response = requests.get(server.url + "/v1/models", timeout=5)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["local-model", "asked-model"]
+    assert all(m["object"] == "model" for m in body["data"])
+    if dialect == "mistral":
+        assert body["data"][0]["capabilities"]["completion_chat"] is True
+        assert body["data"][0]["type"] == "base"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
+        {"type": "string", "pattern": "^[a-f0-9]{8}(-[a-f0-9]{4}){3}-[a-f0-9]{12}$"},
+        {"type": "string", "pattern": "^(foo|bar)\\.[^\\s]+@\\w+$"},
+        {"type": "string", "minLength": 12, "maxLength": 14, "pattern": "^x+$"},
+        {"type": "string", "format": "date", "pattern": "^2024"},
+        {"type": "string", "format": "email", "maxLength": 20},
+        {"type": "string", "minLength": 40},
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        {"type": "integer", "minimum": 7, "multipleOf": 5},
+    ],
+)
+def test_json_schema_answer_meets_pattern_format_length_and_bounds(schema: dict[str, Any]) -> None:
+    wrapped = {"type": "object", "properties": {"v": schema}, "required": ["v"]}
+    answer = LocalServer().default_response(hello().with_json_schema(wrapped, name="s")).text()
+    jsonschema.Draft202012Validator(wrapped, format_checker=jsonschema.FormatChecker()).validate(json.loads(answer))
+
+
+def test_json_schema_answer_says_which_constraint_it_could_not_meet(caplog: pytest.LogCaptureFixture) -> None:
+    wrapped = {"type": "object", "properties": {"v": {"type": "string", "pattern": "(?<=a)b"}}, "required": ["v"]}
+    with caplog.at_level("WARNING", logger="chatdsl.testing"):
+        LocalServer().default_response(hello().with_json_schema(wrapped, name="s"))
+    assert "json_schema 's' does not meet its schema: /v:" in caplog.text
+    assert "breaks pattern '(?<=a)b'" in caplog.text
+    with LocalServer() as server:  # and the reply says so, in a header
+        plain = post(server, hello().with_json_schema(wrapped, name="s").to_dict())
+        streamed = raw_post(server, hello().with_json_schema(wrapped, name="s").streaming().to_dict())
+        fine = post(server, hello().to_dict())
+    assert "breaks pattern '(?<=a)b'" in plain.headers[UNMET]
+    assert "breaks pattern '(?<=a)b'" in streamed.headers[UNMET]
+    assert UNMET not in fine.headers
+
+
+RECURSIVE_BOMB = {
+    "type": "object",
+    "properties": {"a": {"type": "array", "minItems": 100, "items": {"$ref": "#"}}},
+    "required": ["a"],
+}
+
+
+def test_a_recursive_schema_with_a_big_min_items_is_answered_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    body = {
+        **hello().to_dict(),
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": RECURSIVE_BOMB}},
+    }
+    assert len(json.dumps(body)) < 400  # a small request...
+    with LocalServer() as server:
+        started = time.monotonic()
+        response = post(server, body, timeout=10)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed < 2.0  # ...took minutes and ever more memory before the budget
+    content = response.json()["choices"][0]["message"]["content"]
+    assert len(content) < 100_000
+    assert "budget of 2000 values" in caplog.text or "nest deeper" in caplog.text
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern=st.text(alphabet="ab^$.|()[]{}*+?\\dw0-9,-", max_size=16), min_length=st.integers(0, 40))
+def test_any_pattern_gets_a_matching_string_or_a_note_saying_it_did_not(pattern: str, min_length: int) -> None:
+    schema = {"type": "object", "properties": {"v": {"type": "string", "pattern": pattern, "minLength": min_length}}}
+    notes: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = notes.append  # type: ignore[method-assign]
+    logging.getLogger("chatdsl.testing").addHandler(handler)
+    try:
+        started = time.monotonic()
+        answer = json.loads(LocalServer().default_response(hello().with_json_schema(schema, name="s")).text())["v"]
+        assert time.monotonic() - started < 2.0
+    finally:
+        logging.getLogger("chatdsl.testing").removeHandler(handler)
+    try:
+        met = re.search(pattern, answer) is not None and len(answer) >= min_length
+    except re.error:
+        met = False
+    assert met or any("/v:" in record.getMessage() for record in notes), (pattern, answer)

@@ -87,11 +87,19 @@ def client(server: LocalServer) -> Iterator[Client]:
 BASE = chatdsl.chat("mistral-small-latest").user("What is the weather in Paris?")
 
 
+def _id(short: str) -> str:
+    """A tool-call id as Mistral's API wants them (9 characters of ``[a-zA-Z0-9]``), made from *short*."""
+    return short.ljust(9, "0")
+
+
 def _calls(*calls: tuple[str, str, Any], content: str = "") -> Reply:
-    """A reply whose assistant message makes *calls*: ``(id, name, arguments)``, arguments a dict or text."""
+    """A reply whose assistant message makes *calls*: ``(id, name, arguments)``, arguments a dict or text.
+
+    Each id is padded by :func:`_id` to the API's shape.
+    """
     tool_calls = [
         {
-            "id": call_id,
+            "id": _id(call_id),
             "type": "function",
             "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
         }
@@ -140,11 +148,11 @@ def test_one_round(server: LocalServer, client: Client) -> None:
     assert first.json["tool_choice"] == "auto"
     assert second.json is not None
     assert [m["role"] for m in second.json["messages"]] == ["user", "assistant", "tool"]
-    assert second.json["messages"][1]["tool_calls"][0]["id"] == "c1"
+    assert second.json["messages"][1]["tool_calls"][0]["id"] == _id("c1")
     assert second.json["messages"][2] == {
         "role": "tool",
         "content": json.dumps({"city": "Paris", "degrees": 21.5, "unit": "celsius"}),
-        "tool_call_id": "c1",
+        "tool_call_id": _id("c1"),
         "name": "get_weather",
     }
     assert result.request == second.request  # the transcript is exactly what was sent last
@@ -171,10 +179,10 @@ def test_parallel_calls_all_run_in_order(server: LocalServer, client: Client) ->
     ]
     messages = _tool_messages(result.request)
     assert [(m.tool_call_id, m.name) for m in messages] == [
-        ("a", "get_weather"),
-        ("b", "local_time"),
-        ("c", "get_weather"),
-        ("d", "nothing"),
+        (_id("a"), "get_weather"),
+        (_id("b"), "local_time"),
+        (_id("c"), "get_weather"),
+        (_id("d"), "nothing"),
     ]
     assert json.loads(messages[0].content) == {"city": "Oslo", "degrees": 21.5, "unit": "fahrenheit"}  # type: ignore[arg-type]
     assert messages[1].content == "12:00 in Oslo"
@@ -190,7 +198,7 @@ def test_several_rounds_then_an_answer(server: LocalServer, client: Client) -> N
     )
     result = client.run_tools(BASE, {"local_time": local_time, "get_weather": get_weather}, max_rounds=3)
     assert result.rounds == 3
-    assert [m.tool_call_id for m in _tool_messages(result.request)] == ["r1", "r2"]
+    assert [m.tool_call_id for m in _tool_messages(result.request)] == [_id("r1"), _id("r2")]
     assert result.text() == "Noon and mild."
 
 
@@ -207,7 +215,7 @@ def test_a_tool_that_raises_is_raised_on_request(server: LocalServer, client: Cl
     server.enqueue(_calls(("x", "get_weather", {"city": "Atlantis"})))
     with pytest.raises(ValueError, match="no weather station") as info:
         client.run_tools(BASE, [get_weather], on_error="raise")
-    assert any("get_weather" in note and "'x'" in note for note in info.value.__notes__)
+    assert any("get_weather" in note and f"'{_id('x')}'" in note for note in info.value.__notes__)
     assert len(server.requests) == 1
 
 
@@ -220,8 +228,8 @@ def test_max_rounds_exceeded(server: LocalServer, client: Client) -> None:
     assert len(server.requests) == 2
     assert CALLS == [("local_time", "Kyiv")]  # the last round's calls were not run
     assert error.request == server.requests[-1].request  # the conversation so far, as sent
-    assert [m.tool_call_id for m in _tool_messages(error.request)] == ["k0"]
-    assert error.response.assistant_message().tool_calls[0].id == "k1"
+    assert [m.tool_call_id for m in _tool_messages(error.request)] == [_id("k0")]
+    assert error.response.assistant_message().tool_calls[0].id == _id("k1")
     server.enqueue(_text("Finally."))  # the caller can continue from the error's request
     assert client.run_tools(error.request, [local_time]).text() == "Finally."
 
