@@ -11,7 +11,9 @@ Client tests use :data:`TEST_KEY`. For every test, the autouse fixture :func:`se
 and at teardown fails the test if the key, or any 12 characters of it (a key cut short in a
 message is still a leak), appears in a record's message or exception text, or in an exception's
 ``str``, ``repr``, arguments, attributes (``body``, ``headers``, …), notes or chained causes and
-contexts. The captured stdout and stderr of each test are checked the same way. The session ends
+contexts — or in the locals of any frame in their tracebacks, formatted as
+``traceback.TracebackException(capture_locals=True)`` does (what ``pytest -l``, loguru's ``diagnose``
+and rich print). The captured stdout and stderr of each test are checked the same way. The session ends
 with a one-line summary of what was checked.
 """
 
@@ -60,6 +62,8 @@ def exception_texts(exc: BaseException) -> list[str]:
     """Return every text an exception shows or carries: the formatted chain (causes, contexts,
     notes), and for each exception in it its ``repr``, arguments and attributes."""
     texts = ["".join(traceback.format_exception(exc))]
+    # what pytest -l, loguru's diagnose and rich show: the locals of every frame of every chained exception
+    texts.append("".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()))
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -127,6 +131,7 @@ def _guarded(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., An
             return method(*args, **kwargs)
         except Exception as exc:
             guard.exception(exc)
+            del args, kwargs  # this frame joins the traceback: it must not show the key it passed on
             raise
 
     return call
