@@ -7,7 +7,9 @@ Failures become exceptions of the tree in ``_errors``::
 
     status 400/401/403/404/422/429/5xx/other -> BadRequestError ... InternalServerError / APIError
     a 2xx whose body is not a completion      -> MalformedResponseError
-    refused, reset, DNS, TLS, cut body        -> APIConnectionError   (chained from the requests error)
+    refused, reset, DNS, TLS, cut body        -> APIConnectionError   (chained from the requests error,
+                                                 its frames' locals cleared: they hold the headers)
+    a request requests refuses to send        -> APIConnectionError   (not retried; its text not shown)
     connect, read or total timeout            -> APITimeoutError
     a call on a closed client                 -> ClientClosedError
     anything after a stream began             -> a last chunk whose ``error`` is a StreamError
@@ -138,8 +140,13 @@ class Timeout:
 
     ``connect``: to open the connection. ``read``: the longest silence between two received bytes
     (for a non-streamed call this includes the whole generation before the first byte; a stalled
-    stream ends with an error chunk after it). ``total``: a deadline for the whole call, retries and
-    backoff included; a stream still open at the deadline ends with an error chunk. It is ``None``
+    stream ends with an error chunk after it). ``total``: a deadline for the whole call — connecting,
+    sending, the response headers and the body, retries and backoff included; a stream still open at
+    the deadline ends with an error chunk. One scheduler thread serves every deadline: at the deadline
+    it shuts the call's socket down, so a server trickling bytes (header lines included) cannot hold
+    a call past it. (With a ``session`` you pass, whose pools chatdsl does not make, connecting,
+    sending and the headers are bounded by ``connect`` and ``read`` capped at the time left; the
+    body is cut at the deadline all the same.) It is ``None``
     by default, because one deadline for every call would cut long streams and slow plain answers
     alike; set it when a call must end by a given time (a server trickling bytes faster than
     ``read`` is stopped by nothing else).
@@ -702,6 +709,13 @@ class Client:
     — unless ``drop_unsupported=True`` (here or per call), which leaves such fields out and logs
     them at INFO. Either way the endpoint is ``{base_url}/v1/chat/completions``.
 
+    Extra ``headers`` are checked here (and per call): a name must be a token, a value one line of
+    visible characters — a value with a trailing newline (a token read from a file) is a
+    :class:`~chatdsl.ValidationError` that does not show it. A loopback ``base_url`` (``localhost``,
+    ``127.0.0.1``, ``::1``, or a ``*.localhost`` name that resolves to loopback addresses only) is
+    never reached through a proxy (``http_proxy`` and the like are ignored for it): the key stays on
+    the machine. A client cannot be pickled or copied (a ``TypeError``): it holds the key.
+
     Use it as a context manager, or call :meth:`close`; a closed client raises
     :class:`~chatdsl.ClientClosedError`. Threads may share a client: it holds no per-call state
     (the auth and headers go with each call), and calls from 16 threads at once are tested. It
@@ -937,8 +951,9 @@ class Client:
         """Close this client (idempotent); a closed client sends nothing (:class:`~chatdsl.ClientClosedError`).
 
         If it created its session, the session is closed too — and with it every client derived
-        from this one by :meth:`with_options`. Its pooled connections are closed at once (a call
-        still running closes its own when it ends).
+        from this one by :meth:`with_options`. Its pooled connections are closed at once; a call
+        still running closes its own when it ends (so once the calls in flight end, no connection
+        stays open), and sends no retry.
         """
         if self._closed:
             return
@@ -1214,7 +1229,7 @@ def _accept(exchange: _Exchange) -> _Exchange:
         try:
             raw = _read_body(response, _ERROR_BODY_LIMIT)
         except _READ_ERRORS:
-            raw = b""
+            raw = bytearray()
         finally:
             response.close()
         text = raw.decode("utf-8", "replace")
@@ -1360,19 +1375,22 @@ def _transport_error(
     return error
 
 
-def _read_body(response: requests.Response, limit: int | None = None) -> bytes:
-    """Read the rest of the body as it arrives (``read1``: never waits to fill a buffer)."""
+def _read_body(response: requests.Response, limit: int | None = None) -> bytearray:
+    """Read the rest of the body as it arrives (``read1``: never waits to fill a buffer), at most *limit* bytes.
+
+    The pieces go into one growing buffer (no list of pieces joined at the end, no copy to cut it
+    at *limit*), so a body takes about its own size in memory while it is read.
+    """
     raw = response.raw
-    pieces: list[bytes] = []
-    size = 0
+    body = bytearray()
     while True:
         data = raw.read1(_READ_SIZE, decode_content=True)
         if not data:
-            return b"".join(pieces)
-        pieces.append(data)
-        size += len(data)
-        if limit is not None and size >= limit:
-            return b"".join(pieces)[:limit]
+            return body
+        body += data
+        if limit is not None and len(body) >= limit:
+            del body[limit:]
+            return body
 
 
 def _content_length(response: requests.Response) -> int | None:
@@ -1470,7 +1488,7 @@ def _status_error(response: requests.Response, watchdog: _Watchdog) -> APIError:
     try:
         raw = _read_body(response, _ERROR_BODY_LIMIT)
     except _READ_ERRORS:
-        raw = b""
+        raw = bytearray()
     finally:
         _close(response, watchdog)
     text = raw.decode("utf-8", "replace")
@@ -1523,6 +1541,11 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
     Closing a stream before its end is such a failure too: ``StreamError("the stream was closed by
     the caller before it ended")``. :meth:`close` may be called from any thread: a read blocked in
     another thread returns at once, and that thread's iteration ends with the error chunk.
+
+    An exception raised while a read is blocked (``KeyboardInterrupt``, say) propagates, and ends the
+    stream: its :attr:`error` is ``StreamError("the stream was interrupted by KeyboardInterrupt …")``,
+    handed over in one error chunk by the next ``next()``, and :meth:`final_response` raises it.
+    Several threads may iterate one stream: each chunk goes to exactly one of them, in order.
 
     ``chunk_latency`` is the time from the previous chunk's arrival (the first: from the request
     being sent), ``total_latency`` from the request being sent; both measured on arrival.

@@ -58,12 +58,40 @@ def _mask(text: str, secret: str = TEST_KEY) -> str:
     return "".join(out)
 
 
+def frame_locals(exc: BaseException) -> str:
+    """Return *exc* formatted with the locals of every frame of it and of every exception chained to
+    it, as ``traceback.TracebackException(capture_locals=True)`` does (and ``pytest -l``, loguru's
+    ``diagnose`` and rich); a local whose repr fails (a value nested too deep) is shown as such."""
+    try:
+        return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+    except RecursionError:
+        pass
+    lines: list[str] = []
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            for name, value in tb.tb_frame.f_locals.items():
+                try:
+                    shown = repr(value)
+                except Exception:  # RecursionError included
+                    shown = "<repr failed>"
+                lines.append(f"{name} = {shown}")
+            tb = tb.tb_next
+        stack += [e for e in (current.__cause__, current.__context__) if e is not None]
+        stack += list(getattr(current, "exceptions", ()))
+    return "\n".join(lines)
+
+
 def exception_texts(exc: BaseException) -> list[str]:
     """Return every text an exception shows or carries: the formatted chain (causes, contexts,
     notes), and for each exception in it its ``repr``, arguments and attributes."""
     texts = ["".join(traceback.format_exception(exc))]
-    # what pytest -l, loguru's diagnose and rich show: the locals of every frame of every chained exception
-    texts.append("".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()))
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -98,17 +126,21 @@ class SecretGuard:
         self.secret = secret
         self.records: list[tuple[str, str]] = []
         self.exceptions: list[BaseException] = []
+        self.frames: list[str] = []
 
     def exception(self, exc: BaseException) -> None:
-        """Record *exc* (raised through the client, or carried by an error chunk)."""
+        """Record *exc* (raised through the client, or carried by an error chunk), and its frames'
+        locals as they are when the client hands it over (the test's own frames are not the client's)."""
         self.exceptions.append(exc)
+        self.frames.append(frame_locals(exc))
 
     def texts(self) -> Iterator[tuple[str, str]]:
         """Yield ``(where, text)`` for everything recorded."""
         yield from self.records
-        for exc in self.exceptions:
+        for exc, frames in zip(self.exceptions, self.frames, strict=True):
             for text in exception_texts(exc):
                 yield f"exception {type(exc).__name__}", text
+            yield f"frames' locals of {type(exc).__name__}", frames
 
     def leaks(self) -> list[str]:
         """Return one line per recorded text that holds the key (masked), or an empty list."""
@@ -130,8 +162,8 @@ def _guarded(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., An
         try:
             return method(*args, **kwargs)
         except Exception as exc:
+            del args, kwargs  # this frame is in the traceback: it must not show the key it passed on
             guard.exception(exc)
-            del args, kwargs  # this frame joins the traceback: it must not show the key it passed on
             raise
 
     return call

@@ -921,3 +921,27 @@ def test_two_threads_iterating_one_stream_share_its_chunks(client: Client, serve
     got = sorted((chunk for part in taken for chunk in part), key=lambda c: c.total_latency)
     assert len(got) == 201  # 200 chunks and the end marker, each handed to exactly one thread
     assert stream.final_response().choices[0].message.content == "".join(f"{i} " for i in range(200))
+
+
+def test_an_error_raised_before_sending_is_never_retried_nor_shown(caplog: pytest.LogCaptureFixture) -> None:
+    """What an adapter refuses before sending (a malformed URL or header) is raised at once, its text left out."""
+    attempts: list[str] = []
+
+    class Refusing(requests.adapters.BaseAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            attempts.append(str(request.url))
+            raise requests.exceptions.InvalidHeader("Invalid header value: 'tok-123456\\n'")
+
+        def close(self) -> None:
+            pass
+
+    session = requests.Session()
+    session.mount("https://", Refusing())
+    caplog.set_level(logging.DEBUG, "chatdsl")
+    with Client(KEY, session=session, _sleep=lambda _: None) as client, pytest.raises(APIConnectionError) as info:
+        client.chat_completion(REQUEST)
+    assert len(attempts) == 1
+    assert "nothing was sent" in str(info.value)
+    assert "tok-123456" not in str(info.value)
+    assert "tok-123456" not in caplog.text
+    assert info.value.__cause__ is None
