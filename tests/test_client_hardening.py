@@ -13,6 +13,7 @@ import logging
 import pickle
 import random
 import re
+import signal
 import socket
 import threading
 import time
@@ -713,21 +714,33 @@ def test_the_total_deadline_covers_headers_that_trickle(stream: bool) -> None:
     assert info.value.response_started is False
 
 
-def test_the_total_deadline_covers_a_request_body_the_server_does_not_read() -> None:
-    accepted: list[socket.socket] = []
-    listener = socket.create_server(("127.0.0.1", 0))
+def test_the_total_deadline_covers_a_request_body_the_server_reads_slowly() -> None:
+    """The server takes 4 KB every 20 ms: each send progresses (no socket timeout), the whole would take 20 s."""
+    received: list[int] = []
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by the connection it accepts
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def read_slowly() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while data := conn.recv(4096):
+                received.append(len(data))
+                time.sleep(0.02)
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    big = chatdsl.chat("m").user("x" * (8 << 20))  # more than the socket buffers hold: sendall blocks
+    big = chatdsl.chat("m").user("x" * (4 << 20))  # far more than the socket buffers hold
     try:
         with Client(KEY, base_url=url, timeout=Timeout(read=5, total=1.0), max_retries=0) as client:
-            threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
             started = time.perf_counter()
             with pytest.raises(APITimeoutError, match=r"total deadline of 1\.0 s passed"):
                 client.chat_completion(big)
             assert time.perf_counter() - started < 1.8
+        assert received  # the server did read: every send made progress
     finally:
-        for conn in accepted:
-            conn.close()
         listener.close()
 
 
@@ -870,24 +883,22 @@ def test_an_exception_inside_a_stream_read_is_recorded_as_the_streams_error(
     with client.chat_completion_stream(REQUEST) as stream:
         first = next(stream)
         assert first.error is None
-        timer = threading.Timer(0.2, lambda: _thread_interrupt(main))
-        main = threading.get_ident()
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        main = threading.get_ident()  # pytest runs tests in the main thread, which Python hands signals to
+        timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))  # Ctrl-C during the read
         timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            next(stream)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                next(stream)
+        finally:
+            timer.join()
+            signal.signal(signal.SIGINT, previous)
         rest = list(stream)
     assert [chunk.error is not None for chunk in rest] == [True]
     assert "interrupted by KeyboardInterrupt" in str(rest[0].error)
     assert isinstance(stream.error, StreamError)
     with pytest.raises(StreamError, match="interrupted by KeyboardInterrupt"):
         stream.final_response()
-
-
-def _thread_interrupt(ident: int) -> None:
-    """Raise KeyboardInterrupt in thread *ident* at its next bytecode (as Ctrl-C does in the main thread)."""
-    import ctypes
-
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
 
 
 def test_a_client_refuses_to_be_pickled_or_copied(client: Client) -> None:
