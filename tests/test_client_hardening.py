@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import traceback
+import tracemalloc
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +36,7 @@ from chatdsl import (
     CompletionChunk,
     FunctionCall,
     Limits,
+    MalformedResponseError,
     StreamError,
     Timeout,
     ToolCall,
@@ -911,7 +913,11 @@ def test_a_client_refuses_to_be_pickled_or_copied(client: Client) -> None:
 
 
 def test_two_threads_iterating_one_stream_share_its_chunks(client: Client, server: LocalServer) -> None:
-    chunks = [{"choices": [{"index": 0, "delta": {"content": f"{i} "}}]} for i in range(200)]
+    chunks: list[Any] = []
+    for i in range(200):
+        chunks.append({"choices": [{"index": 0, "delta": {"content": f"{i} "}}]})
+        if i % 20 == 0:
+            chunks.append(Pause(0.01))  # one thread blocks in a read while the other asks for a chunk
     server.enqueue(Reply.stream(chunks))
     taken: list[list[Any]] = [[], []]
     failures: list[BaseException] = []
@@ -956,3 +962,27 @@ def test_an_error_raised_before_sending_is_never_retried_nor_shown(caplog: pytes
     assert "tok-123456" not in str(info.value)
     assert "tok-123456" not in caplog.text
     assert info.value.__cause__ is None
+
+
+def test_a_body_over_max_response_size_takes_about_the_limit_in_memory() -> None:
+    """The body is read into one buffer cut at the limit (it was pieces, their join and a slice: 3x)."""
+    limit = 4 << 20
+    body = b'{"choices": "' + b"x" * (2 * limit) + b'"}'
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"  # no length
+
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(head)
+        conn.sendall(body)
+
+    with raw_server(answer) as url, Client(KEY, base_url=url, limits=Limits(max_response_size=limit)) as client:
+        # the method itself, not the secret guard's wrapper: the guard formats the frames' locals (the
+        # 4 MiB buffer among them) as the error passes through it, which would count here
+        call = getattr(Client.chat_completion, "__wrapped__", Client.chat_completion)
+        tracemalloc.start()
+        try:
+            with pytest.raises(MalformedResponseError, match="larger than max_response_size"):
+                call(client, REQUEST)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 1.5 * limit, f"peak {peak / limit:.2f}x the limit"
