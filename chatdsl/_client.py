@@ -1583,13 +1583,9 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
 
     def __next__(self) -> CompletionChunk:
         try:
-            with self._reader.turn:  # one reader at a time: a second thread waits for its chunk
-                chunk = next(self._chunks, None)
-        except ValueError:  # "generator already executing": close() in another thread is ending it
-            if not self._reader.closing:
-                raise
-            with self._reader.lock:  # wait until that close() is done
-                chunk = None
+            chunk = next(self._chunks, None)
+        except ValueError:  # "generator already executing": another thread is reading, or close() is ending it
+            chunk = self._reader.next_in_turn()
         if chunk is None:
             chunk = self._reader.closed_chunk()
             if chunk is None:
@@ -1695,7 +1691,7 @@ class _Reader:
         self.expected = expected
         self.request_id = request_id
         self.lock = threading.RLock()
-        self.turn = threading.Lock()  # held by the thread taking the next chunk
+        self.turn = threading.Lock()  # queues the threads waiting for another one's read (next_in_turn)
         self.closing = False
         self.released = False
         self.done = False
@@ -1728,6 +1724,21 @@ class _Reader:
             self.release()
             if self.error is None and not self.complete():
                 self.error = StreamError(_CLOSED_BY_CALLER)
+
+    def next_in_turn(self) -> CompletionChunk | None:
+        """The next chunk, for a thread that found another one reading: wait for that read to end
+        (polling — threads sharing a stream are rare, and the common path pays nothing for them)."""
+        wait = 0.0005
+        with self.turn:  # the waiting threads queue here; the reading one holds nothing
+            while True:
+                if self.closing:
+                    with self.lock:  # close() is ending the chunks: wait until it is done
+                        return None
+                try:
+                    return next(self.chunks, None)
+                except ValueError:  # still busy
+                    time.sleep(wait)
+                    wait = min(wait * 2, 0.01)
 
     def closed_chunk(self) -> CompletionChunk | None:
         """Once the chunks are exhausted: the error chunk of a stream closed before its end, handed over once."""
