@@ -61,10 +61,11 @@ def _mask(text: str, secret: str = TEST_KEY) -> str:
 def frame_locals(exc: BaseException) -> str:
     """Return *exc* formatted with the locals of every frame of it and of every exception chained to
     it, as ``traceback.TracebackException(capture_locals=True)`` does (and ``pytest -l``, loguru's
-    ``diagnose`` and rich); a local whose repr fails (a value nested too deep) is shown as such."""
+    ``diagnose`` and rich); a local whose repr fails (a value nested too deep, an object half built) is
+    shown as such."""
     try:
         return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
-    except RecursionError:
+    except Exception:  # Python 3.11 calls repr() on each local unguarded
         pass
     lines: list[str] = []
     seen: set[int] = set()
@@ -131,8 +132,9 @@ class SecretGuard:
     def exception(self, exc: BaseException) -> None:
         """Record *exc* (raised through the client, or carried by an error chunk), and its frames'
         locals as they are when the client hands it over (the test's own frames are not the client's)."""
+        frames = frame_locals(exc)
         self.exceptions.append(exc)
-        self.frames.append(frame_locals(exc))
+        self.frames.append(frames)
 
     def texts(self) -> Iterator[tuple[str, str]]:
         """Yield ``(where, text)`` for everything recorded."""
