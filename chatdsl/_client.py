@@ -7,7 +7,9 @@ Failures become exceptions of the tree in ``_errors``::
 
     status 400/401/403/404/422/429/5xx/other -> BadRequestError ... InternalServerError / APIError
     a 2xx whose body is not a completion      -> MalformedResponseError
-    refused, reset, DNS, TLS, cut body        -> APIConnectionError   (chained from the requests error)
+    refused, reset, DNS, TLS, cut body        -> APIConnectionError   (chained from the requests error,
+                                                 its frames' locals cleared: they hold the headers)
+    a request requests refuses to send        -> APIConnectionError   (not retried; its text not shown)
     connect, read or total timeout            -> APITimeoutError
     a call on a closed client                 -> ClientClosedError
     anything after a stream began             -> a last chunk whose ``error`` is a StreamError
@@ -22,6 +24,7 @@ The API key lives only in the ``Authorization`` header (set by a ``requests`` au
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.client
 import http.cookiejar
 import ipaddress
@@ -31,8 +34,10 @@ import math
 import os
 import random
 import re
+import socket
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -54,6 +59,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ChatDSLError,
     ClientClosedError,
     InternalServerError,
     MalformedResponseError,
@@ -105,6 +111,15 @@ _STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
 # Everything a read from an open response may raise on a transport problem.
 _READ_ERRORS: Final = (urllib3.exceptions.HTTPError, requests.RequestException, http.client.HTTPException, OSError)
 
+# What ``requests`` raises before sending a byte (a malformed URL or header): never retried.
+_NOT_SENT: Final = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidHeader,
+    urllib3.exceptions.LocationValueError,
+)
+
 
 # ------------------------------------------------------------------------------------ settings
 
@@ -125,8 +140,13 @@ class Timeout:
 
     ``connect``: to open the connection. ``read``: the longest silence between two received bytes
     (for a non-streamed call this includes the whole generation before the first byte; a stalled
-    stream ends with an error chunk after it). ``total``: a deadline for the whole call, retries and
-    backoff included; a stream still open at the deadline ends with an error chunk. It is ``None``
+    stream ends with an error chunk after it). ``total``: a deadline for the whole call — connecting,
+    sending, the response headers and the body, retries and backoff included; a stream still open at
+    the deadline ends with an error chunk. One scheduler thread serves every deadline: at the deadline
+    it shuts the call's socket down, so a server trickling bytes (header lines included) cannot hold
+    a call past it. (With a ``session`` you pass, whose pools chatdsl does not make, connecting,
+    sending and the headers are bounded by ``connect`` and ``read`` capped at the time left; the
+    body is cut at the deadline all the same.) It is ``None``
     by default, because one deadline for every call would cut long streams and slow plain answers
     alike; set it when a call must end by a given time (a server trickling bytes faster than
     ``read`` is stopped by nothing else).
@@ -280,10 +300,28 @@ def _check_key(api_key: Any, env: str = API_KEY_ENV) -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+    """Whether *host* is this machine: ``localhost``, a loopback address, or a ``*.localhost`` name
+    that resolves to loopback addresses only (such names are not loopback by themselves everywhere)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if not host.endswith(".localhost"):
+        return False
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0] for info in found}
+    return bool(addresses) and all(_loopback_address(address) for address in addresses)
+
+
+def _loopback_address(address: object) -> bool:
+    try:
+        return ipaddress.ip_address(str(address).partition("%")[0]).is_loopback
     except ValueError:
         return False
 
@@ -342,7 +380,8 @@ def _scrub(exc: BaseException) -> None:
 
     A ``requests`` exception keeps the ``PreparedRequest`` it failed on (``exc.request``), whose
     headers hold ``Authorization``, and sometimes the ``Response`` (whose ``request`` is the same).
-    They are set to ``None`` before the error is chained to a chatdsl exception.
+    They are set to ``None`` before the error is chained to a chatdsl exception, and the locals of
+    the finished frames in their tracebacks are cleared (they hold the headers too).
     """
     stack: list[object] = [exc]
     seen: set[int] = set()
@@ -354,6 +393,11 @@ def _scrub(exc: BaseException) -> None:
         if isinstance(current, requests.RequestException):
             current.request = None
             current.response = None
+        if current.__traceback__ is not None and not isinstance(current, ChatDSLError):
+            # the frames of requests, urllib3 and http.client hold the headers (Authorization) in their
+            # locals, which traceback.TracebackException(capture_locals=True), pytest -l, loguru and
+            # rich print: keep the frames' lines, drop their locals (executing frames are left alone)
+            traceback.clear_frames(current.__traceback__)
         stack += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
 
 
@@ -434,57 +478,176 @@ def _elapsed(start: float, end: float) -> timedelta:
 _ZERO: Final = timedelta(0)
 
 
-class _Watchdog:
-    """Enforces a total deadline on a response being read: at the deadline it shuts the socket's
-    reading side down, so a blocked read returns at once (``HTTPResponse.shutdown``).
+class _Scheduler:
+    """One daemon thread that fires every pending :class:`_Watchdog` at its deadline (a heap of
+    deadlines, not a thread per call). Started on first use; a cancelled watchdog stays in the heap
+    until its time comes, unless cancelled ones pile up (then the heap is rebuilt without them)."""
 
-    :meth:`cancel` and the timer take one lock, so once ``cancel()`` returns the socket is never
-    touched again (``Timer.cancel`` alone cannot stop a timer that has already started firing — it
-    would shut down a socket that went back to the pool and now serves another call). A response
-    whose watchdog fired is closed with its connection, never pooled (see :func:`_close`).
+    __slots__ = ("_cancelled", "_condition", "_heap", "_order", "_thread")
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._order = 0
+        self._cancelled = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, watchdog: _Watchdog, deadline: float) -> None:
+        with self._condition:
+            self._order += 1
+            heapq.heappush(self._heap, (deadline, self._order, watchdog))
+            if self._thread is None or not self._thread.is_alive():  # none yet, or a fork left it behind
+                self._thread = threading.Thread(target=self._run, name="chatdsl-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is watchdog:
+                self._condition.notify()
+
+    def discard(self) -> None:
+        """Note that a pending watchdog was cancelled (its entry is dropped lazily)."""
+        with self._condition:
+            self._cancelled += 1
+            if self._cancelled > 256 and self._cancelled * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if not entry[2].settled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def _run(self) -> None:
+        heap = self._heap
+        while True:
+            with self._condition:
+                heap = self._heap
+                while not heap:
+                    self._condition.wait()
+                    heap = self._heap
+                deadline, _, watchdog = heap[0]
+                wait = deadline - time.perf_counter()
+                if wait > 0:
+                    self._condition.wait(wait)
+                    continue
+                heapq.heappop(heap)
+                if watchdog.settled and self._cancelled:
+                    self._cancelled -= 1
+            watchdog.fire()
+
+
+_SCHEDULER: Final = _Scheduler()
+
+_attempt: Final = threading.local()
+"""The :class:`_Watchdog` of the call the current thread is sending (``watchdog``), for the pools
+of the client's own sessions to point it at each connection they use (:class:`_DeadlinePool`)."""
+
+
+class _Watchdog:
+    """Enforces a call's total deadline: at the deadline it interrupts what the call is waiting on
+    — the connection sending the request or receiving the headers (its socket is shut down), then
+    the response being read (``HTTPResponse.shutdown``) — so a blocked read or write returns at once.
+
+    :meth:`watch` (point it at something else, or at nothing) and :meth:`fire` take one lock, so
+    once ``watch(None)`` or :meth:`cancel` returns, the former target is never touched again (it
+    may be a connection back in the pool, serving another call). A response whose watchdog fired
+    is closed with its connection, never pooled (see :func:`_close`). Without a deadline it does
+    nothing and costs nothing.
     """
 
-    __slots__ = ("_lock", "_settled", "_timer", "fired")
+    __slots__ = ("_lock", "_target", "fired", "settled")
 
-    def __init__(self, response: requests.Response | None, deadline: float | None) -> None:
+    def __init__(self, deadline: float | None) -> None:
         self.fired = False
-        self._timer: threading.Timer | None = None
-        if deadline is None or response is None:
+        self.settled = deadline is None
+        self._target: Callable[[], object] | None = None
+        if deadline is None:
             return
-        raw = response.raw
         self._lock = threading.Lock()
-        self._settled = False
+        _SCHEDULER.add(self, deadline)
 
-        def fire() -> None:
-            with self._lock:
-                if self._settled:
-                    return
-                self._settled = self.fired = True
-                try:
-                    raw.shutdown()
-                except Exception:  # the response was released meanwhile: nothing to interrupt
-                    logger.debug("total deadline: the response was already released")
+    def watch(self, target: Callable[[], object] | None) -> None:
+        """Interrupt *target* (a callable) at the deadline, instead of the former one; at once if it passed."""
+        if self.settled and not self.fired:
+            return
+        with self._lock:
+            if self.fired:
+                _interrupt(target)
+            elif not self.settled:
+                self._target = target
 
-        self._timer = threading.Timer(max(0.0, deadline - time.perf_counter()), fire)
-        self._timer.daemon = True
-        self._timer.start()
+    def fire(self) -> None:
+        """The deadline passed: interrupt the current target (unless cancelled)."""
+        with self._lock:
+            if self.settled:
+                return
+            self.settled = self.fired = True
+            _interrupt(self._target)
+            self._target = None
 
     def cancel(self) -> bool:
-        """Stop the timer for good and return whether it fired."""
-        timer = self._timer
-        if timer is None:
+        """Stop watching for good and return whether the deadline had fired."""
+        if self.settled:
             return self.fired
         with self._lock:
-            self._settled = True
-        timer.cancel()
-        self._timer = None
-        return self.fired
+            self.settled = True
+            self._target = None
+            fired = self.fired  # it may have fired meanwhile
+        if not fired:
+            _SCHEDULER.discard()
+        return fired
+
+
+def _interrupt(target: Callable[[], object] | None) -> None:
+    if target is None:
+        return
+    try:
+        target()
+    except Exception:  # released or closed meanwhile: nothing left to interrupt
+        logger.debug("total deadline: nothing left to interrupt")
+
+
+def _shutdown_connection(connection: Any) -> Callable[[], object]:
+    """Return what interrupts *connection*'s exchange: shutting its socket down (if it has one yet)."""
+
+    def interrupt() -> None:
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+
+    return interrupt
+
+
+def _watch_connection(conn: Any) -> None:
+    watchdog: _Watchdog | None = getattr(_attempt, "watchdog", None)
+    if watchdog is not None:
+        watchdog.watch(_shutdown_connection(conn))
+
+
+class _DeadlinePool(urllib3.HTTPConnectionPool):
+    """A pool of the client's own session: points the sending call's watchdog at each connection it uses."""
+
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        _watch_connection(conn)
+        return super()._make_request(conn, *args, **kwargs)
+
+
+class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    """:class:`_DeadlinePool` for https."""
+
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        _watch_connection(conn)
+        return super()._make_request(conn, *args, **kwargs)
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """The adapter of the client's own session: its pools enforce the total deadline while a
+    request is sent and its headers arrive (see :class:`_Watchdog`)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineHTTPSPool}
 
 
 def _close(response: requests.Response, watchdog: _Watchdog) -> None:
-    """Cancel *watchdog*, then close *response*: its connection back to the pool, unless the watchdog
-    shut its socket down (then the connection is closed, so no later call is handed a dead socket)."""
-    if watchdog.cancel():
+    """Point *watchdog* away from *response*, then close it: its connection back to the pool, unless the
+    watchdog shut its socket down (then the connection is closed, so no later call is handed a dead socket)."""
+    watchdog.watch(None)
+    if watchdog.fired:
         with contextlib.suppress(Exception):
             response.raw.close()
     response.close()
@@ -501,16 +664,27 @@ class _Exchange:
     timeout: Timeout
     url: str
     limits: Limits = DEFAULT_LIMITS
+    watchdog: _Watchdog = attrs.field(factory=lambda: _Watchdog(None))
+    state: _SessionState | None = None
+
+
+def _after_release(state: _SessionState | None) -> None:
+    """A response was released: if the client closed its session meanwhile, close the pools again — the
+    call may have made a new one after ``close()`` (``requests`` would), and pooled its connection there."""
+    if state is not None and state.closed and state.session is not None:
+        _close_pools(state.session)
 
 
 class _SessionState:
     """Shared by a client and every client derived from it (they share one session)."""
 
-    __slots__ = ("closed",)
+    __slots__ = ("closed", "session")
 
-    def __init__(self) -> None:
+    def __init__(self, session: requests.Session | None = None) -> None:
         self.closed = False
         """Whether the client that owns the session closed it."""
+        self.session = session
+        """The session, if the client made it (and closes its pools)."""
 
 
 # ------------------------------------------------------------------------------------ the client
@@ -541,6 +715,13 @@ class Client:
     servers take them) — unless ``drop_unsupported=True`` (here or per call), which leaves such fields out and logs
     them at INFO. Either way the endpoint is ``{base_url}/v1/chat/completions``.
 
+    Extra ``headers`` are checked here (and per call): a name must be a token, a value one line of
+    visible characters — a value with a trailing newline (a token read from a file) is a
+    :class:`~chatdsl.ValidationError` that does not show it. A loopback ``base_url`` (``localhost``,
+    ``127.0.0.1``, ``::1``, or a ``*.localhost`` name that resolves to loopback addresses only) is
+    never reached through a proxy (``http_proxy`` and the like are ignored for it): the key stays on
+    the machine. A client cannot be pickled or copied (a ``TypeError``): it holds the key.
+
     Use it as a context manager, or call :meth:`close`; a closed client raises
     :class:`~chatdsl.ClientClosedError`. Threads may share a client: it holds no per-call state
     (the auth and headers go with each call), and calls from 16 threads at once are tested. It
@@ -562,6 +743,7 @@ class Client:
         "_key_given",
         "_limits",
         "_log_url",
+        "_loopback",
         "_owns_session",
         "_retry",
         "_session",
@@ -588,50 +770,57 @@ class Client:
         limits: Limits | None = None,
         _sleep: Callable[[float], None] | None = None,
     ) -> None:
-        from . import __version__
+        try:
+            from . import __version__
 
-        self._dialect = Dialect.coerce(dialect)
-        self._drop_unsupported = _flag("drop_unsupported", drop_unsupported)
-        env = self._dialect.api_key_env
-        target = self._dialect.default_base_url if base_url is None else base_url
-        self._key_given = api_key is not None
-        if api_key is None and _env_key_allowed(self._dialect, target):
-            api_key = os.environ.get(env)
-            if not api_key:  # Mistral's API, or OpenAI's own: both need a key
-                state = "is not set" if api_key is None else "is empty"
-                raise ValidationError("api_key", f"{state}; pass api_key=... or set the {env} environment variable")
-        # an OpenAI-compatible server may need no key (a local vLLM, llama.cpp or Ollama): None or "" is none
-        self._api_key = None if self._dialect is Dialect.OPENAI and not api_key else _check_key(api_key, env)
-        self._auth: requests.auth.AuthBase = _NoAuth() if self._api_key is None else _BearerAuth(self._api_key)
-        self._allow_insecure_http = bool(allow_insecure_http)
-        self._base_url = _check_base_url(
-            target,
-            # without a key nothing secret travels: plain http anywhere is the caller's business
-            allow_insecure_http=self._allow_insecure_http or self._api_key is None,
-        )
-        if self._base_url.endswith("/v1"):
-            raise ValidationError(
-                "base_url",
-                f"{_redact_url(self._base_url)!r} ends with /v1, and chatdsl adds /v1/chat/completions itself; "
-                f"pass {_redact_url(self._base_url[:-3])!r}",
+            self._dialect = Dialect.coerce(dialect)
+            self._drop_unsupported = _flag("drop_unsupported", drop_unsupported)
+            env = self._dialect.api_key_env
+            target = self._dialect.default_base_url if base_url is None else base_url
+            self._key_given = api_key is not None
+            if api_key is None and _env_key_allowed(self._dialect, target):
+                api_key = os.environ.get(env)
+                if not api_key:  # Mistral's API, or OpenAI's own: both need a key
+                    state = "is not set" if api_key is None else "is empty"
+                    raise ValidationError("api_key", f"{state}; pass api_key=... or set the {env} environment variable")
+            # an OpenAI-compatible server may need no key (a local vLLM, llama.cpp or Ollama): None or "" is none
+            self._api_key = None if self._dialect is Dialect.OPENAI and not api_key else _check_key(api_key, env)
+            self._auth: requests.auth.AuthBase = _NoAuth() if self._api_key is None else _BearerAuth(self._api_key)
+            self._allow_insecure_http = bool(allow_insecure_http)
+            self._base_url = _check_base_url(
+                target,
+                # without a key nothing secret travels: plain http anywhere is the caller's business
+                allow_insecure_http=self._allow_insecure_http or self._api_key is None,
             )
-        self._url = self._base_url + _PATH
-        self._log_url = _redact_url(self._url)
-        self._timeout = Timeout.coerce(timeout)
-        policy = RetryPolicy() if retry is None else retry
-        if not isinstance(policy, RetryPolicy):
-            raise ValidationError("retry", f"{policy!r} is not a RetryPolicy")
-        self._retry = policy if max_retries is None else attrs.evolve(policy, max_retries=max_retries)
-        self._headers = _check_headers(headers)
-        self._limits = DEFAULT_LIMITS if limits is None else limits
-        if not isinstance(self._limits, Limits):
-            raise ValidationError("limits", f"{self._limits!r} is not a Limits")
-        self._owns_session = session is None
-        self._session = _new_session(self._limits) if session is None else session
-        self._sleep: Callable[[float], None] = time.sleep if _sleep is None else _sleep
-        self._user_agent = f"chatdsl/{__version__}"
-        self._closed = False
-        self._shared = _SessionState()  # replaced by the parent's in with_options
+            if self._base_url.endswith("/v1"):
+                raise ValidationError(
+                    "base_url",
+                    f"{_redact_url(self._base_url)!r} ends with /v1, and chatdsl adds /v1/chat/completions itself; "
+                    f"pass {_redact_url(self._base_url[:-3])!r}",
+                )
+            self._loopback = _is_loopback(urlsplit(self._base_url).hostname or "")
+            self._url = self._base_url + _PATH
+            self._log_url = _redact_url(self._url)
+            self._timeout = Timeout.coerce(timeout)
+            policy = RetryPolicy() if retry is None else retry
+            if not isinstance(policy, RetryPolicy):
+                raise ValidationError("retry", f"{policy!r} is not a RetryPolicy")
+            self._retry = policy if max_retries is None else attrs.evolve(policy, max_retries=max_retries)
+            self._headers = _check_headers(headers)
+            self._limits = DEFAULT_LIMITS if limits is None else limits
+            if not isinstance(self._limits, Limits):
+                raise ValidationError("limits", f"{self._limits!r} is not a Limits")
+            self._owns_session = session is None
+            self._session = _new_session(self._limits) if session is None else session
+            self._sleep: Callable[[float], None] = time.sleep if _sleep is None else _sleep
+            self._user_agent = f"chatdsl/{__version__}"
+            self._closed = False
+            self._shared = _SessionState(self._session if session is None else None)  # the parent's in with_options
+        except Exception as exc:
+            # this frame stays in the traceback: keep the key (and header values) out of its locals, and
+            # drop the inner frames (whose arguments hold them too) — the message says what was wrong
+            api_key = headers = session = None
+            raise exc.with_traceback(None)  # noqa: B904 (the same exception, without its frames)
 
     # ------------------------------------------------------------------ settings
 
@@ -719,32 +908,47 @@ class Client:
             key = self._api_key or ""  # "": still no key
         else:
             key = ""  # a key from the environment does not travel to a host that would not have read it
-        client = Client(
-            key,
-            base_url=new_base_url,
-            timeout=self._timeout if isinstance(timeout, UnsetType) else timeout,
-            max_retries=None if isinstance(max_retries, UnsetType) else max_retries,
-            retry=policy,
-            session=self._session,
-            headers=merged,
-            allow_insecure_http=(
-                self._allow_insecure_http if isinstance(allow_insecure_http, UnsetType) else allow_insecure_http
-            ),
-            dialect=new_dialect,
-            drop_unsupported=(self._drop_unsupported if isinstance(drop_unsupported, UnsetType) else drop_unsupported),
-            limits=self._limits if isinstance(limits, UnsetType) else limits,
-            _sleep=self._sleep,
-        )
+        try:
+            client = Client(
+                key,
+                base_url=new_base_url,
+                timeout=self._timeout if isinstance(timeout, UnsetType) else timeout,
+                max_retries=None if isinstance(max_retries, UnsetType) else max_retries,
+                retry=policy,
+                session=self._session,
+                headers=merged,
+                allow_insecure_http=(
+                    self._allow_insecure_http if isinstance(allow_insecure_http, UnsetType) else allow_insecure_http
+                ),
+                dialect=new_dialect,
+                drop_unsupported=(
+                    self._drop_unsupported if isinstance(drop_unsupported, UnsetType) else drop_unsupported
+                ),
+                limits=self._limits if isinstance(limits, UnsetType) else limits,
+                _sleep=self._sleep,
+            )
+        except Exception as exc:
+            key = None
+            api_key = UNSET  # neither may stay in this frame's locals (see __init__)
+            raise exc.with_traceback(None)  # noqa: B904
         client._key_given = self._key_given if isinstance(api_key, UnsetType) else True
         client._shared = self._shared  # closing the session's owner closes every client sharing it
         return client
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_closed"):  # __init__ failed (a traceback's locals show it)
+            return "<Client, not initialized>"
         key = "None" if self._api_key is None else "'***'"
         dialect = "" if self._dialect is Dialect.MISTRAL else f", dialect={self._dialect.value!r}"
         return (
             f"Client(base_url={self._base_url!r}, api_key={key}, timeout={self._timeout!r}, "
             f"max_retries={self._retry.max_retries}{dialect})"
+        )
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            "a chatdsl Client cannot be pickled or copied: it holds the API key, which must not travel in bytes "
+            "you did not ask for; make a Client where it is needed (or derive one with with_options())"
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -753,8 +957,9 @@ class Client:
         """Close this client (idempotent); a closed client sends nothing (:class:`~chatdsl.ClientClosedError`).
 
         If it created its session, the session is closed too — and with it every client derived
-        from this one by :meth:`with_options`. Its pooled connections are closed at once (a call
-        still running closes its own when it ends).
+        from this one by :meth:`with_options`. Its pooled connections are closed at once; a call
+        still running closes its own when it ends (so once the calls in flight end, no connection
+        stays open), and sends no retry.
         """
         if self._closed:
             return
@@ -913,70 +1118,110 @@ class Client:
         send_headers.update(self._headers)
         if headers:
             send_headers.update(_check_headers(headers))
+        session = self._session
+        url, log_url = self._url, self._log_url
+        try:  # before anything is sent: a failure here is never retried (nor does it show what it refused)
+            prepared = session.prepare_request(
+                requests.Request("POST", url, data=body, headers=send_headers, auth=self._auth)
+            )
+            settings = session.merge_environment_settings(url, {}, True, None, None)
+        except (requests.RequestException, ValueError, TypeError) as exc:
+            raise ValidationError(
+                "request", f"could not be prepared ({type(exc).__name__}); nothing was sent"
+            ) from None
+        if self._loopback:
+            settings["proxies"] = {}  # the key stays on the machine: never through a proxy
         start = time.perf_counter()
         deadline = None if limits.total is None else start + limits.total
-        url, log_url = self._url, self._log_url
+        watchdog = _Watchdog(deadline)
+        state = self._shared
         retries = 0
         previous: APIError | APIConnectionError | None = None  # the failure the last backoff followed
-        while True:
-            error: APIError | APIConnectionError
-            retry_after: float | None = None
-            connect, read = limits.connect, limits.read
-            if deadline is not None:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:  # a backoff sleep overran the deadline (checked before sleeping)
-                    late = APITimeoutError(
-                        f"POST {log_url}: the total deadline of {limits.total} s passed before attempt {retries + 1}"
+        try:
+            while True:
+                error: APIError | APIConnectionError
+                retry_after: float | None = None
+                connect, read = limits.connect, limits.read
+                if deadline is not None:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:  # a backoff sleep overran the deadline (checked before sleeping)
+                        passed = f"the total deadline of {limits.total} s passed before attempt {retries + 1}"
+                        late = APITimeoutError(f"POST {log_url}: {passed}")
+                        raise late from previous
+                    connect = remaining if connect is None else min(connect, remaining)
+                    read = remaining if read is None else min(read, remaining)
+                if retries and self.closed:
+                    raise ClientClosedError("this Client was closed while the call waited to retry") from previous
+                logger.debug("POST %s (attempt %d, stream=%s)", log_url, retries + 1, stream)
+                sent_at = time.perf_counter()
+                if deadline is not None:
+                    _attempt.watchdog = watchdog
+                try:
+                    response = session.send(prepared, timeout=(connect, read), allow_redirects=False, **settings)
+                except _NOT_SENT as exc:
+                    _scrub(exc)
+                    raise APIConnectionError(
+                        f"POST {log_url}: the request could not be sent ({type(exc).__name__}); nothing was sent"
+                    ) from None
+                except _READ_ERRORS as exc:
+                    watchdog.watch(None)
+                    error = _transport_error(exc, log_url, limits, deadline, fired=watchdog.fired)
+                else:
+                    watchdog.watch(response.raw.shutdown)
+                    if watchdog.fired:  # the headers came as the deadline passed: too late all the same
+                        _close(response, watchdog)
+                        raise APITimeoutError(
+                            f"POST {log_url}: the total deadline of {limits.total} s passed while the headers arrived"
+                        )
+                    status = response.status_code
+                    if 200 <= status < 300:
+                        exchange = _Exchange(
+                            response,
+                            sent_at,
+                            retries,
+                            deadline,
+                            timeout=limits,
+                            url=log_url,
+                            limits=self._limits,
+                            watchdog=watchdog,
+                            state=state,
+                        )
+                        return reader(exchange)
+                    error = _status_error(response, watchdog)
+                    retry_after = _retry_after(response.headers)
+                    logger.debug(
+                        "POST %s -> %d in %.3f s (request id %s)",
+                        log_url,
+                        status,
+                        time.perf_counter() - sent_at,
+                        error.request_id,
                     )
-                    raise late from previous
-                connect = remaining if connect is None else min(connect, remaining)
-                read = remaining if read is None else min(read, remaining)
-            logger.debug("POST %s (attempt %d, stream=%s)", log_url, retries + 1, stream)
-            sent_at = time.perf_counter()
-            try:
-                response = self._session.post(
-                    url,
-                    data=body,
-                    headers=send_headers,
-                    auth=self._auth,
-                    timeout=(connect, read),
-                    stream=True,
-                    allow_redirects=False,
-                )
-            except _READ_ERRORS as exc:
-                error = _transport_error(exc, log_url, limits, deadline)
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    exchange = _Exchange(
-                        response, sent_at, retries, deadline, timeout=limits, url=log_url, limits=self._limits
-                    )
-                    return reader(exchange)
-                error = _status_error(response, deadline)
-                retry_after = _retry_after(response.headers)
-                logger.debug(
-                    "POST %s -> %d in %.3f s (request id %s)",
-                    log_url,
-                    status,
-                    time.perf_counter() - sent_at,
-                    error.request_id,
-                )
-                if not policy.should_retry_status(status):
+                    if not policy.should_retry_status(status):
+                        raise error
+                finally:
+                    if deadline is not None:
+                        _attempt.watchdog = None
+                delay = policy.backoff(retries, retry_after) if retries < policy.max_retries else None
+                if delay is None or (deadline is not None and time.perf_counter() + delay >= deadline):
                     raise error
-            delay = policy.backoff(retries, retry_after) if retries < policy.max_retries else None
-            if delay is None or (deadline is not None and time.perf_counter() + delay >= deadline):
-                raise error
-            retries += 1
-            previous = error
-            logger.info(
-                "POST %s failed (%s); retry %d of %d in %.2f s",
-                log_url,
-                _short(error),
-                retries,
-                policy.max_retries,
-                delay,
-            )
-            self._sleep(delay)
+                retries += 1
+                previous = error
+                logger.info(
+                    "POST %s failed (%s); retry %d of %d in %.2f s",
+                    log_url,
+                    _short(error),
+                    retries,
+                    policy.max_retries,
+                    delay,
+                )
+                self._sleep(delay)
+        except BaseException:
+            watchdog.cancel()
+            raise
+        finally:
+            if not stream:
+                watchdog.cancel()
+            _after_release(state)
 
 
 def _accept(exchange: _Exchange) -> _Exchange:
@@ -991,7 +1236,7 @@ def _accept(exchange: _Exchange) -> _Exchange:
         try:
             raw = _read_body(response, _ERROR_BODY_LIMIT)
         except _READ_ERRORS:
-            raw = b""
+            raw = bytearray()
         finally:
             response.close()
         text = raw.decode("utf-8", "replace")
@@ -1032,9 +1277,8 @@ def _new_session(limits: Limits) -> requests.Session:
     """Return a session that keeps no cookies, whose adapters keep ``limits.pool_maxsize`` connections per host."""
     session = requests.Session()
     session.cookies.set_policy(_NoCookies())
-    if limits.pool_maxsize != requests.adapters.DEFAULT_POOLSIZE:
-        for prefix in ("https://", "http://"):
-            session.mount(prefix, requests.adapters.HTTPAdapter(pool_maxsize=limits.pool_maxsize))
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, _Adapter(pool_maxsize=limits.pool_maxsize))
     return session
 
 
@@ -1067,11 +1311,32 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE: Final = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\x20-\x7e\x80-\xff\t]*[\x21-\x7e\x80-\xff])?)?")
+
+
 def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Return *headers* as a dict, each name a token and each value one line of visible characters.
+
+    A refused value is never shown (it may be a token read from a file, with its trailing newline).
+    """
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ValidationError("headers", f"is {type(headers).__name__}, not a mapping of names to values")
     out: dict[str, str] = {}
-    for name, value in (headers or {}).items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise ValidationError("headers", f"{name!r} must map a string to a string")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            shown = repr(name) if isinstance(name, str) and len(name) <= 40 else f"a {type(name).__name__}"
+            raise ValidationError("headers", f"{shown} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+        if not isinstance(value, str):
+            raise ValidationError(f"headers[{name!r}]", f"is {type(value).__name__}, not a string")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ValidationError(
+                f"headers[{name!r}]",
+                "is not one line of visible characters (a newline, control character, leading or trailing "
+                "whitespace, or a character beyond Latin-1); the value is not shown, as it may be a secret",
+            )
         out[name] = value
     return out
 
@@ -1083,18 +1348,25 @@ def _short(error: BaseException) -> str:
 
 
 def _transport_error(
-    exc: BaseException, url: str, limits: Timeout, deadline: float | None, *, response_started: bool = False
+    exc: BaseException,
+    url: str,
+    limits: Timeout,
+    deadline: float | None,
+    *,
+    response_started: bool = False,
+    fired: bool = False,
 ) -> APIConnectionError:
     """Return the chatdsl error for a ``requests``/``urllib3`` failure (chained to it, scrubbed).
 
     *response_started*: a success status had arrived (the body broke off); the message says so.
+    *fired*: the call's watchdog cut the connection at the total deadline.
     """
     _scrub(exc)
     reason = _reason(exc)
     started = response_started
     after = " after a success status (the request was not sent again)" if started else ""
     error: APIConnectionError
-    if deadline is not None and time.perf_counter() >= deadline - 1e-3 and isinstance(exc, requests.Timeout):
+    if fired or (deadline is not None and time.perf_counter() >= deadline - 1e-3 and isinstance(exc, requests.Timeout)):
         error = APITimeoutError(
             f"POST {url}: the total deadline of {limits.total} s passed{after} ({reason})", response_started=started
         )
@@ -1110,19 +1382,22 @@ def _transport_error(
     return error
 
 
-def _read_body(response: requests.Response, limit: int | None = None) -> bytes:
-    """Read the rest of the body as it arrives (``read1``: never waits to fill a buffer)."""
+def _read_body(response: requests.Response, limit: int | None = None) -> bytearray:
+    """Read the rest of the body as it arrives (``read1``: never waits to fill a buffer), at most *limit* bytes.
+
+    The pieces go into one growing buffer (no list of pieces joined at the end, no copy to cut it
+    at *limit*), so a body takes about its own size in memory while it is read.
+    """
     raw = response.raw
-    pieces: list[bytes] = []
-    size = 0
+    body = bytearray()
     while True:
         data = raw.read1(_READ_SIZE, decode_content=True)
         if not data:
-            return b"".join(pieces)
-        pieces.append(data)
-        size += len(data)
-        if limit is not None and size >= limit:
-            return b"".join(pieces)[:limit]
+            return body
+        body += data
+        if limit is not None and len(body) >= limit:
+            del body[limit:]
+            return body
 
 
 def _content_length(response: requests.Response) -> int | None:
@@ -1137,7 +1412,8 @@ def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
     limit = exchange.limits.max_response_size
     announced = _content_length(response)
     too_large = limit is not None and announced is not None and announced > limit
-    watchdog = _Watchdog(response, exchange.deadline)
+    watchdog = exchange.watchdog
+    watchdog.watch(response.raw.shutdown)
     try:
         body = b"" if too_large else _read_body(response, None if limit is None else limit + 1)
     except _READ_ERRORS as exc:
@@ -1210,16 +1486,16 @@ def _deadline_message(exchange: _Exchange) -> str:
     )
 
 
-def _status_error(response: requests.Response, deadline: float | None = None) -> APIError:
+def _status_error(response: requests.Response, watchdog: _Watchdog) -> APIError:
     """Return the exception for an error status, with the server's message, body and request id.
 
-    The body is read up to 1 MiB and until the total *deadline*; what could not be read is left out.
+    The body is read up to 1 MiB and until the total deadline (*watchdog*); what could not be read is left out.
     """
-    watchdog = _Watchdog(response, deadline)
+    watchdog.watch(response.raw.shutdown)
     try:
         raw = _read_body(response, _ERROR_BODY_LIMIT)
     except _READ_ERRORS:
-        raw = b""
+        raw = bytearray()
     finally:
         _close(response, watchdog)
     text = raw.decode("utf-8", "replace")
@@ -1273,6 +1549,11 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
     the caller before it ended")``. :meth:`close` may be called from any thread: a read blocked in
     another thread returns at once, and that thread's iteration ends with the error chunk.
 
+    An exception raised while a read is blocked (``KeyboardInterrupt``, say) propagates, and ends the
+    stream: its :attr:`error` is ``StreamError("the stream was interrupted by KeyboardInterrupt …")``,
+    handed over in one error chunk by the next ``next()``, and :meth:`final_response` raises it.
+    Several threads may iterate one stream: each chunk goes to exactly one of them, in order.
+
     ``chunk_latency`` is the time from the previous chunk's arrival (the first: from the request
     being sent), ``total_latency`` from the request being sent; both measured on arrival.
 
@@ -1310,11 +1591,8 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
     def __next__(self) -> CompletionChunk:
         try:
             chunk = next(self._chunks, None)
-        except ValueError:  # "generator already executing": close() in another thread is ending it
-            if not self._reader.closing:
-                raise
-            with self._reader.lock:  # wait until that close() is done
-                chunk = None
+        except ValueError:  # "generator already executing": another thread is reading, or close() is ending it
+            chunk = self._reader.next_in_turn()
         if chunk is None:
             chunk = self._reader.closed_chunk()
             if chunk is None:
@@ -1410,6 +1688,7 @@ class _Reader:
         "response",
         "since_last",
         "since_sent",
+        "turn",
         "watchdog",
     )
 
@@ -1419,6 +1698,7 @@ class _Reader:
         self.expected = expected
         self.request_id = request_id
         self.lock = threading.RLock()
+        self.turn = threading.Lock()  # queues the threads waiting for another one's read (next_in_turn)
         self.closing = False
         self.released = False
         self.done = False
@@ -1427,7 +1707,7 @@ class _Reader:
         self.merger = _Merger()
         self.last_at = exchange.sent_at
         self.since_last = self.since_sent = _ZERO  # the latencies of the chunks of the current read
-        self.watchdog = _Watchdog(self.response, exchange.deadline)
+        self.watchdog = exchange.watchdog
         self.chunks: Generator[CompletionChunk] = _fold_usage(self.generate()) if fold_usage else self.generate()
 
     def complete(self) -> bool:
@@ -1452,6 +1732,21 @@ class _Reader:
             if self.error is None and not self.complete():
                 self.error = StreamError(_CLOSED_BY_CALLER)
 
+    def next_in_turn(self) -> CompletionChunk | None:
+        """The next chunk, for a thread that found another one reading: wait for that read to end
+        (polling — threads sharing a stream are rare, and the common path pays nothing for them)."""
+        wait = 0.0005
+        with self.turn:  # the waiting threads queue here; the reading one holds nothing
+            while True:
+                if self.closing:
+                    with self.lock:  # close() is ending the chunks: wait until it is done
+                        return None
+                try:
+                    return next(self.chunks, None)
+                except ValueError:  # still busy
+                    time.sleep(wait)
+                    wait = min(wait * 2, 0.01)
+
     def closed_chunk(self) -> CompletionChunk | None:
         """Once the chunks are exhausted: the error chunk of a stream closed before its end, handed over once."""
         with self.lock:
@@ -1470,6 +1765,7 @@ class _Reader:
         if reuse and not fired:
             _drain(response)
         _close(response, self.watchdog)
+        _after_release(self.exchange.state)
 
     # ------------------------------------------------------------------ the reader
 
@@ -1481,6 +1777,7 @@ class _Reader:
         expected = self.expected
         marked = False
         left = math.inf if limits.max_stream_size is None else limits.max_stream_size
+        watchdog = self.watchdog
         try:
             while not self.closing:
                 try:
@@ -1491,6 +1788,9 @@ class _Reader:
                     yield self.failure(self.read_failure(exc))
                     return
                 received = time.perf_counter()
+                if watchdog.fired:  # what arrived as the deadline passed comes too late
+                    yield self.failure(self.end_failure(decoder))
+                    return
                 if not data:
                     if self.interrupted():
                         break
@@ -1535,6 +1835,13 @@ class _Reader:
             # close() was called from another thread while this one was reading
             if not self.complete():
                 yield self.failure(StreamError(_CLOSED_BY_CALLER))
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # KeyboardInterrupt, or any exception while reading: the stream ends here
+            if self.error is None:
+                self.error = StreamError(f"the stream was interrupted by {type(exc).__name__} while it was read")
+                self.reported = False  # handed over in one error chunk by the next read (closed_chunk)
+            raise
         finally:
             self.release()
 

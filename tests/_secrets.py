@@ -11,7 +11,9 @@ Client tests use :data:`TEST_KEY`. For every test, the autouse fixture :func:`se
 and at teardown fails the test if the key, or any 12 characters of it (a key cut short in a
 message is still a leak), appears in a record's message or exception text, or in an exception's
 ``str``, ``repr``, arguments, attributes (``body``, ``headers``, …), notes or chained causes and
-contexts. The captured stdout and stderr of each test are checked the same way. The session ends
+contexts — or in the locals of any frame in their tracebacks, formatted as
+``traceback.TracebackException(capture_locals=True)`` does (what ``pytest -l``, loguru's ``diagnose``
+and rich print). The captured stdout and stderr of each test are checked the same way. The session ends
 with a one-line summary of what was checked.
 """
 
@@ -56,6 +58,37 @@ def _mask(text: str, secret: str = TEST_KEY) -> str:
     return "".join(out)
 
 
+def frame_locals(exc: BaseException) -> str:
+    """Return *exc* formatted with the locals of every frame of it and of every exception chained to
+    it, as ``traceback.TracebackException(capture_locals=True)`` does (and ``pytest -l``, loguru's
+    ``diagnose`` and rich); a local whose repr fails (a value nested too deep, an object half built) is
+    shown as such."""
+    try:
+        return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+    except Exception:  # Python 3.11 calls repr() on each local unguarded
+        pass
+    lines: list[str] = []
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            for name, value in tb.tb_frame.f_locals.items():
+                try:
+                    shown = repr(value)
+                except Exception:  # RecursionError included
+                    shown = "<repr failed>"
+                lines.append(f"{name} = {shown}")
+            tb = tb.tb_next
+        stack += [e for e in (current.__cause__, current.__context__) if e is not None]
+        stack += list(getattr(current, "exceptions", ()))
+    return "\n".join(lines)
+
+
 def exception_texts(exc: BaseException) -> list[str]:
     """Return every text an exception shows or carries: the formatted chain (causes, contexts,
     notes), and for each exception in it its ``repr``, arguments and attributes."""
@@ -94,17 +127,22 @@ class SecretGuard:
         self.secret = secret
         self.records: list[tuple[str, str]] = []
         self.exceptions: list[BaseException] = []
+        self.frames: list[str] = []
 
     def exception(self, exc: BaseException) -> None:
-        """Record *exc* (raised through the client, or carried by an error chunk)."""
+        """Record *exc* (raised through the client, or carried by an error chunk), and its frames'
+        locals as they are when the client hands it over (the test's own frames are not the client's)."""
+        frames = frame_locals(exc)
         self.exceptions.append(exc)
+        self.frames.append(frames)
 
     def texts(self) -> Iterator[tuple[str, str]]:
         """Yield ``(where, text)`` for everything recorded."""
         yield from self.records
-        for exc in self.exceptions:
+        for exc, frames in zip(self.exceptions, self.frames, strict=True):
             for text in exception_texts(exc):
                 yield f"exception {type(exc).__name__}", text
+            yield f"frames' locals of {type(exc).__name__}", frames
 
     def leaks(self) -> list[str]:
         """Return one line per recorded text that holds the key (masked), or an empty list."""
@@ -126,6 +164,7 @@ def _guarded(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., An
         try:
             return method(*args, **kwargs)
         except Exception as exc:
+            del args, kwargs  # this frame is in the traceback: it must not show the key it passed on
             guard.exception(exc)
             raise
 

@@ -27,7 +27,7 @@ from chatdsl import (
 )
 from chatdsl._templates import DEFAULT_MAX_SIZE
 from chatdsl.testing import LocalServer, Reply
-from tests._secrets import TEST_KEY, SecretGuard, exception_texts, leaked
+from tests._secrets import TEST_KEY, SecretGuard, exception_texts, frame_locals, leaked
 
 KEY = TEST_KEY
 REQUEST = chatdsl.chat("mistral-small-latest").user("Hello")
@@ -65,6 +65,38 @@ def test_the_guard_looks_into_logs_causes_contexts_notes_attributes_and_groups()
     assert all(KEY[:12] not in line and KEY[-12:] not in line for line in leaks), "leaks are shown masked"
     assert any("<KEY>" in line for line in leaks)
     assert any(KEY in text for text in exception_texts(with_body))
+
+
+def _send_with_headers(headers: dict[str, str]) -> None:
+    raise OSError("connection refused")  # this frame holds the headers in its locals, as urllib3's do
+
+
+def _fail_holding(nested: object) -> None:
+    try:
+        _send_with_headers({"Authorization": f"Bearer {KEY}"})
+    except OSError as exc:
+        raise chatdsl.APIConnectionError("failed") from exc
+
+
+def test_the_guard_looks_into_the_locals_of_chained_exceptions_frames() -> None:
+    guard = SecretGuard()
+    try:
+        try:
+            _send_with_headers({"Authorization": f"Bearer {KEY}"})
+        except OSError as exc:
+            raise chatdsl.APIConnectionError("failed") from exc
+    except chatdsl.APIConnectionError as error:
+        guard.exception(error)
+        caught = error
+    assert any("frames' locals" in line for line in guard.leaks())
+    assert not any(leaked(text) for text in exception_texts(caught))  # only the frames show it
+
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(chatdsl.APIConnectionError) as info:
+        _fail_holding(deep)  # a local whose repr overflows the stack: the check still runs
+    assert leaked(frame_locals(info.value))
 
 
 def test_the_guard_fails_a_test_that_leaks_through_a_log_an_error_or_the_output(
