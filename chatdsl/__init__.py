@@ -49,6 +49,7 @@ from ._messages import (
     ToolCall,
     ToolMessage,
     ToolReferenceChunk,
+    UnknownChunk,
     UserMessage,
 )
 from ._options import (
@@ -214,6 +215,7 @@ __all__ = [
     "ToolMessage",
     "ToolReferenceChunk",
     "ToolRunResult",
+    "UnknownChunk",
     "UnprocessableEntityError",
     "UnsetType",
     "UsageInfo",

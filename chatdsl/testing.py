@@ -1308,6 +1308,9 @@ class LocalServer:
     def default_response(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         """Return the answer the server gives *request* when nothing is scripted (not streamed)."""
         message, finish = self._answer(request)
+        if message.tool_calls:  # numbered, as the API numbers them (the stream's deltas carry the same index)
+            calls = tuple(attrs.evolve(call, index=i) for i, call in enumerate(message.tool_calls))
+            message = attrs.evolve(message, tool_calls=calls)
         n = request.n if isinstance(request.n, int) else 1
         prompt = sum(_words(content_text(m.content)) for m in request.messages)
         if message.tool_calls:

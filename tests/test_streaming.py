@@ -233,8 +233,8 @@ def test_tool_call_deltas_are_merged_by_index(client, server):
     response = stream.final_response()
     message = response.assistant_message()
     assert message.tool_calls == (
-        ToolCall(id="call_1", function=FunctionCall(name="get", arguments='{"a": 1}')),
-        ToolCall(id="call_2", function=FunctionCall(name="put", arguments='{"k": 2}')),
+        ToolCall(id="call_1", index=0, function=FunctionCall(name="get", arguments='{"a": 1}')),
+        ToolCall(id="call_2", index=1, function=FunctionCall(name="put", arguments='{"k": 2}')),
     )
     assert message.content is chatdsl.UNSET
     assert response.choices[0].finish_reason is FinishReason.TOOL_CALLS

@@ -198,7 +198,13 @@ def test_default_reply_echoes_the_last_user_message(server: LocalServer) -> None
     assert body["object"] == "chat.completion"
     assert body["model"] == "mistral-small-latest"
     assert body["choices"] == [
-        {"index": 0, "message": {"role": "assistant", "content": "echo: hello there world"}, "finish_reason": "stop"}
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "echo: hello there world", "tool_calls": None},
+            "finish_reason": "stop",
+            "logprobs": None,
+            "prompt_logprobs": None,
+        }
     ]
     # whitespace-word counts: prompt "be brief" + "first" + "ok" + "hello there world", answer 4 words
     assert body["usage"]["prompt_tokens"] == 7
@@ -420,7 +426,7 @@ def test_stream_sends_one_event_per_http_chunk_ending_with_done(server: LocalSer
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
     assert len(chunks) == 4  # "echo:", " one", " two", " three"
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "echo:"}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "echo:", "tool_calls": None}
     assert all("role" not in c["choices"][0]["delta"] for c in chunks[1:])
     assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, "stop"]
     assert [c["usage"] is not None for c in chunks] == [False, False, False, True]

@@ -28,6 +28,7 @@ from chatdsl import (
     UserMessage,
     ValidationError,
 )
+from chatdsl._sse import ServerSentEvent, decode_chunk
 from tests import strategies as s
 from tests.spec import SPEC, problems, validator
 
@@ -109,11 +110,27 @@ def test_chunks_round_trip(chunk: CompletionChunk) -> None:
     assert CompletionChunk.from_dict(chunk.to_dict()).to_dict() == chunk.to_dict()
 
 
+@given(s.lossless_bodies(s.responses()))
+def test_responses_keep_unknown_keys_at_every_level(body: dict[str, Any]) -> None:
+    response = ChatCompletionResponse.from_dict(body)
+    assert response.to_dict() == body
+    assert ChatCompletionResponse.from_json(json.dumps(body)).to_dict() == body
+
+
+@given(s.lossless_bodies(s.chunks()))
+def test_chunks_keep_unknown_keys_at_every_level(body: dict[str, Any]) -> None:
+    assert CompletionChunk.from_dict(body).to_dict() == body
+    assert decode_chunk(ServerSentEvent(json.dumps(body))).to_dict() == body  # the streaming hot path
+
+
 @given(s.responses(), s.json_objects)
-def test_responses_ignore_unknown_keys(response: ChatCompletionResponse, noise: dict[str, Any]) -> None:
-    body = response.to_dict()
+def test_responses_keep_unknown_top_level_keys_in_extra(
+    response: ChatCompletionResponse, noise: dict[str, Any]
+) -> None:
     unknown = {f"x_{key}": value for key, value in noise.items()}
-    assert ChatCompletionResponse.from_dict({**body, **unknown}) == response
+    read = ChatCompletionResponse.from_dict({**response.to_dict(), **unknown})
+    assert read.extra == unknown
+    assert attrs.evolve(read, extra={}) == response
 
 
 # ------------------------------------------------------------------------- unset means not sent
@@ -129,7 +146,9 @@ def test_only_set_fields_are_sent(request: ChatCompletionRequest) -> None:
 @given(s.messages)
 def test_messages_send_their_role_and_only_their_set_fields(message: Any) -> None:
     body = wire(chatdsl.chat().add(message))["messages"][0]
-    fields = {a.name for a in attrs.fields(type(message)) if getattr(message, a.name) is not UNSET}
+    fields = {
+        a.name for a in attrs.fields(type(message)) if a.name != "extra" and getattr(message, a.name) is not UNSET
+    }
     assert body["role"] == message.role.value
     assert set(body) == fields | {"role"}
     assert None not in body.values()
@@ -411,7 +430,7 @@ def test_the_published_response_schema_requires_a_bogus_data_key() -> None:
     The official ``ChatCompletionResponse`` requires ``data``, which is neither one of its properties
     nor ever sent by the server. If a newer copy of the spec drops it, this test tells us to drop the patch.
     """
-    body = ChatCompletionResponse.from_dict({"id": "x", "model": "m", "created": 0}).to_dict()
+    body = ChatCompletionResponse.from_dict({"id": "x", "model": "m", "created": 0, "usage": {}}).to_dict()
     assert problems(RESPONSE, body) == []
     assert problems(RESPONSE_AS_PUBLISHED, body) == ["<root>: 'data' is a required property"]
     required = SPEC["components"]["schemas"]["ChatCompletionResponse"]["allOf"][1]["required"]
@@ -423,7 +442,7 @@ _SPEC_CHOICE_REASONS = st.sampled_from(FinishReason)
 _SPEC_STREAM_REASONS = st.none() | st.sampled_from([r for r in FinishReason if r is not FinishReason.MODEL_LENGTH])
 
 
-@given(s.responses(finish_reason=_SPEC_CHOICE_REASONS, created=s.timestamps))
+@given(s.responses(finish_reason=_SPEC_CHOICE_REASONS, created=s.timestamps, usage=s.usage_infos, unknown_parts=False))
 def test_responses_conform_to_the_official_schema(response: ChatCompletionResponse) -> None:
     """Responses the spec can describe: a ``created`` time and a known finish reason.
 
@@ -437,7 +456,7 @@ def test_responses_conform_to_the_official_schema(response: ChatCompletionRespon
         assert problems(CHOICE, choice) == []
 
 
-@given(s.chunks(finish_reason=_SPEC_STREAM_REASONS, created=s.timestamps, usage=s.usage_infos))
+@given(s.chunks(finish_reason=_SPEC_STREAM_REASONS, created=s.timestamps, usage=s.usage_infos, unknown_parts=False))
 def test_chunks_conform_to_the_official_schema(chunk: CompletionChunk) -> None:
     """Chunks the spec can describe: a ``created`` time, usage present, a stream finish reason or null."""
     assert problems(CHUNK, json.loads(chunk.to_json())) == []
