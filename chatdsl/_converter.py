@@ -797,7 +797,7 @@ _new_usage = _trusted(UsageInfo)
 _FUNCTION_KEYS: Final = _wire_keys(FunctionCall)
 _TOOL_CALL_KEYS: Final = _wire_keys(ToolCall, tag="type")
 _MESSAGE_KEYS: Final = _wire_keys(AssistantMessage, tag="role")
-_TEXT_DELTA_KEYS: Final = frozenset({"role", "content", "tool_calls"})
+_UNSURE: Final = object()
 
 
 def _lenient_arguments(value: Any) -> Any:
@@ -842,10 +842,12 @@ def _lenient_tool_call(value: Any) -> ToolCall:
 
 
 def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
-    if value.__class__ is dict and value.keys() <= _TEXT_DELTA_KEYS:
+    if value.__class__ is dict:
         text = value.get("content")
-        if text.__class__ is str and value.get("role", "assistant") == "assistant" and value.get("tool_calls") is None:
-            return _new_assistant(text, UNSET, UNSET, _NO_EXTRA)  # a streamed text delta, the most common of all
+        if text.__class__ is str:  # a streamed text delta, the most common message of all: no other key
+            size = len(value)
+            if size == 1 or (size == 2 and value.get("role") == "assistant"):
+                return _new_assistant(text, UNSET, UNSET, _NO_EXTRA)
     data = _expect_object(value, "assistant message")
     problems: list[tuple[str, str]] = []
     content: Any = UNSET
@@ -952,19 +954,23 @@ def _register_responses() -> None:
         keys = _wire_keys(cls) - {"refusal"}  # a refusal travels inside the message
 
         def hook(value: Any, _: Any = None) -> Any:
-            if value.__class__ is dict and value.keys() <= keys:  # the usual shape, read without the error plumbing
+            if value.__class__ is dict:  # the usual shape, read without the error plumbing
                 get = value.get
                 index = get("index", 0)
                 message = get(message_key)
+                reason = get("finish_reason")
+                if reason is not None:
+                    reason = _FINISH_REASONS.get(reason, _UNSURE) if reason.__class__ is str else _UNSURE
                 if (
                     index.__class__ is int
                     and message.__class__ is dict
-                    and get("finish_reason") is None
+                    and reason is not _UNSURE
                     and get("logprobs") is None
                     and get("prompt_logprobs") is None
                     and "refusal" not in message
+                    and value.keys() <= keys
                 ):
-                    return make(index, _lenient_assistant(message), None, None, None, None, _NO_EXTRA)
+                    return make(index, _lenient_assistant(message), reason, None, None, None, _NO_EXTRA)
             return slow(value)
 
         def slow(value: Any) -> Any:
@@ -1016,7 +1022,7 @@ def _register_responses() -> None:
             return structure_usage(value, UsageInfo)
 
         def hook(value: Any, _: Any = None) -> Any:
-            if value.__class__ is dict and value.keys() <= keys:  # the usual shape, read without the error plumbing
+            if value.__class__ is dict:  # the usual shape, read without the error plumbing
                 get = value.get
                 id_, object_, model, created = get("id"), get("object", object_default), get("model"), get("created")
                 usage_, choices_ = get("usage"), get("choices")
@@ -1026,7 +1032,8 @@ def _register_responses() -> None:
                     and model.__class__ is str
                     and created.__class__ is int
                     and choices_.__class__ is list
-                    and usage_ is None
+                    and (usage_ is None or usage_.__class__ is dict)
+                    and value.keys() <= keys
                 ):
                     try:
                         return make(
@@ -1034,7 +1041,7 @@ def _register_responses() -> None:
                             object_,
                             model,
                             _created(created),
-                            None,
+                            None if usage_ is None else structure_usage(usage_, UsageInfo),
                             tuple([item(c, None) for c in choices_]),
                             _NO_EXTRA,
                         )
