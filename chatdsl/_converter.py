@@ -708,6 +708,9 @@ def _lenient_part(value: Any, *, inside_thinking: bool = False) -> Any:
     keys = _PART_KEYS[str(tag)]
     extra = dict(_extras(data, keys))
     body = {key: item for key, item in data.items() if key in keys and key != "type"}
+    for key, item in body.items():
+        if item is None:
+            extra[key] = None  # read as unset, written back as it came
     if cls is ThinkChunk:
         return _lenient_thinking(body, extra)
     image = body.get("image_url")
@@ -825,10 +828,14 @@ def _lenient_tool_call(value: Any) -> ToolCall:
     call_id = data.get("id")
     index = data.get("index")
     extra = _NO_EXTRA
-    if not data.keys() <= _TOOL_CALL_KEYS or data.get("type", "function") != "function":
-        extra = _extras(
-            data, _TOOL_CALL_KEYS if data.get("type", "function") == "function" else _TOOL_CALL_KEYS - _TYPE_KEY
-        )
+    if (
+        not data.keys() <= _TOOL_CALL_KEYS
+        or data.get("type", "function") != "function"
+        or (call_id is None and "id" in data)
+        or (index is None and "index" in data)
+    ):
+        known = _TOOL_CALL_KEYS - {key for key in ("id", "index") if key in data and data[key] is None}
+        extra = _extras(data, known if data.get("type", "function") == "function" else known - _TYPE_KEY)
     return _new_tool_call(
         _new_function_call(
             name if name.__class__ is str else _lenient_str(name),

@@ -460,3 +460,27 @@ def test_responses_conform_to_the_official_schema(response: ChatCompletionRespon
 def test_chunks_conform_to_the_official_schema(chunk: CompletionChunk) -> None:
     """Chunks the spec can describe: a ``created`` time, usage present, a stream finish reason or null."""
     assert problems(CHUNK, json.loads(chunk.to_json())) == []
+
+
+def test_known_keys_sent_as_null_are_written_back() -> None:
+    parts = [
+        {"type": "document_url", "document_url": "https://x/d.pdf", "document_name": None},
+        {"type": "image_url", "image_url": {"url": "https://x/i.png", "detail": None}},
+        {
+            "type": "thinking",
+            "thinking": [{"type": "tool_reference", "tool": "web_search", "title": "t", "url": None}],
+            "closed": None,
+            "signature": None,
+        },
+    ]
+    call = {"id": None, "type": "function", "index": None, "function": {"name": "f", "arguments": "{}"}}
+    message = {"role": "assistant", "content": parts, "tool_calls": [call], "prefix": None, "refusal": None}
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "m",
+        "created": 1,
+        "usage": None,
+        "choices": [{"index": 0, "message": message, "finish_reason": None, "logprobs": None, "prompt_logprobs": None}],
+    }
+    assert ChatCompletionResponse.from_dict(body).to_dict() == body
