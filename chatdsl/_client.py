@@ -1358,10 +1358,11 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
         Content is concatenated per choice (text parts merged when the content is a list of parts),
         tool-call deltas are merged by their ``index`` (argument strings concatenated, ``id`` and
         name from the first delta that has them; a delta with another ``id`` under the same index
-        starts a new call; the index, a streaming detail, is not kept), refusal pieces are
-        concatenated, finish reasons and usage are kept; ``id``, ``model`` and ``created`` come
-        from the first chunks that have them. ``latency`` is the ``total_latency`` of the last
-        chunk received.
+        starts a new call; the ``index`` is kept), refusal pieces are concatenated, ``logprobs``
+        lists concatenated, unknown keys (``extra``) merged, the latest value winning; finish
+        reasons are kept, and the usage (``None`` when no chunk carried one); ``id``, ``model`` and
+        ``created`` come from the first chunks that have them. ``latency`` is the ``total_latency``
+        of the last chunk received. The merge is linear in the number of chunks.
         """
         reader = self._reader
         if not partial:

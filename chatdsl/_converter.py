@@ -2,7 +2,9 @@
 
 Built once at import. Per-class hooks are registered first, unions last. Requests are read
 strictly (an unknown key or a wrong type is a :class:`~chatdsl.ValidationError` naming its path);
-responses and chunks leniently (unknown keys ignored, unknown enum values kept as strings).
+responses and chunks leniently and losslessly (unknown keys kept in each object's ``extra`` and
+written back, unknown part types kept as :class:`~chatdsl.UnknownChunk`, unknown enum values kept
+as strings). The keys each response object reads are derived from its fields (:func:`_wire_keys`).
 """
 
 from __future__ import annotations
