@@ -677,7 +677,7 @@ _NO_EXTRA: Final = FrozenDict()
 
 def _extras(data: Mapping[str, Any], known: frozenset[str]) -> FrozenDict:
     """Return the keys of *data* that are not in *known*, frozen (the shared empty one when there are none)."""
-    if data.keys() <= known:
+    if known.issuperset(data):
         return _NO_EXTRA
     try:
         extra: FrozenDict = freeze({key: value for key, value in data.items() if key not in known})
@@ -831,7 +831,7 @@ def _lenient_tool_call(value: Any) -> ToolCall:
     index = data.get("index")
     extra = _NO_EXTRA
     if (
-        not data.keys() <= _TOOL_CALL_KEYS
+        not _TOOL_CALL_KEYS.issuperset(data)
         or data.get("type", "function") != "function"
         or (call_id is None and "id" in data)
         or (index is None and "index" in data)
@@ -977,7 +977,7 @@ def _register_responses() -> None:
                     and get("logprobs") is None
                     and get("prompt_logprobs") is None
                     and "refusal" not in message
-                    and value.keys() <= keys
+                    and keys.issuperset(value)
                 ):
                     return make(index, _lenient_assistant(message), reason, None, None, None, _NO_EXTRA)
             return slow(value)
@@ -1042,7 +1042,7 @@ def _register_responses() -> None:
                     and created.__class__ is int
                     and choices_.__class__ is list
                     and (usage_ is None or usage_.__class__ is dict)
-                    and value.keys() <= keys
+                    and keys.issuperset(value)
                 ):
                     try:
                         return make(
