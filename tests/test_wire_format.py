@@ -484,3 +484,37 @@ def test_known_keys_sent_as_null_are_written_back() -> None:
         "choices": [{"index": 0, "message": message, "finish_reason": None, "logprobs": None, "prompt_logprobs": None}],
     }
     assert ChatCompletionResponse.from_dict(body).to_dict() == body
+
+
+def test_a_request_never_sends_the_extra_keys_read_from_a_response() -> None:
+    body = {
+        "id": "c",
+        "model": "m",
+        "created": 1,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "hi", "annotations": []}],
+                    "tool_calls": [
+                        {"id": "a", "index": 0, "function": {"name": "f", "arguments": "{}", "x": 1}, "y": 2}
+                    ],
+                    "reasoning_content": "...",
+                },
+            }
+        ],
+    }
+    message = ChatCompletionResponse.from_dict(body).assistant_message()
+    assert message is not None
+    assert message.extra == {"reasoning_content": "..."}
+    sent = chatdsl.chat("m").user("q").add(message).to_dict()["messages"][-1]
+    assert sent == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "hi"}],
+        "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}, "index": 0}],
+    }
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.from_dict({"messages": [{"role": "assistant", "content": "x", "extra": {"k": 1}}]})
+    assert info.value.path == "messages[0].extra"
