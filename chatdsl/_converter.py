@@ -687,6 +687,7 @@ def _extras(data: Mapping[str, Any], known: frozenset[str]) -> FrozenDict:
 
 
 def _with_extra(part: _T, extra: Mapping[str, Any]) -> _T:
+    """Return *part* with *extra* (frozen by the field's converter), or *part* itself when there is none."""
     return attrs.evolve(part, extra=extra) if extra else part  # type: ignore[misc]
 
 
@@ -723,8 +724,7 @@ def _lenient_part(value: Any, *, inside_thinking: bool = False) -> Any:
             if kept.get("detail") not in _DETAILS:
                 kept.pop("detail", None)  # an unknown detail level is not worth failing for
         body["image_url"] = kept
-    part = _structure_tagged_class(cls, body)
-    return _with_extra(part, freeze(extra)) if extra else part
+    return _with_extra(_structure_tagged_class(cls, body), extra)
 
 
 def _lenient_thinking(body: Mapping[str, Any], extra: dict[str, Any]) -> ThinkChunk:
@@ -739,12 +739,11 @@ def _lenient_thinking(body: Mapping[str, Any], extra: dict[str, Any]) -> ThinkCh
             raise exc.with_prefix(f"thinking[{index}]") from None
         if part is not None:
             parts.append(part)
-    closed, signature = body.get("closed"), body.get("signature")
-    for key, item in (("closed", closed), ("signature", signature)):
-        if item is None and key in body:
-            extra[key] = None  # written back as it came
     return ThinkChunk(
-        thinking=tuple(parts), closed=_passthrough(closed), signature=_passthrough(signature), extra=freeze(extra)
+        thinking=tuple(parts),
+        closed=_passthrough(body.get("closed")),
+        signature=_passthrough(body.get("signature")),
+        extra=extra,
     )
 
 
