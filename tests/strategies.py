@@ -561,3 +561,17 @@ def with_unknown_keys(draw: st.DrawFn, body: Any) -> Any:
 def lossless_bodies(kind: S[Any]) -> S[dict[str, Any]]:
     """Wire bodies of *kind* (:func:`responses` or :func:`chunks`) with unknown keys at every level."""
     return kind.map(lambda obj: obj.to_dict()).flatmap(with_unknown_keys)
+
+
+@st.composite
+def with_nulls(draw: st.DrawFn, body: Any) -> Any:
+    """Return *body* with some of its values (never a part's ``type``) replaced by ``null``, at random."""
+    if isinstance(body, dict):
+        out = {}
+        for key, value in body.items():
+            null = key != "type" and draw(st.integers(0, 5)) == 0
+            out[key] = None if null else draw(with_nulls(value))
+        return out
+    if isinstance(body, list):
+        return [draw(with_nulls(item)) for item in body]
+    return body

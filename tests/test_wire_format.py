@@ -518,3 +518,24 @@ def test_a_request_never_sends_the_extra_keys_read_from_a_response() -> None:
     with pytest.raises(ValidationError) as info:
         ChatCompletionRequest.from_dict({"messages": [{"role": "assistant", "content": "x", "extra": {"k": 1}}]})
     assert info.value.path == "messages[0].extra"
+
+
+def _keys_kept(sent: Any, written: Any, path: str = "") -> list[str]:
+    """The paths of keys *sent* has and *written* lacks, at every level."""
+    if isinstance(sent, dict) and isinstance(written, dict):
+        lost = [f"{path}.{key}" for key in sent if key not in written]
+        return lost + [
+            p for key in sent if key in written for p in _keys_kept(sent[key], written[key], f"{path}.{key}")
+        ]
+    if isinstance(sent, list) and isinstance(written, list) and len(sent) == len(written):
+        return [p for i, (a, b) in enumerate(zip(sent, written, strict=True)) for p in _keys_kept(a, b, f"{path}[{i}]")]
+    return []
+
+
+@given(s.lossless_bodies(s.responses()).flatmap(s.with_nulls))
+def test_no_key_sent_is_lost_even_as_null(body: dict[str, Any]) -> None:
+    try:
+        response = ChatCompletionResponse.from_dict(body)
+    except ValidationError:
+        return  # a null where a value is required: refused, not silently dropped
+    assert _keys_kept(body, response.to_dict()) == []
