@@ -50,6 +50,7 @@ from ._messages import (
     ToolCall,
     ToolMessage,
     ToolReferenceChunk,
+    UnknownChunk,
     UserMessage,
 )
 from ._options import (
@@ -229,6 +230,7 @@ __all__ = [
     "ToolMessage",
     "ToolReferenceChunk",
     "ToolRunResult",
+    "UnknownChunk",
     "UnprocessableEntityError",
     "UnsetType",
     "UsageInfo",

@@ -215,6 +215,11 @@ def to_frozen(value: Any) -> Any:
     return value
 
 
+def plain_repr(value: Any) -> str:
+    """The ``repr`` of a frozen JSON object field, as a plain dict (``{}`` when empty)."""
+    return repr(dict(value)) if isinstance(value, dict) else repr(value)
+
+
 def to_tuple(value: Any) -> Any:
     """A converter turning a list into a tuple (a tuple is shared as it is)."""
     if isinstance(value, tuple) or value is UNSET:

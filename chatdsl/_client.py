@@ -71,11 +71,11 @@ from ._errors import (
     ValidationError,
 )
 from ._json import dumps_bytes
-from ._messages import AssistantMessage, ContentChunk, FunctionCall, TextChunk, ThinkChunk, ToolCall
+from ._merge import Merger
 from ._request import ChatCompletionRequest
-from ._response import ChatCompletionChoice, ChatCompletionResponse, CompletionChunk, RateLimitInfo, UsageInfo
+from ._response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
 from ._sse import DONE, SSEDecoder, decode_chunk, describe_error_body
-from ._types import UNSET, FrozenDict, UnsetType
+from ._types import UNSET, UnsetType
 
 if TYPE_CHECKING:
     from ._loop import OnToolError, ToolRunResult, Tools
@@ -1643,10 +1643,11 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
         Content is concatenated per choice (text parts merged when the content is a list of parts),
         tool-call deltas are merged by their ``index`` (argument strings concatenated, ``id`` and
         name from the first delta that has them; a delta with another ``id`` under the same index
-        starts a new call; the index, a streaming detail, is not kept), refusal pieces are
-        concatenated, finish reasons and usage are kept; ``id``, ``model`` and ``created`` come
-        from the first chunks that have them. ``latency`` is the ``total_latency`` of the last
-        chunk received.
+        starts a new call; the ``index`` is kept), refusal pieces are concatenated, ``logprobs``
+        lists concatenated, unknown keys (``extra``) merged, the latest value winning; finish
+        reasons are kept, and the usage (``None`` when no chunk carried one); ``id``, ``model`` and
+        ``created`` come from the first chunks that have them. ``latency`` is the ``total_latency``
+        of the last chunk received. The merge is linear in the number of chunks.
         """
         reader = self._reader
         if not partial:
@@ -1704,7 +1705,7 @@ class _Reader:
         self.done = False
         self.error: StreamError | None = None
         self.reported = False  # whether an error chunk was handed over
-        self.merger = _Merger()
+        self.merger = Merger()
         self.last_at = exchange.sent_at
         self.since_last = self.since_sent = _ZERO  # the latencies of the chunks of the current read
         self.watchdog = exchange.watchdog
@@ -1808,17 +1809,7 @@ class _Reader:
                     return
                 for position, event in enumerate(events):
                     if event.data == DONE:
-                        self.done = True
-                        logger.debug(
-                            "stream from %s complete: %d chunks in %.3f s (request id %s)",
-                            self.exchange.url,
-                            merger.count,
-                            received - self.exchange.sent_at,
-                            self.request_id,
-                        )
-                        if not marked:
-                            yield self.stamp(merger.marker(), received, last=True)
-                        self.release(reuse=True)
+                        yield from self.finish(received, marked=marked)
                         return
                     if event.event not in ("message", "error"):
                         continue  # a "ping" or other type the API does not use for chunks
@@ -1832,6 +1823,9 @@ class _Reader:
                         following = events[position + 1] if position + 1 < len(events) else None
                         marked = finished >= expected or (following is not None and following.data == DONE)
                     yield self.stamp(chunk, received, last=marked)
+                if decoder.complete_lines_data() == DONE:  # its line is complete; no blank line may ever follow
+                    yield from self.finish(received, marked=marked)
+                    return
             # close() was called from another thread while this one was reading
             if not self.complete():
                 yield self.failure(StreamError(_CLOSED_BY_CALLER))
@@ -1844,6 +1838,20 @@ class _Reader:
             raise
         finally:
             self.release()
+
+    def finish(self, received: float, *, marked: bool) -> Generator[CompletionChunk]:
+        """End the stream at ``[DONE]``: hand over the end marker if no chunk was marked last, reuse the connection."""
+        self.done = True
+        logger.debug(
+            "stream from %s complete: %d chunks in %.3f s (request id %s)",
+            self.exchange.url,
+            self.merger.count,
+            received - self.exchange.sent_at,
+            self.request_id,
+        )
+        if not marked:
+            yield self.stamp(self.merger.marker(), received, last=True)
+        self.release(reuse=True)
 
     def interrupted(self) -> bool:
         """Whether :meth:`close` was called while this thread was reading (it shut the socket down)."""
@@ -1944,148 +1952,3 @@ def _drain(response: requests.Response) -> None:
             size += len(data)
     except _READ_ERRORS:
         return
-
-
-# ------------------------------------------------------------------------------------ merging
-
-
-class _Choice:
-    __slots__ = ("calls", "content", "finish_reason", "order", "refusal")
-
-    def __init__(self) -> None:
-        self.content: list[str | tuple[ContentChunk, ...]] = []
-        self.calls: dict[object, list[Any]] = {}  # key -> the latest call under it: [id, name, arguments pieces]
-        self.order: list[list[Any]] = []  # every call, in order of appearance
-        self.finish_reason: Any = None
-        self.refusal: list[str] = []  # pieces of a refusal (OpenAI dialect)
-
-    def add(self, delta: AssistantMessage) -> None:
-        if not isinstance(delta.content, UnsetType):
-            self.content.append(delta.content)
-        if isinstance(delta.tool_calls, UnsetType):
-            return
-        for call in delta.tool_calls:
-            call_id = call.id if not isinstance(call.id, UnsetType) and call.id else None
-            key: object
-            if not isinstance(call.index, UnsetType):
-                key = ("index", call.index)
-            elif call_id is not None:
-                key = ("id", call_id)
-            else:
-                key = None  # a continuation of the latest call
-            state = self.order[-1] if key is None and self.order else self.calls.get(key)
-            if state is None or (call_id is not None and not isinstance(state[0], UnsetType) and state[0] != call_id):
-                # a new call — also under an index already used, when the id differs (Ollama and some
-                # proxies number every parallel call 0)
-                state = [UNSET, "", []]
-                self.calls[key] = state
-                self.order.append(state)
-            if isinstance(state[0], UnsetType) and call_id is not None:
-                state[0] = call_id
-            if not state[1] and call.function.name:
-                state[1] = call.function.name
-            state[2].append(call.function.arguments)
-
-    def message(self) -> AssistantMessage:
-        calls: tuple[ToolCall, ...] | UnsetType = UNSET
-        if self.order:
-            calls = tuple(
-                ToolCall(id=state[0], function=FunctionCall(name=state[1], arguments=_join_arguments(state[2])))
-                for state in self.order
-            )
-        return AssistantMessage(content=_join_content(self.content), tool_calls=calls)
-
-
-def _join_arguments(pieces: list[str | FrozenDict]) -> str | FrozenDict:
-    objects = [piece for piece in pieces if not isinstance(piece, str)]
-    if objects:
-        return objects[-1]
-    return "".join(piece for piece in pieces if isinstance(piece, str))
-
-
-def _join_content(pieces: list[str | tuple[ContentChunk, ...]]) -> str | tuple[ContentChunk, ...] | UnsetType:
-    if not pieces:
-        return UNSET
-    if all(isinstance(piece, str) for piece in pieces):
-        return "".join(piece for piece in pieces if isinstance(piece, str))
-    parts: list[ContentChunk] = []
-    for piece in pieces:
-        for part in (TextChunk(text=piece),) if isinstance(piece, str) else piece:
-            previous = parts[-1] if parts else None
-            if isinstance(part, TextChunk) and isinstance(previous, TextChunk):
-                parts[-1] = TextChunk(text=previous.text + part.text)
-            elif isinstance(part, ThinkChunk) and isinstance(previous, ThinkChunk):
-                thinking = list(previous.thinking)
-                for item in part.thinking:
-                    if thinking and isinstance(item, TextChunk) and isinstance(thinking[-1], TextChunk):
-                        thinking[-1] = TextChunk(text=thinking[-1].text + item.text)
-                    else:
-                        thinking.append(item)
-                closed = previous.closed if isinstance(part.closed, UnsetType) else part.closed
-                parts[-1] = ThinkChunk(thinking=tuple(thinking), closed=closed)
-            elif not (isinstance(part, TextChunk) and not part.text):
-                parts.append(part)
-    return tuple(parts)
-
-
-class _Merger:
-    """Accumulates a stream's chunks into one response (``final_response``)."""
-
-    __slots__ = ("choices", "count", "created", "finished", "id", "latency", "model", "usage")
-
-    def __init__(self) -> None:
-        self.id = ""
-        self.model = ""
-        self.created: datetime | None = None
-        self.usage: UsageInfo | None = None
-        self.choices: dict[int, _Choice] = {}
-        self.finished: set[int] = set()
-        self.count = 0
-        self.latency: timedelta | None = None
-
-    def add(self, chunk: CompletionChunk) -> int:
-        """Merge *chunk*; return how many choices have a finish reason so far."""
-        self.count += 1
-        if not self.id and chunk.id:
-            self.id = chunk.id
-        if not self.model and chunk.model:
-            self.model = chunk.model
-        if self.created is None and chunk.created is not None:
-            self.created = chunk.created
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        for choice in chunk.choices:
-            state = self.choices.get(choice.index)
-            if state is None:
-                state = self.choices[choice.index] = _Choice()
-            state.add(choice.delta)
-            if choice.finish_reason is not None:
-                state.finish_reason = choice.finish_reason
-                self.finished.add(choice.index)
-            if choice.refusal is not None:
-                state.refusal.append(choice.refusal)
-        return len(self.finished)
-
-    def marker(self) -> CompletionChunk:
-        """Return an empty chunk of this stream (for the end marker and error chunks)."""
-        return CompletionChunk(id=self.id, model=self.model, created=self.created)
-
-    def response(self, **facts: Any) -> ChatCompletionResponse:
-        choices = tuple(
-            ChatCompletionChoice(
-                index=index,
-                message=state.message(),
-                finish_reason=state.finish_reason,
-                refusal="".join(state.refusal) if state.refusal else None,
-            )
-            for index, state in sorted(self.choices.items())
-        )
-        return ChatCompletionResponse(
-            id=self.id,
-            model=self.model,
-            created=self.created,
-            usage=self.usage if self.usage is not None else UsageInfo(),
-            choices=choices,
-            latency=self.latency,
-            **facts,
-        )

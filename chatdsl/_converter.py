@@ -2,7 +2,9 @@
 
 Built once at import. Per-class hooks are registered first, unions last. Requests are read
 strictly (an unknown key or a wrong type is a :class:`~chatdsl.ValidationError` naming its path);
-responses and chunks leniently (unknown keys ignored, unknown enum values kept as strings).
+responses and chunks leniently and losslessly (unknown keys kept in each object's ``extra`` and
+written back, unknown part types kept as :class:`~chatdsl.UnknownChunk`, unknown enum values kept
+as strings). The keys each response object reads are derived from its fields (:func:`_wire_keys`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ._messages import (
     ToolCall,
     ToolMessage,
     ToolReferenceChunk,
+    UnknownChunk,
     UserMessage,
 )
 from ._request import ChatCompletionRequest
@@ -61,7 +64,7 @@ from ._response import (
     UsageInfo,
 )
 from ._tools import Function, JsonSchema, Prediction, ResponseFormat, Tool, ToolChoice
-from ._types import UNSET, freeze, short_repr
+from ._types import UNSET, FrozenDict, freeze, short_repr
 
 _T = TypeVar("_T")
 logger = logging.getLogger("chatdsl")
@@ -188,6 +191,10 @@ def _unstructure_image(part: ImageURLChunk) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": part.url, "detail": part.detail.value}}
 
 
+def _unstructure_unknown(part: UnknownChunk) -> dict[str, Any]:
+    return {"type": part.type, **part.extra}
+
+
 def _with_tag(
     key: str, base: Callable[[Any], dict[str, Any]], value_of: Callable[[Any], Any]
 ) -> Callable[[Any], dict[str, Any]]:
@@ -217,6 +224,10 @@ def _raw(*names: str) -> dict[str, Any]:
     return {name: override(unstruct_hook=identity) for name in names}
 
 
+_NO_EXTRA_OUT: Final = {"extra": override(omit=True)}
+"""Request bodies never carry the ``extra`` keys read from a response (strict requests)."""
+
+
 def _enums(*names: str) -> dict[str, Any]:
     return {name: override(unstruct_hook=_open_enum_value) for name in names}
 
@@ -231,20 +242,25 @@ def _register_unstructure() -> None:
         (ToolReferenceChunk, _raw("tool", "title", "url", "favicon", "description")),
     ]
     for cls, overrides in simple_tagged:
-        base = _make_unstructure(cls, **overrides)
+        base = _make_unstructure(cls, **overrides, **_NO_EXTRA_OUT)
         fn = _with_tag("type", base, lambda obj: obj.type)
         _CHUNK_UNSTRUCTURE[cls] = fn
         converter.register_unstructure_hook(cls, fn)
     _CHUNK_UNSTRUCTURE[ImageURLChunk] = _unstructure_image
     converter.register_unstructure_hook(ImageURLChunk, _unstructure_image)
+    _CHUNK_UNSTRUCTURE[UnknownChunk] = _unstructure_unknown
+    converter.register_unstructure_hook(UnknownChunk, _unstructure_unknown)
 
     think_base = _make_unstructure(
-        ThinkChunk, thinking=override(unstruct_hook=lambda parts: [_unstructure_chunk(p) for p in parts])
+        ThinkChunk,
+        thinking=override(unstruct_hook=lambda parts: [_unstructure_chunk(p) for p in parts]),
+        **_raw("closed", "signature"),
+        **_NO_EXTRA_OUT,
     )
     _CHUNK_UNSTRUCTURE[ThinkChunk] = _with_tag("type", think_base, lambda obj: obj.type)
     converter.register_unstructure_hook(ThinkChunk, _CHUNK_UNSTRUCTURE[ThinkChunk])
 
-    function_call = _make_unstructure(FunctionCall, **_raw("name", "arguments"))
+    function_call = _make_unstructure(FunctionCall, **_raw("name", "arguments"), **_NO_EXTRA_OUT)
     converter.register_unstructure_hook(FunctionCall, function_call)
 
     def tool_call(obj: ToolCall) -> dict[str, Any]:
@@ -269,6 +285,7 @@ def _register_unstructure() -> None:
                 "content": content,
                 "tool_calls": override(unstruct_hook=lambda calls: [tool_call(c) for c in calls]),
                 **_raw("prefix"),
+                **_NO_EXTRA_OUT,
             },
         ),
         (ToolMessage, {"content": content, **_raw("tool_call_id", "name")}),
@@ -500,6 +517,8 @@ def _list_of(item: Callable[[Any, Any], Any], what: str, *, if_none: Any = UNSET
 
 def _make_structure(cls: type, **overrides: Any) -> Callable[[Any, Any], Any]:
     fields = {a.name: override(struct_hook=_passthrough if a.default is UNSET else _keep) for a in attrs.fields(cls)}
+    if "extra" in fields:  # never read from a request body (``ChatCompletionRequest`` reads its own)
+        fields["extra"] = override(omit=True)
     fields.update(overrides)
     fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **fields)
 
@@ -669,43 +688,102 @@ def _created(value: Any, _: Any = None) -> datetime | None:
 _last_created: tuple[Any, Any] = (None, None)
 
 
-_PART_KEYS: Final[dict[str, frozenset[str]]] = {
-    "text": frozenset({"type", "text"}),
-    "image_url": frozenset({"type", "image_url"}),
-    "document_url": frozenset({"type", "document_url", "document_name"}),
-    "reference": frozenset({"type", "reference_ids"}),
-    "file": frozenset({"type", "file_id"}),
-    "thinking": frozenset({"type", "thinking", "closed"}),
-    "input_audio": frozenset({"type", "input_audio"}),
-    "tool_reference": frozenset({"type", "tool", "title", "url", "favicon", "description"}),
+def _wire_keys(cls: type, *, tag: str | None = None) -> frozenset[str]:
+    """The wire keys of *cls*, derived from its fields (never ``extra`` nor the facts of the exchange), plus *tag*.
+
+    Derived, not restated: a field added to a model is read at once instead of landing in ``extra``.
+    """
+    names = {a.name for a in attrs.fields(cls) if a.name != "extra" and a.metadata.get("wire", True)}
+    if tag is not None:
+        names.add(tag)
+    return frozenset(names)
+
+
+_THINK_PART_TAGS: Final[dict[str, type]] = {
+    "text": TextChunk,
+    "reference": ReferenceChunk,
+    "tool_reference": ToolReferenceChunk,
 }
+_PART_KEYS: Final[dict[str, frozenset[str]]] = {
+    **{tag: _wire_keys(cls, tag="type") for tag, cls in {**_CHUNK_TAGS, **_THINK_PART_TAGS}.items()},
+    "image_url": frozenset({"type", "image_url"}),  # url and detail travel inside the "image_url" object
+}
+_IMAGE_KEYS: Final = _wire_keys(ImageURLChunk)
+_TYPE_KEY: Final = frozenset({"type"})
 _DETAILS: Final = frozenset(detail.value for detail in ImageDetail)
+_NO_EXTRA: Final = FrozenDict()
+
+
+def _extras(data: Mapping[str, Any], known: frozenset[str]) -> FrozenDict:
+    """Return the keys of *data* that are not in *known*, frozen (the shared empty one when there are none)."""
+    if known.issuperset(data):
+        return _NO_EXTRA
+    try:
+        extra: FrozenDict = freeze({key: value for key, value in data.items() if key not in known})
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("", f"holds a value JSON cannot carry ({exc})") from None
+    return extra
+
+
+def _with_extra(part: _T, extra: Mapping[str, Any]) -> _T:
+    """Return *part* with *extra* (frozen by the field's converter), or *part* itself when there is none."""
+    return attrs.evolve(part, extra=extra) if extra else part  # type: ignore[misc]
 
 
 def _lenient_part(value: Any, *, inside_thinking: bool = False) -> Any:
-    """Read a content part of a response: unknown keys are ignored, an unknown part type is skipped (``None``)."""
+    """Read a content part of a response, losing nothing.
+
+    Unknown keys go to the part's ``extra``; a part of a type chatdsl does not model (here) becomes an
+    :class:`UnknownChunk`; a part without a string ``type`` is skipped (``None``).
+    """
     data = _expect_object(value, "content part")
     tag = data.get("type")
-    if tag == "text" and data.get("text").__class__ is str:
-        return TextChunk(text=data["text"])
-    keys = _PART_KEYS.get(tag) if isinstance(tag, str) else None
-    allowed = {"text", "reference", "tool_reference"} if inside_thinking else set(_CHUNK_TAGS)
-    if keys is None or tag not in allowed:
-        logger.debug("skipped a response content part of a type chatdsl does not know: %r", tag)
-        return None
-    clean = {key: item for key, item in data.items() if key in keys}
-    image = clean.get("image_url")
+    if tag == "text" and len(data) == 2 and data.get("text").__class__ is str:
+        return _new_text(data["text"], _NO_EXTRA)
+    tags = _THINK_PART_TAGS if inside_thinking else _CHUNK_TAGS
+    cls = tags.get(tag) if isinstance(tag, str) else None
+    if cls is None:
+        if not isinstance(tag, str) or not tag:
+            logger.debug("skipped a response content part without a type: %s", _short(value))
+            return None
+        return UnknownChunk(type=str(tag), extra=_extras(data, _TYPE_KEY))
+    keys = _PART_KEYS[str(tag)]
+    extra = dict(_extras(data, keys))
+    body = {key: item for key, item in data.items() if key in keys and key != "type"}
+    for key, item in body.items():
+        if item is None:
+            extra[key] = None  # read as unset, written back as it came
+    if cls is ThinkChunk:
+        return _lenient_thinking(body, extra)
+    image = body.get("image_url")
     if isinstance(image, Mapping):
-        clean["image_url"] = {key: item for key, item in image.items() if key == "url" or key == "detail"}
-        if clean["image_url"].get("detail") not in _DETAILS:
-            clean["image_url"].pop("detail", None)  # an unknown detail level is not worth failing for
-    thinking = clean.get("thinking")
-    if isinstance(thinking, list):
-        parts = [_lenient_part(part, inside_thinking=True) for part in thinking]
-        clean["thinking"] = [_unstructure_chunk(part) for part in parts if part is not None]
-    if inside_thinking:
-        return _structure_think_part(clean, None)
-    return _structure_chunk(clean, None)
+        kept = {key: item for key, item in image.items() if key in _IMAGE_KEYS}
+        if len(kept) < len(image) or ("detail" in kept and kept["detail"] not in _DETAILS):
+            extra["image_url"] = image  # written back as it came
+            if kept.get("detail") not in _DETAILS:
+                kept.pop("detail", None)  # an unknown detail level is not worth failing for
+        body["image_url"] = kept
+    return _with_extra(_structure_tagged_class(cls, body), extra)
+
+
+def _lenient_thinking(body: Mapping[str, Any], extra: dict[str, Any]) -> ThinkChunk:
+    thinking = body.get("thinking")
+    if not isinstance(thinking, list):
+        raise ValidationError("thinking", f"{_short(thinking)} is {_type_name(thinking)}, not a list of parts")
+    parts = []
+    for index, item in enumerate(thinking):
+        try:
+            part = _lenient_part(item, inside_thinking=True)
+        except ValidationError as exc:
+            raise exc.with_prefix(f"thinking[{index}]") from None
+        if part is not None:
+            parts.append(part)
+    return ThinkChunk(
+        thinking=tuple(parts),
+        closed=_passthrough(body.get("closed")),
+        signature=_passthrough(body.get("signature")),
+        extra=extra,
+    )
 
 
 def _lenient_content(value: Any) -> Any:
@@ -753,11 +831,16 @@ def _trusted(cls: type[_T], *, fields: int | None = None) -> Callable[..., _T]:
     return make
 
 
+_new_text = _trusted(TextChunk)
 _new_function_call = _trusted(FunctionCall)
 _new_tool_call = _trusted(ToolCall)
 _new_assistant = _trusted(AssistantMessage)
 _EMPTY_ASSISTANT: Final = AssistantMessage()
 _new_usage = _trusted(UsageInfo)
+_FUNCTION_KEYS: Final = _wire_keys(FunctionCall)
+_TOOL_CALL_KEYS: Final = _wire_keys(ToolCall, tag="type")
+_MESSAGE_KEYS: Final = _wire_keys(AssistantMessage, tag="role")
+_UNSURE: Final = object()
 
 
 def _lenient_arguments(value: Any) -> Any:
@@ -784,21 +867,34 @@ def _lenient_tool_call(value: Any) -> ToolCall:
     arguments = function.get("arguments")
     call_id = data.get("id")
     index = data.get("index")
+    extra = _NO_EXTRA
+    if (
+        not _TOOL_CALL_KEYS.issuperset(data)
+        or data.get("type", "function") != "function"
+        or (call_id is None and "id" in data)
+        or (index is None and "index" in data)
+    ):
+        known = _TOOL_CALL_KEYS - {key for key in ("id", "index") if key in data and data[key] is None}
+        extra = _extras(data, known if data.get("type", "function") == "function" else known - _TYPE_KEY)
     return _new_tool_call(
         _new_function_call(
             name if name.__class__ is str else _lenient_str(name),
             arguments if arguments.__class__ is str else _lenient_arguments(arguments),
+            _extras(function, _FUNCTION_KEYS),
         ),
         call_id if call_id.__class__ is str else (UNSET if call_id is None else _lenient_str(call_id)),
         index if index.__class__ is int else (UNSET if index is None else _lenient_int(index)),
+        extra,
     )
 
 
 def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
-    if value.__class__ is dict and "tool_calls" not in value and "prefix" not in value:
+    if value.__class__ is dict:
         text = value.get("content")
-        if text.__class__ is str:  # a streamed text delta, the most common message of all
-            return _new_assistant(text, UNSET, UNSET)
+        if text.__class__ is str:  # a streamed text delta, the most common message of all: no other key
+            size = len(value)
+            if size == 1 or (size == 2 and value.get("role") == "assistant"):
+                return _new_assistant(text, UNSET, UNSET, _NO_EXTRA)
     data = _expect_object(value, "assistant message")
     problems: list[tuple[str, str]] = []
     content: Any = UNSET
@@ -820,9 +916,21 @@ def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
                     problems += exc.with_prefix(f"tool_calls[{index}]").errors
             calls = tuple(parsed)
     prefix = data.get("prefix")
+    known = _MESSAGE_KEYS  # a value chatdsl would not write back as it came stays in ``extra``
+    if data.get("role", "assistant") != "assistant":
+        known = known - {"role"}
+    if "prefix" in data and not isinstance(prefix, bool):
+        known = known - {"prefix"}
+    if data.get("refusal").__class__ is str:
+        known = known | {"refusal"}  # the choice's ``refusal``
+    extra = _NO_EXTRA
+    try:
+        extra = _extras(data, known)
+    except ValidationError as exc:
+        problems += exc.errors
     if problems:
         raise ValidationError("", "", errors=problems)
-    return _new_assistant(content, calls, prefix if isinstance(prefix, bool) else UNSET)
+    return _new_assistant(content, calls, prefix if isinstance(prefix, bool) else UNSET, extra)
 
 
 def field(data: Mapping[str, Any], key: str, hook: Callable[..., Any], problems: list[Any], default: Any) -> Any:
@@ -837,17 +945,35 @@ def field(data: Mapping[str, Any], key: str, hook: Callable[..., Any], problems:
         return default
 
 
+def _lenient_logprobs(value: Any) -> FrozenDict:
+    data = _expect_object(value, "log probabilities")
+    try:
+        return freeze(data)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("", f"holds a value JSON cannot carry ({exc})") from None
+
+
 def _register_responses() -> None:
+    details_keys = _wire_keys(PromptTokensDetails)
+    usage_keys = _wire_keys(UsageInfo)
 
     def details(value: Any, _: Any = None) -> PromptTokensDetails:
         data = _expect_object(value, "PromptTokensDetails")
         cached = data.get("cached_tokens")
-        return PromptTokensDetails(cached_tokens=0 if cached is None else _lenient_int(cached))
+        return PromptTokensDetails(
+            cached_tokens=0 if cached is None else _lenient_int(cached), extra=_extras(data, details_keys)
+        )
 
     def usage_info(value: Any, _: Any = None) -> UsageInfo:
         data = _expect_object(value, "UsageInfo")
         get = data.get
         problems: list[tuple[str, str]] = []
+        extra = _NO_EXTRA
+        try:
+            extra = _extras(data, usage_keys)
+        except ValidationError as exc:
+            problems += exc.errors
+        tier = get("service_tier")
         out = _new_usage(
             field(data, "prompt_tokens", _lenient_int, problems, 0),
             field(data, "completion_tokens", _lenient_int, problems, 0),
@@ -857,6 +983,8 @@ def _register_responses() -> None:
             None
             if get("prompt_tokens_details") is None
             else field(data, "prompt_tokens_details", details, problems, None),
+            None if tier is None else _lenient_str(tier),
+            extra,
         )
         if problems:
             raise ValidationError("", "", errors=problems)
@@ -868,14 +996,28 @@ def _register_responses() -> None:
 
     def choice(cls: type[Any], message_key: str) -> Callable[[Any, Any], Any]:
         make = _trusted(cls)
+        names = [a.name for a in attrs.fields(cls)]
+        assert names == ["index", message_key, "finish_reason", "refusal", "logprobs", "prompt_logprobs", "extra"]
+        keys = _wire_keys(cls) - {"refusal"}  # a refusal travels inside the message
 
         def hook(value: Any, _: Any = None) -> Any:
-            if value.__class__ is dict:  # the usual shape, read without the per-field error plumbing
-                index = value.get("index", 0)
-                message = value.get(message_key)
-                reason = value.get("finish_reason")
-                if index.__class__ is int and message.__class__ is dict and reason is None and "refusal" not in message:
-                    return make(index, _lenient_assistant(message), None, None)
+            if value.__class__ is dict:  # the usual shape, read without the error plumbing
+                get = value.get
+                index = get("index", 0)
+                message = get(message_key)
+                reason = get("finish_reason")
+                if reason is not None:
+                    reason = _FINISH_REASONS.get(reason, _UNSURE) if reason.__class__ is str else _UNSURE
+                if (
+                    index.__class__ is int
+                    and message.__class__ is dict
+                    and reason is not _UNSURE
+                    and get("logprobs") is None
+                    and get("prompt_logprobs") is None
+                    and "refusal" not in message
+                    and keys.issuperset(value)
+                ):
+                    return make(index, _lenient_assistant(message), reason, None, None, None, _NO_EXTRA)
             return slow(value)
 
         def slow(value: Any) -> Any:
@@ -884,11 +1026,26 @@ def _register_responses() -> None:
             index = field(data, "index", _lenient_int, problems, 0)
             message = field(data, message_key, _lenient_assistant, problems, _EMPTY_ASSISTANT)
             reason = field(data, "finish_reason", _finish_reason, problems, None)
+            logprobs = field(data, "logprobs", _lenient_logprobs, problems, None)
+            prompt_logprobs = field(data, "prompt_logprobs", _lenient_logprobs, problems, None)
             raw = data.get(message_key)
-            refusal = field(raw, "refusal", _lenient_str, problems, None) if isinstance(raw, Mapping) else None
+            refusal = raw.get("refusal") if isinstance(raw, Mapping) else None
+            extra = _NO_EXTRA
+            try:
+                extra = _extras(data, keys)
+            except ValidationError as exc:
+                problems += exc.errors
             if problems:
                 raise ValidationError("", "", errors=problems)
-            return make(index, message, reason, refusal)
+            return make(
+                index,
+                message,
+                reason,
+                refusal if refusal.__class__ is str else None,
+                logprobs,
+                prompt_logprobs,
+                extra,
+            )
 
         return hook
 
@@ -900,18 +1057,19 @@ def _register_responses() -> None:
     def choices(item: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         return _list_of(item, "choices", if_none=())
 
-    def top(cls: type[Any], object_default: str, usage_default: Any, item: Callable[[Any, Any], Any]) -> Any:
+    def top(cls: type[Any], object_default: str, item: Callable[[Any, Any], Any]) -> Any:
         structure_choices = choices(item)
         names = [a.name for a in attrs.fields(cls)]
-        assert names[:6] == ["id", "object", "model", "created", "usage", "choices"], names
-        assert all(not isinstance(a.default, attrs.Factory) for a in attrs.fields(cls)[6:])  # type: ignore[arg-type]
-        make = _trusted(cls, fields=6)  # the HTTP facts after the wire fields keep their defaults
+        assert names[:7] == ["id", "object", "model", "created", "usage", "choices", "extra"], names
+        assert all(not isinstance(a.default, attrs.Factory) for a in attrs.fields(cls)[7:])  # type: ignore[arg-type]
+        make = _trusted(cls, fields=7)  # the facts of the exchange after the wire fields keep their defaults
+        keys = _wire_keys(cls)
 
         def usage(value: Any) -> Any:
             return structure_usage(value, UsageInfo)
 
         def hook(value: Any, _: Any = None) -> Any:
-            if value.__class__ is dict:  # the usual shape, read without the per-field error plumbing
+            if value.__class__ is dict:  # the usual shape, read without the error plumbing
                 get = value.get
                 id_, object_, model, created = get("id"), get("object", object_default), get("model"), get("created")
                 usage_, choices_ = get("usage"), get("choices")
@@ -921,7 +1079,8 @@ def _register_responses() -> None:
                     and model.__class__ is str
                     and created.__class__ is int
                     and choices_.__class__ is list
-                    and usage_ is None
+                    and (usage_ is None or usage_.__class__ is dict)
+                    and keys.issuperset(value)
                 ):
                     try:
                         return make(
@@ -929,8 +1088,9 @@ def _register_responses() -> None:
                             object_,
                             model,
                             _created(created),
-                            usage_default,
+                            None if usage_ is None else structure_usage(usage_, UsageInfo),
                             tuple([item(c, None) for c in choices_]),
+                            _NO_EXTRA,
                         )
                     except ValidationError:
                         pass  # the slow path below reports it with its full path
@@ -939,13 +1099,19 @@ def _register_responses() -> None:
         def slow(value: Any) -> Any:
             data = _expect_object(value, cls.__name__)
             problems: list[tuple[str, str]] = []
+            extra = _NO_EXTRA
+            try:
+                extra = _extras(data, keys)
+            except ValidationError as exc:
+                problems += exc.errors
             out = make(
                 field(data, "id", _lenient_str, problems, ""),
                 field(data, "object", _lenient_str, problems, object_default),
                 field(data, "model", _lenient_str, problems, ""),
                 field(data, "created", _created, problems, None),
-                field(data, "usage", usage, problems, usage_default),
+                field(data, "usage", usage, problems, None),
                 field(data, "choices", structure_choices, problems, ()),
+                extra,
             )
             if problems:
                 raise ValidationError("", "", errors=problems)
@@ -954,65 +1120,160 @@ def _register_responses() -> None:
         return hook
 
     converter.register_structure_hook(
-        ChatCompletionResponse, top(ChatCompletionResponse, "chat.completion", UsageInfo(), structure_choice)
+        ChatCompletionResponse, top(ChatCompletionResponse, "chat.completion", structure_choice)
     )
     converter.register_structure_hook(
-        CompletionChunk, top(CompletionChunk, "chat.completion.chunk", None, structure_stream_choice)
+        CompletionChunk, top(CompletionChunk, "chat.completion.chunk", structure_stream_choice)
     )
-    meta = {name: override(omit=True) for name in ("latency", "request_id", "rate_limit", "retries_taken")}
-    chunk_meta = {name: override(omit=True) for name in ("is_last_chunk", "chunk_latency", "total_latency", "error")}
+    _register_response_unstructure()
 
-    # unstructure: full shapes, nulls kept, HTTP facts left out
+
+def _write_extra(base: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """Return *base* followed by the object's ``extra`` keys (written last: a key kept as it came wins)."""
+
+    def unstructure(obj: Any) -> dict[str, Any]:
+        out = base(obj)
+        if obj.extra:
+            out.update(obj.extra)
+        return out
+
+    return unstructure
+
+
+_RESPONSE_PART_UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
+def _register_response_unstructure() -> None:
+    """Register the writers of response bodies.
+
+    Full shapes (``null`` kept), every object's ``extra`` written back, the facts of the exchange left out.
+    """
+
     def created(value: datetime | None) -> int | None:
         return None if value is None else int(value.timestamp())
 
     def reason_value(value: Any) -> Any:
         return value.value if isinstance(value, FinishReason) else value
 
-    for cls in (PromptTokensDetails, UsageInfo):
-        converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter))
-    message = converter.get_unstructure_hook(AssistantMessage)
+    def part(obj: Any) -> dict[str, Any]:
+        return _RESPONSE_PART_UNSTRUCTURE[obj.__class__](obj)
 
-    def with_refusal(base: Callable[[Any], dict[str, Any]], key: str) -> Callable[[Any], dict[str, Any]]:
-        def unstructure(obj: Any) -> dict[str, Any]:  # a refusal travels in the message, as OpenAI sends it
-            out = base(obj)
-            if obj.refusal is not None:
-                out[key]["refusal"] = obj.refusal
+    for cls, base in _CHUNK_UNSTRUCTURE.items():
+        _RESPONSE_PART_UNSTRUCTURE[cls] = base if cls is UnknownChunk else _write_extra(base)
+
+    def thinking(obj: ThinkChunk) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "thinking", "thinking": [part(p) for p in obj.thinking]}
+        if obj.closed is not UNSET:
+            out["closed"] = obj.closed
+        if obj.signature is not UNSET:
+            out["signature"] = obj.signature
+        if obj.extra:
+            out.update(obj.extra)
+        return out
+
+    _RESPONSE_PART_UNSTRUCTURE[ThinkChunk] = thinking
+    _RESPONSE_PART_UNSTRUCTURE[ToolReferenceChunk] = _write_extra(_CHUNK_UNSTRUCTURE[ToolReferenceChunk])
+
+    def function_call(obj: FunctionCall) -> dict[str, Any]:
+        out = {"name": obj.name, "arguments": obj.arguments}
+        if obj.extra:
+            out.update(obj.extra)
+        return out
+
+    def tool_call(obj: ToolCall) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if obj.id is not UNSET:
+            out["id"] = obj.id
+        out["type"] = "function"
+        out["function"] = function_call(obj.function)
+        if obj.index is not UNSET:
+            out["index"] = obj.index
+        if obj.extra:
+            out.update(obj.extra)
+        return out
+
+    def message(obj: AssistantMessage) -> dict[str, Any]:
+        content = obj.content
+        calls = obj.tool_calls
+        out: dict[str, Any] = {
+            "role": "assistant",
+            "content": None
+            if content is UNSET
+            else content
+            if isinstance(content, str)
+            else [part(p) for p in content],
+            "tool_calls": None if calls is UNSET else [tool_call(c) for c in calls],
+        }
+        if obj.prefix is not UNSET:
+            out["prefix"] = obj.prefix
+        if obj.extra:
+            out.update(obj.extra)
+        return out
+
+    def usage(obj: UsageInfo | None) -> dict[str, Any] | None:
+        if obj is None:
+            return None
+        details = obj.prompt_tokens_details
+        out = {
+            "prompt_tokens": obj.prompt_tokens,
+            "completion_tokens": obj.completion_tokens,
+            "total_tokens": obj.total_tokens,
+            "prompt_audio_seconds": obj.prompt_audio_seconds,
+            "num_cached_tokens": obj.num_cached_tokens,
+            "prompt_tokens_details": None
+            if details is None
+            else {"cached_tokens": details.cached_tokens, **details.extra},
+            "service_tier": obj.service_tier,
+        }
+        if obj.extra:
+            out.update(obj.extra)
+        return out
+
+    def choice(key: str) -> Callable[[Any], dict[str, Any]]:
+        def unstructure(obj: Any) -> dict[str, Any]:
+            written = message(getattr(obj, key))
+            if key == "delta" and written["tool_calls"] is None:  # a delta without calls has no key (as sent)
+                del written["tool_calls"]
+            if obj.refusal is not None:  # a refusal travels in the message, as OpenAI sends it
+                written["refusal"] = obj.refusal
+            out = {
+                "index": obj.index,
+                key: written,
+                "finish_reason": reason_value(obj.finish_reason),
+                "logprobs": obj.logprobs,
+                "prompt_logprobs": obj.prompt_logprobs,
+            }
+            if obj.extra:
+                out.update(obj.extra)
             return out
 
         return unstructure
 
-    for choice_cls, key in ((ChatCompletionChoice, "message"), (CompletionResponseStreamChoice, "delta")):
-        base = make_dict_unstructure_fn(
-            choice_cls,
-            converter,
-            finish_reason=override(unstruct_hook=reason_value),
-            refusal=override(omit=True),
-            **{key: override(unstruct_hook=message)},
-        )
-        converter.register_unstructure_hook(choice_cls, with_refusal(base, key))
-    converter.register_unstructure_hook(
-        ChatCompletionResponse,
-        make_dict_unstructure_fn(
-            ChatCompletionResponse,
-            converter,
-            created=override(unstruct_hook=created),
-            choices=override(unstruct_hook=lambda cs: [converter.unstructure(c, ChatCompletionChoice) for c in cs]),
-            **meta,
-        ),
-    )
-    converter.register_unstructure_hook(
-        CompletionChunk,
-        make_dict_unstructure_fn(
-            CompletionChunk,
-            converter,
-            created=override(unstruct_hook=created),
-            choices=override(
-                unstruct_hook=lambda cs: [converter.unstructure(c, CompletionResponseStreamChoice) for c in cs]
-            ),
-            **chunk_meta,
-        ),
-    )
+    def top(choice_hook: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+        def unstructure(obj: Any) -> dict[str, Any]:
+            out = {
+                "id": obj.id,
+                "object": obj.object,
+                "model": obj.model,
+                "created": created(obj.created),
+                "usage": usage(obj.usage),
+                "choices": [choice_hook(c) for c in obj.choices],
+            }
+            if obj.extra:
+                out.update(obj.extra)
+            return out
+
+        return unstructure
+
+    for cls, hook in (
+        (PromptTokensDetails, lambda obj: {"cached_tokens": obj.cached_tokens, **obj.extra}),
+        (UsageInfo, usage),
+        (ChatCompletionChoice, choice("message")),
+        (CompletionResponseStreamChoice, choice("delta")),
+        (ChatCompletionResponse, top(choice("message"))),
+        (CompletionChunk, top(choice("delta"))),
+    ):
+        converter.register_unstructure_hook(cls, hook)
 
 
 _register_unstructure()

@@ -205,13 +205,16 @@ class UnprocessableEntityError(APIError):
     def details(self) -> list[Any]:
         """The server's validation details (its ``detail`` list), or an empty list.
 
-        Read from ``{"detail": [...]}`` and from Mistral's ``{"object": "error", "message": {"detail": [...]}}``.
+        Read from ``{"detail": [...]}``, from Mistral's ``{"object": "error", "message": {"detail": [...]}}``
+        and from ``{"object": "Error", "message": [...], "code": 3001}`` (a list of findings as the message).
         """
         body = self.body
         if isinstance(body, dict):
             for holder in (body, body.get("message")):
                 if isinstance(holder, dict) and isinstance(holder.get("detail"), list):
                     return list(holder["detail"])
+            if isinstance(body.get("message"), list):
+                return list(body["message"])
         return []
 
 

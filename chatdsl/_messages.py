@@ -36,6 +36,7 @@ __all__ = [
     "ToolCall",
     "ToolMessage",
     "ToolReferenceChunk",
+    "UnknownChunk",
     "UserMessage",
 ]
 
@@ -63,12 +64,21 @@ def _to_image_detail(value: Any) -> Any:
     return c.to_enum(ImageDetail)(value)
 
 
+_NO_EXTRA: FrozenDict = FrozenDict()
+"""The default ``extra`` of content parts, tool calls and assistant messages: the keys a response carried
+that chatdsl does not model, kept so that ``to_dict()`` writes back what was read. A request never sends
+them (like a choice's ``refusal``, they are facts of the answer)."""
+
+
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class TextChunk:
     """A text content part."""
 
     type: ClassVar[str] = "text"
     text: str = attrs.field(validator=c.string())
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -80,6 +90,9 @@ class ImageURLChunk:
     detail: ImageDetail | UnsetType = attrs.field(
         default=UNSET, converter=_to_image_detail, validator=c.member_of(ImageDetail)
     )
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -89,6 +102,9 @@ class DocumentURLChunk:
     type: ClassVar[str] = "document_url"
     document_url: str = attrs.field(validator=c.string(non_empty=True))
     document_name: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -97,14 +113,20 @@ class FileChunk:
 
     type: ClassVar[str] = "file"
     file_id: str = attrs.field(validator=c.string(non_empty=True))
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class ReferenceChunk:
-    """A content part citing references by id."""
+    """A content part citing references by id (integers, or strings such as ``"widget"``)."""
 
     type: ClassVar[str] = "reference"
-    reference_ids: tuple[int, ...] = attrs.field(converter=c.to_tuple, validator=c.items_of(int))
+    reference_ids: tuple[int | str, ...] = attrs.field(converter=c.to_tuple, validator=c.items_of(int, str))
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -113,6 +135,9 @@ class AudioChunk:
 
     type: ClassVar[str] = "input_audio"
     input_audio: str = attrs.field(validator=c.string())
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -125,9 +150,31 @@ class ToolReferenceChunk:
     url: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
     favicon: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
     description: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
-ThinkPart: TypeAlias = TextChunk | ReferenceChunk | ToolReferenceChunk
+@attrs.frozen(kw_only=True, weakref_slot=False)
+class UnknownChunk:
+    """A content part of a ``type`` chatdsl does not model, kept whole: its other keys are in ``extra``.
+
+    Read from responses so that nothing the server sent is lost; written back (also in a request) as
+    ``{"type": type, **extra}``.
+    """
+
+    type: str = attrs.field(validator=c.string(non_empty=True))
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
+
+    @extra.validator
+    def _check_type_key(self, attribute: Any, value: FrozenDict) -> None:
+        if "type" in value:
+            raise c.fail("extra.type", value["type"], "shadows the part's own 'type'")
+
+
+ThinkPart: TypeAlias = TextChunk | ReferenceChunk | ToolReferenceChunk | UnknownChunk
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -137,13 +184,17 @@ class ThinkChunk:
     type: ClassVar[str] = "thinking"
     thinking: tuple[ThinkPart, ...] = attrs.field(
         converter=c.to_tuple,
-        validator=c.items_of(TextChunk, ReferenceChunk, ToolReferenceChunk, what="thinking part"),
+        validator=c.items_of(TextChunk, ReferenceChunk, ToolReferenceChunk, UnknownChunk, what="thinking part"),
     )
     closed: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
+    signature: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 ContentChunk: TypeAlias = (
-    TextChunk | ImageURLChunk | DocumentURLChunk | ReferenceChunk | FileChunk | ThinkChunk | AudioChunk
+    TextChunk | ImageURLChunk | DocumentURLChunk | ReferenceChunk | FileChunk | ThinkChunk | AudioChunk | UnknownChunk
 )
 """A content part; the ``type`` key tags it on the wire."""
 
@@ -155,6 +206,7 @@ CONTENT_CHUNK_TYPES: tuple[type, ...] = (
     FileChunk,
     ThinkChunk,
     AudioChunk,
+    UnknownChunk,
 )
 
 Content: TypeAlias = str | tuple[ContentChunk, ...]
@@ -194,6 +246,9 @@ class FunctionCall:
     arguments: str | FrozenDict = attrs.field(
         converter=c.to_frozen, validator=c.instance_of(str, FrozenDict, what="JSON string or JSON object")
     )
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -203,6 +258,9 @@ class ToolCall:
     function: FunctionCall = attrs.field(validator=c.instance_of(FunctionCall))
     id: str | UnsetType = attrs.field(default=UNSET, validator=c.string())
     index: int | UnsetType = attrs.field(default=UNSET, validator=c.integer(minimum=0))
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
     @property
     def name(self) -> str:
@@ -264,6 +322,9 @@ class AssistantMessage:
         default=UNSET, converter=c.to_tuple, validator=c.items_of(ToolCall)
     )
     prefix: bool | UnsetType = attrs.field(default=UNSET, validator=c.boolean())
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
     def text(self) -> str:
         """Return the content as text: the string, or the text parts joined (``""`` when unset)."""

@@ -5,12 +5,20 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
+from . import _checks as c
 from ._messages import AssistantMessage
 from ._types import FrozenDict
+
+_NO_EXTRA: FrozenDict = FrozenDict()
+"""The default ``extra``: the keys the server sent that chatdsl does not model, written back by ``to_dict()``."""
+
+
+_FACT: Final = {"wire": False}
+"""Field metadata of the facts of the exchange (latencies, request id, ...): never read from nor written to a body."""
 
 __all__ = [
     "ChatCompletionChoice",
@@ -39,11 +47,14 @@ class PromptTokensDetails:
     """Details of the prompt's tokens (``cached_tokens``)."""
 
     cached_tokens: int = 0
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class UsageInfo:
-    """Token usage of a completion."""
+    """Token usage of a completion (``service_tier``: the tier that served it, when the server says)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -51,6 +62,10 @@ class UsageInfo:
     prompt_audio_seconds: int | None = None
     num_cached_tokens: int | None = None
     prompt_tokens_details: PromptTokensDetails | None = None
+    service_tier: str | None = None
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -106,17 +121,32 @@ class ChatCompletionChoice:
     ``refusal`` holds the model's refusal message when it declined to answer (OpenAI-compatible
     servers send it beside the message, whose content is then empty); ``None`` otherwise. It is a
     fact of the answer, not part of the message, so sending the message back never carries it.
+    ``logprobs`` and ``prompt_logprobs`` hold the server's log probabilities as sent (a frozen JSON
+    object), ``None`` when it sent none.
     """
 
     index: int = 0
     message: AssistantMessage = attrs.field(factory=AssistantMessage)
     finish_reason: FinishReason | str | None = None
     refusal: str | None = None
+    logprobs: FrozenDict | None = attrs.field(
+        default=None, converter=c.to_frozen, validator=c.json_object(nullable=True)
+    )
+    prompt_logprobs: FrozenDict | None = attrs.field(
+        default=None, converter=c.to_frozen, validator=c.json_object(nullable=True)
+    )
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class ChatCompletionResponse:
     """A chat completion with the HTTP facts around it.
+
+    ``usage`` is ``None`` when the server reported none (not zero). ``extra`` holds the keys the
+    server sent that chatdsl does not model (every nested object has its own ``extra`` too), so
+    ``to_dict()`` writes back everything that was read.
 
     ``latency`` runs from the request being sent to the body being parsed; ``request_id``,
     ``rate_limit`` and ``retries_taken`` come from the exchange. They are not part of the wire body.
@@ -126,12 +156,15 @@ class ChatCompletionResponse:
     object: str = "chat.completion"
     model: str = ""
     created: datetime | None = None
-    usage: UsageInfo = attrs.field(factory=UsageInfo)
+    usage: UsageInfo | None = None
     choices: tuple[ChatCompletionChoice, ...] = ()
-    latency: timedelta | None = attrs.field(default=None, eq=False)
-    request_id: str | None = attrs.field(default=None, eq=False)
-    rate_limit: RateLimitInfo | None = attrs.field(default=None, eq=False)
-    retries_taken: int = attrs.field(default=0, eq=False)
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
+    latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    request_id: str | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    rate_limit: RateLimitInfo | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    retries_taken: int = attrs.field(default=0, eq=False, metadata=_FACT)
 
     def assistant_message(self) -> AssistantMessage | None:
         """Return the first choice's assistant message, or ``None`` when there is no choice."""
@@ -144,7 +177,7 @@ class ChatCompletionResponse:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChatCompletionResponse:
-        """Return the response a wire body describes (unknown keys are ignored)."""
+        """Return the response a wire body describes (unknown keys are kept in ``extra``)."""
         from ._converter import structure_response
 
         return structure_response(data, cls)
@@ -173,13 +206,23 @@ class ChatCompletionResponse:
 class CompletionResponseStreamChoice:
     """One choice of a streamed chunk: the ``delta`` to append and, at its end, the ``finish_reason``.
 
-    ``refusal`` is a piece of the model's refusal message (see :class:`ChatCompletionChoice`), or ``None``.
+    ``refusal`` is a piece of the model's refusal message (see :class:`ChatCompletionChoice`), or ``None``;
+    ``logprobs`` and ``prompt_logprobs`` are as in :class:`ChatCompletionChoice`.
     """
 
     index: int = 0
     delta: AssistantMessage = attrs.field(factory=AssistantMessage)
     finish_reason: FinishReason | str | None = None
     refusal: str | None = None
+    logprobs: FrozenDict | None = attrs.field(
+        default=None, converter=c.to_frozen, validator=c.json_object(nullable=True)
+    )
+    prompt_logprobs: FrozenDict | None = attrs.field(
+        default=None, converter=c.to_frozen, validator=c.json_object(nullable=True)
+    )
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -198,10 +241,13 @@ class CompletionChunk:
     created: datetime | None = None
     usage: UsageInfo | None = None
     choices: tuple[CompletionResponseStreamChoice, ...] = ()
-    is_last_chunk: bool = attrs.field(default=False, eq=False)
-    chunk_latency: timedelta | None = attrs.field(default=None, eq=False)
-    total_latency: timedelta | None = attrs.field(default=None, eq=False)
-    error: Exception | None = attrs.field(default=None, eq=False)
+    extra: FrozenDict = attrs.field(
+        default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
+    )
+    is_last_chunk: bool = attrs.field(default=False, eq=False, metadata=_FACT)
+    chunk_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    total_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    error: Exception | None = attrs.field(default=None, eq=False, metadata=_FACT)
 
     def delta_message(self) -> AssistantMessage | None:
         """Return the first choice's delta, or ``None`` when the chunk has no choice."""
@@ -214,7 +260,7 @@ class CompletionChunk:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompletionChunk:
-        """Return the chunk a wire event describes (unknown keys are ignored)."""
+        """Return the chunk a wire event describes (unknown keys are kept in ``extra``)."""
         from ._converter import structure_response
 
         return structure_response(data, cls)

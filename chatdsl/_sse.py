@@ -11,7 +11,9 @@
   reconnection time (ASCII digits only); lines starting with ``:`` are comments; other fields are
   ignored; a field name without a colon has an empty value;
 - a blank line dispatches the event; an event without any ``data`` field is not dispatched;
-- at the end of the stream an unfinished event is discarded (the caller decides what that means).
+- at the end of the stream an unfinished event is discarded (the caller decides what that means;
+  :meth:`SSEDecoder.complete_lines_data` shows an event whose lines are complete but whose blank
+  line never came).
 
 Invalid UTF-8 is decoded with U+FFFD replacement characters, as the specification requires; the
 decoder never fails except when an event outgrows ``max_event_size`` (a :class:`StreamError`).
@@ -179,6 +181,18 @@ class SSEDecoder:
             self._data, self._pending, self._data_size, self._pending_size = [], [], 0, 0
             raise StreamError(f"an event is larger than max_event_size ({size} > {limit} bytes)")
 
+    def complete_lines_data(self) -> str | None:
+        """Return the data of the event being read if all its lines are complete and only its blank line
+        is missing (``None`` otherwise). The event stays pending: this only looks.
+
+        A ``data: [DONE]`` line followed by the end of the body, with no blank line (some servers and
+        proxies end streams so), is recognised through it.
+        """
+        data = self._data
+        if not data or self._pending:
+            return None
+        return (data[0] if len(data) == 1 else b"\n".join(data)).decode("utf-8", "replace")
+
     @property
     def has_partial_event(self) -> bool:
         """Whether bytes of an unfinished line or event are waiting (at the end: a cut event)."""
@@ -196,29 +210,49 @@ def describe_error_body(body: Any, *, limit: int = 200) -> str:
     """Return the server's message from an error body (any of the shapes the API uses), or ``""``.
 
     Handles ``{"message": ...}`` (also ``{"object": "error", "message", "type", "code"}``, where the
-    message may itself be an object), ``{"detail": [...]}`` (validation findings, joined),
+    message may itself be an object, or a list of validation findings as in
+    ``{"object": "Error", "detail": [...], "message": [...], "code": 3001}``), ``{"detail": [...]}``
+    (validation findings, joined as ``loc: msg``),
     ``{"detail": "..."}``, ``{"error": {"message": ...}}`` and ``{"error": "..."}``; any other JSON
     is shown compactly and plain text as its first *limit* characters.
     """
+    return _describe(body, limit, 0)
+
+
+_MAX_DESCRIBE_DEPTH: Final = 4
+
+
+def _describe(body: Any, limit: int, depth: int) -> str:
+    if depth > _MAX_DESCRIBE_DEPTH:  # nested deeper than any error shape: shown compactly
+        return _compact(body, limit)
     if isinstance(body, (bytes, bytearray)):
         body = bytes(body).decode("utf-8", "replace")
     if isinstance(body, str):
         return _shorten(" ".join(body.split()), limit)
+    if isinstance(body, list):  # validation findings, as ``detail`` (or, lately, ``message``) holds them
+        return _shorten("; ".join(filter(None, (_describe_detail(item, depth + 1) for item in body))), limit)
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and "message" in error:
-            return describe_error_body(error["message"], limit=limit)
-        if "message" in body and body["message"] not in (None, ""):
-            return describe_error_body(body["message"], limit=limit)
+            return _describe(error["message"], limit, depth + 1)
+        message = body.get("message")
+        if message not in (None, "", [], {}):
+            text = _describe(message, limit, depth + 1)
+            if text:
+                return text
         detail = body.get("detail")
         if isinstance(detail, list) and detail:
-            return _shorten("; ".join(_describe_detail(item) for item in detail), limit)
+            return _shorten("; ".join(_describe_detail(item, depth + 1) for item in detail), limit)
         if isinstance(detail, str):
             return _shorten(detail, limit)
         if isinstance(error, str):
             return _shorten(error, limit)
     if body is None:
         return ""
+    return _compact(body, limit)
+
+
+def _compact(body: Any, limit: int) -> str:
     try:
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
     except (TypeError, ValueError, RecursionError):
@@ -226,12 +260,12 @@ def describe_error_body(body: Any, *, limit: int = 200) -> str:
     return _shorten(text, limit)
 
 
-def _describe_detail(item: Any) -> str:
+def _describe_detail(item: Any, depth: int) -> str:
     if isinstance(item, dict) and "msg" in item:
         loc = item.get("loc")
         where = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
         return f"{where}: {item['msg']}" if where else str(item["msg"])
-    return describe_error_body(item)
+    return _describe(item, 200, depth + 1)
 
 
 def _shorten(text: str, limit: int) -> str:

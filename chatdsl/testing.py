@@ -804,6 +804,8 @@ def _openai_message(message: dict[str, Any], *, delta: bool) -> None:
                     call.pop("index", None)
     if not delta:
         message.setdefault("refusal", None)
+    elif not calls and message.get("content", "") is None:
+        del message["content"]  # a delta without text has no content key (OpenAI's finish chunk: {})
 
 
 def _split(text: str, parts: int) -> list[str]:
@@ -896,6 +898,7 @@ class _OpenAIWire(_MistralWire):
         for choice in data.get("choices") or ():
             _openai_message(choice["message"], delta=False)
             choice["logprobs"] = None
+            choice.pop("prompt_logprobs", None)  # not in OpenAI's answers
         data["usage"] = _openai_usage(data.get("usage") or {})
         data["system_fingerprint"] = _FINGERPRINT
         return data
@@ -907,6 +910,7 @@ class _OpenAIWire(_MistralWire):
             if isinstance(choice.get("delta"), dict):
                 _openai_message(choice["delta"], delta=True)
             choice["logprobs"] = None
+            choice.pop("prompt_logprobs", None)
         if data.get("usage") is not None:
             data["usage"] = _openai_usage(data["usage"])
         else:  # OpenAI sends a usage only when the request asks for it (stream_options.include_usage)
@@ -1821,6 +1825,9 @@ class LocalServer:
     def default_response(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         """Return the answer the server gives *request* when nothing is scripted (not streamed)."""
         message, finish = self._answer(request)
+        if message.tool_calls:  # numbered, as the API numbers them (the stream's deltas carry the same index)
+            calls = tuple(attrs.evolve(call, index=i) for i, call in enumerate(message.tool_calls))
+            message = attrs.evolve(message, tool_calls=calls)
         n = request.n if isinstance(request.n, int) else 1
         prompt = sum(_words(content_text(m.content)) for m in request.messages)
         if message.tool_calls:

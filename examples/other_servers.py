@@ -47,7 +47,8 @@ with LocalServer() as mistral_server, LocalServer(dialect="openai") as openai_se
         print("# the same request, answered by each")
         for client in (mistral, openai):
             answer = client.chat_completion(request)
-            print(f"{client.dialect:>7}: {answer.text()!r}, {answer.usage.total_tokens} tokens")
+            tokens = answer.usage.total_tokens if answer.usage else None  # None: the server reported no usage
+            print(f"{client.dialect:>7}: {answer.text()!r}, {tokens} tokens")
         print("# streamed: the usage arrives on the last chunk in both dialects")
         for client in (mistral, openai):
             with client.chat_completion_stream(request) as stream:

@@ -72,7 +72,8 @@ def main() -> None:
     with client() as api:
         print("\n# a plain call")
         response = api.chat_completion(plain)
-        print(f"{response.text()}  ({response.usage.total_tokens} tokens, {response.latency})")
+        tokens = response.usage.total_tokens if response.usage else None  # None: the server reported no usage
+        print(f"{response.text()}  ({tokens} tokens, {response.latency})")
 
         print("\n# a stream, printed as it arrives")
         with api.chat_completion_stream(story) as stream:

@@ -43,8 +43,30 @@ def _without_bogus_data(document: dict[str, Any]) -> dict[str, Any]:
     return patched
 
 
-_REGISTRY = _registry(SPEC)
-_PATCHED_REGISTRY = _registry(_without_bogus_data(SPEC))
+def _as_today(document: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of the document updated to what the API sends today (the ``mistralai`` 3.7 SDK).
+
+    This copy of the spec predates: string reference ids (``"reference_ids": ["widget"]``), a
+    thinking part's ``signature``, ``usage.service_tier`` (and usage being open to new keys), and a
+    choice's ``logprobs`` and ``prompt_logprobs``.
+    """
+    patched = copy.deepcopy(document)
+    schemas = patched["components"]["schemas"]
+    schemas["ReferenceChunk"]["properties"]["reference_ids"]["items"] = {
+        "anyOf": [{"type": "integer"}, {"type": "string"}]
+    }
+    schemas["ThinkChunk"]["properties"]["signature"] = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    usage = schemas["UsageInfo"]
+    usage["properties"]["service_tier"] = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    usage.pop("additionalProperties", None)
+    logprobs = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+    for name in ("ChatCompletionChoice", "CompletionResponseStreamChoice"):
+        schemas[name]["properties"].update(logprobs=logprobs, prompt_logprobs=logprobs)
+    return patched
+
+
+_REGISTRY = _registry(_as_today(SPEC))
+_PATCHED_REGISTRY = _registry(_without_bogus_data(_as_today(SPEC)))
 
 
 def validator(schema_name: str, *, patched: bool = False) -> Draft202012Validator:

@@ -61,6 +61,7 @@ from chatdsl import (
     ToolChoiceMode,
     ToolMessage,
     ToolReferenceChunk,
+    UnknownChunk,
     UsageInfo,
     UserMessage,
 )
@@ -109,7 +110,9 @@ document_url_chunks = st.builds(
     DocumentURLChunk, document_url=_urls.map(lambda u: u.replace(".png", ".pdf")), document_name=maybe(texts)
 )
 file_chunks = st.builds(FileChunk, file_id=st.uuids().map(str))
-reference_chunks = st.builds(ReferenceChunk, reference_ids=st.lists(st.integers(0, 10**6), max_size=3))
+reference_chunks = st.builds(
+    ReferenceChunk, reference_ids=st.lists(st.integers(0, 10**6) | st.sampled_from(["widget", "doc-1"]), max_size=3)
+)
 audio_chunks = st.builds(
     AudioChunk, input_audio=st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode()) | _urls
 )
@@ -126,6 +129,7 @@ think_chunks = st.builds(
     ThinkChunk,
     thinking=st.lists(text_chunks | reference_chunks | tool_reference_chunks, max_size=2),
     closed=maybe(st.booleans()),
+    signature=maybe(texts),
 )
 content_chunks = st.one_of(
     text_chunks,
@@ -410,22 +414,54 @@ usage_infos = st.builds(
     prompt_audio_seconds=st.none() | st.integers(0, 1000),
     num_cached_tokens=st.none() | st.integers(0, 10**6),
     prompt_tokens_details=st.none() | st.builds(PromptTokensDetails, cached_tokens=st.integers(0, 10**6)),
+    service_tier=st.none() | st.sampled_from(["standard", "priority"]),
 )
+unknown_chunks = st.builds(
+    UnknownChunk,
+    type=st.sampled_from(["resource", "resource_link", "x_new_part"]),
+    extra=st.dictionaries(st.sampled_from(["uri", "metadata", "x_data"]), json_values, max_size=2),
+)
+"""Content parts of types chatdsl does not model (kept whole when read from a response)."""
+_answer_contents = texts | st.lists(content_chunks | unknown_chunks, max_size=3).map(tuple)
+_token_logprobs = st.fixed_dictionaries(
+    {"token": texts, "logprob": st.floats(-20, 0), "bytes": st.lists(st.integers(0, 255), max_size=3)},
+    optional={"token_id": st.integers(0, 10**5)},
+)
+logprobs = st.fixed_dictionaries({"content": st.lists(_token_logprobs, max_size=2)})
+"""A choice's log probabilities, as the API sends them."""
 answer_messages = st.builds(
+    AssistantMessage,
+    content=maybe(_answer_contents),
+    tool_calls=maybe(st.lists(tool_calls, max_size=2).map(tuple)),
+    prefix=maybe(st.booleans()),
+)
+"""Assistant messages as the server sends them (in a choice or a delta), parts of unknown types included."""
+known_answer_messages = st.builds(
     AssistantMessage,
     content=maybe(contents),
     tool_calls=maybe(st.lists(tool_calls, max_size=2).map(tuple)),
     prefix=maybe(st.booleans()),
 )
-"""Assistant messages as the server sends them (in a choice or a delta)."""
+"""Assistant messages with only the parts chatdsl models (what the official schema describes)."""
 finish_reasons = st.none() | st.sampled_from(FinishReason) | st.sampled_from(["content_filter", "new_reason"])
 """Finish reasons: none, every known one, and unknown ones (kept as strings)."""
 
 
-def responses(*, finish_reason: S[Any] = finish_reasons, created: S[Any] = st.none() | _timestamps) -> S[Any]:
-    """Chat-completion responses; narrow *finish_reason* and *created* to the shapes a check needs."""
+def responses(
+    *,
+    finish_reason: S[Any] = finish_reasons,
+    created: S[Any] = st.none() | _timestamps,
+    usage: S[Any] = st.none() | usage_infos,
+    unknown_parts: bool = True,
+) -> S[Any]:
+    """Chat-completion responses; narrow the arguments to the shapes a check needs."""
     choices = st.builds(
-        ChatCompletionChoice, index=st.integers(0, 8), message=answer_messages, finish_reason=finish_reason
+        ChatCompletionChoice,
+        index=st.integers(0, 8),
+        message=answer_messages if unknown_parts else known_answer_messages,
+        finish_reason=finish_reason,
+        logprobs=st.none() | logprobs,
+        prompt_logprobs=st.none() | logprobs,
     )
     return st.builds(
         ChatCompletionResponse,
@@ -433,7 +469,7 @@ def responses(*, finish_reason: S[Any] = finish_reasons, created: S[Any] = st.no
         object=st.just("chat.completion") | texts,
         model=texts,
         created=created,
-        usage=usage_infos,
+        usage=usage,
         choices=st.lists(choices, max_size=2).map(tuple),
     )
 
@@ -443,10 +479,15 @@ def chunks(
     finish_reason: S[Any] = finish_reasons,
     created: S[Any] = st.none() | _timestamps,
     usage: S[Any] = st.none() | usage_infos,
+    unknown_parts: bool = True,
 ) -> S[Any]:
     """Streamed completion chunks; narrow the arguments to the shapes a check needs."""
     choices = st.builds(
-        CompletionResponseStreamChoice, index=st.integers(0, 8), delta=answer_messages, finish_reason=finish_reason
+        CompletionResponseStreamChoice,
+        index=st.integers(0, 8),
+        delta=answer_messages if unknown_parts else known_answer_messages,
+        finish_reason=finish_reason,
+        logprobs=st.none() | logprobs,
     )
     return st.builds(
         CompletionChunk,
@@ -555,3 +596,44 @@ def replace_at(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     copy = list(value)
     copy[head] = replace_at(copy[head], rest, new)
     return copy
+
+
+# ----------------------------------------------------------------------------- lossless response bodies
+
+_unknown_keys = st.text(string.ascii_lowercase + "_", min_size=1, max_size=8).map(lambda k: "x_" + k)
+
+
+@st.composite
+def with_unknown_keys(draw: st.DrawFn, body: Any) -> Any:
+    """Return *body* (a wire body) with unknown keys added to its objects at every level, at random.
+
+    Every JSON object in it may get keys chatdsl does not model: the response or chunk, its usage and
+    usage details, choices, messages and deltas, content parts (and thinking items), tool calls and
+    their functions, and the JSON values inside (arguments, log probabilities), which are kept whole.
+    """
+    if isinstance(body, dict):
+        out = {key: draw(with_unknown_keys(value)) for key, value in body.items()}
+        extra = draw(st.dictionaries(_unknown_keys, json_values, max_size=2))
+        return {**out, **extra}
+    if isinstance(body, list):
+        return [draw(with_unknown_keys(item)) for item in body]
+    return body
+
+
+def lossless_bodies(kind: S[Any]) -> S[dict[str, Any]]:
+    """Wire bodies of *kind* (:func:`responses` or :func:`chunks`) with unknown keys at every level."""
+    return kind.map(lambda obj: obj.to_dict()).flatmap(with_unknown_keys)
+
+
+@st.composite
+def with_nulls(draw: st.DrawFn, body: Any) -> Any:
+    """Return *body* with some of its values (never a part's ``type``) replaced by ``null``, at random."""
+    if isinstance(body, dict):
+        out = {}
+        for key, value in body.items():
+            null = key != "type" and draw(st.integers(0, 5)) == 0
+            out[key] = None if null else draw(with_nulls(value))
+        return out
+    if isinstance(body, list):
+        return [draw(with_nulls(item)) for item in body]
+    return body

@@ -271,8 +271,8 @@ def test_parallel_calls_all_numbered_0_are_kept_apart(client: Client, server: Lo
     with client.chat_completion_stream(REQUEST) as stream:
         list(stream)
     assert stream.final_response().assistant_message().tool_calls == (
-        ToolCall(id="call_a", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}')),
-        ToolCall(id="call_b", function=FunctionCall(name="get_weather", arguments='{"city": "Rome"}')),
+        ToolCall(id="call_a", index=0, function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}')),
+        ToolCall(id="call_b", index=0, function=FunctionCall(name="get_weather", arguments='{"city": "Rome"}')),
     )
 
 
@@ -291,8 +291,8 @@ def test_deltas_without_an_id_continue_the_latest_call_under_their_index(client:
     with client.chat_completion_stream(REQUEST) as stream:
         list(stream)
     assert stream.final_response().assistant_message().tool_calls == (
-        ToolCall(id="call_a", function=FunctionCall(name="f", arguments='{"x": 1}')),
-        ToolCall(id="call_b", function=FunctionCall(name="g", arguments='{"y": 2}')),
+        ToolCall(id="call_a", index=0, function=FunctionCall(name="f", arguments='{"x": 1}')),
+        ToolCall(id="call_b", index=0, function=FunctionCall(name="g", arguments='{"y": 2}')),
     )
 
 

@@ -105,8 +105,15 @@ def test_a_wrong_key_is_an_authentication_error_from_the_server(server):
             "param": None,
             "code": None,
         },
+        lambda detail: {  # the API's newer shape: the findings as the message itself (and as detail)
+            "object": "Error",
+            "detail": detail,
+            "message": detail,
+            "code": 3001,
+        },
+        lambda detail: {"object": "Error", "message": detail, "code": 3001},
     ],
-    ids=["detail", "error-object"],
+    ids=["detail", "error-object", "message-list", "message-list-only"],
 )
 def test_a_validation_error_carries_the_details(client, server, wrap):
     detail = [{"loc": ["body", "messages", 0, "content"], "msg": "Field required", "type": "missing"}]
@@ -115,7 +122,21 @@ def test_a_validation_error_carries_the_details(client, server, wrap):
         client.chat_completion(REQUEST)
     assert info.value.details == detail
     assert info.value.message == "body.messages.0.content: Field required"
+    assert info.value.body == wrap(detail)
     assert len(server.requests) == 1
+
+
+def test_an_error_message_made_of_several_findings_is_one_readable_line(client, server):
+    findings = [
+        {"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": {"messages": []}},
+        {"type": "too_short", "loc": ["body", "messages"], "msg": "List should have at least 1 item", "input": []},
+    ]
+    body = {"object": "Error", "detail": findings, "message": findings, "code": 3001}
+    server.enqueue(Reply.error(400, body=body))
+    with pytest.raises(BadRequestError) as info:
+        client.chat_completion(REQUEST)
+    assert info.value.message == "body.model: Field required; body.messages: List should have at least 1 item"
+    assert info.value.body == body
 
 
 def test_the_servers_own_validation_reaches_the_caller(client, server):

@@ -18,6 +18,7 @@ from chatdsl import (
     TextChunk,
     ThinkChunk,
     ToolCall,
+    UnknownChunk,
     ValidationError,
 )
 
@@ -31,7 +32,7 @@ def _response(content: object) -> dict[str, object]:
     }
 
 
-def test_response_parts_with_new_keys_and_types_still_parse() -> None:
+def test_response_parts_with_new_keys_and_types_parse_and_are_kept() -> None:
     content = [
         {"type": "thinking", "thinking": [{"type": "text", "text": "hmm", "signature": "s"}], "signature": "abc"},
         {"type": "text", "text": "hi", "annotations": []},
@@ -41,10 +42,13 @@ def test_response_parts_with_new_keys_and_types_still_parse() -> None:
     message = ChatCompletionResponse.from_dict(_response(content)).assistant_message()
     assert message is not None
     assert message.content == (
-        ThinkChunk(thinking=(TextChunk(text="hmm"),)),
-        TextChunk(text="hi"),
-        ImageURLChunk(url="https://example.com/i.png"),
+        ThinkChunk(thinking=(TextChunk(text="hmm", extra={"signature": "s"}),), signature="abc"),
+        TextChunk(text="hi", extra={"annotations": []}),
+        UnknownChunk(type="audio_url", extra={"audio_url": "https://example.com/a.mp3"}),
+        ImageURLChunk(url="https://example.com/i.png", extra={"image_url": content[3]["image_url"]}),
     )
+    assert message.text() == "hi"
+    assert ChatCompletionResponse.from_dict(_response(content)).to_dict()["choices"][0]["message"]["content"] == content
 
 
 def test_a_malformed_known_part_is_still_an_error() -> None:

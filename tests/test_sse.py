@@ -376,3 +376,15 @@ def test_describe_error_body_handles_every_shape(body, message):
 def test_describe_error_body_keeps_the_first_200_characters_of_text():
     text = "x" * 1000
     assert describe_error_body(text) == "x" * 199 + "…"
+
+
+@given(st.integers(0, len(b"data: [DONE]\r\n")))
+def test_complete_lines_data_shows_an_event_waiting_only_for_its_blank_line(split: int) -> None:
+    data = b"data: [DONE]\r\n"
+    decoder = SSEDecoder()
+    assert decoder.feed(data[:split]) == []
+    assert decoder.complete_lines_data() == ("[DONE]" if split >= len(b"data: [DONE]\r") else None)
+    assert decoder.feed(data[split:]) == []
+    assert decoder.complete_lines_data() == "[DONE]"  # its line is complete; the event is still pending
+    assert decoder.feed(b"\n") == [ServerSentEvent("[DONE]")]
+    assert decoder.complete_lines_data() is None

@@ -233,8 +233,8 @@ def test_tool_call_deltas_are_merged_by_index(client, server):
     response = stream.final_response()
     message = response.assistant_message()
     assert message.tool_calls == (
-        ToolCall(id="call_1", function=FunctionCall(name="get", arguments='{"a": 1}')),
-        ToolCall(id="call_2", function=FunctionCall(name="put", arguments='{"k": 2}')),
+        ToolCall(id="call_1", index=0, function=FunctionCall(name="get", arguments='{"a": 1}')),
+        ToolCall(id="call_2", index=1, function=FunctionCall(name="put", arguments='{"k": 2}')),
     )
     assert message.content is chatdsl.UNSET
     assert response.choices[0].finish_reason is FinishReason.TOOL_CALLS
@@ -461,3 +461,75 @@ def test_arbitrary_bytes_end_in_chunks_and_at_most_one_error_never_an_exception(
 def test_stream_choice_types():
     chunk_ = CompletionChunk(choices=(CompletionResponseStreamChoice(delta=AssistantMessage(content="x")),))
     assert chunk_.text() == "x"
+
+
+# ------------------------------------------------------------------ fidelity to what the API sends today
+
+
+def test_a_merged_tool_call_keeps_its_index_as_the_plain_answer_does(client: Client, server: LocalServer) -> None:
+    call = {"id": "call_1", "type": "function", "index": 0, "function": {"name": "get", "arguments": '{"a": 1}'}}
+    server.enqueue(
+        Reply.stream(
+            [
+                chunk(
+                    delta={"role": "assistant", "tool_calls": [{**call, "function": {"name": "get", "arguments": ""}}]}
+                ),
+                chunk(delta={"tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1}'}}]}),
+                chunk(finish="tool_calls"),
+            ]
+        )
+    )
+    body = {"id": "cmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "m"}
+    message = {"role": "assistant", "content": "", "tool_calls": [call]}
+    server.enqueue(Reply.json({**body, "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}))
+    with client.chat_completion_stream(REQUEST) as stream:
+        list(stream)
+    merged = stream.final_response().choices[0].message.tool_calls
+    plain = client.chat_completion(REQUEST).choices[0].message.tool_calls
+    assert merged == plain == (ToolCall(id="call_1", index=0, function=FunctionCall(name="get", arguments='{"a": 1}')),)
+
+
+def test_a_stream_without_usage_has_no_usage_not_zero(client: Client, server: LocalServer) -> None:
+    server.enqueue(Reply.stream([chunk("hi"), chunk(finish="stop")]))  # as llama-cpp-python streams
+    with client.chat_completion_stream(REQUEST) as stream:
+        chunks = list(stream)
+    assert all(c.usage is None for c in chunks)
+    assert stream.final_response().usage is None
+
+
+def test_string_reference_ids_stream_and_parse(client: Client, server: LocalServer) -> None:
+    parts = [{"type": "text", "text": "see "}, {"type": "reference", "reference_ids": ["widget", 3]}]
+    server.enqueue(Reply.stream([chunk(delta={"content": parts}), chunk(finish="stop")]))
+    with client.chat_completion_stream(REQUEST) as stream:
+        list(stream)
+    assert stream.error is None
+    content = stream.final_response().choices[0].message.content
+    assert content == (TextChunk(text="see "), chatdsl.ReferenceChunk(reference_ids=("widget", 3)))
+    body = {"id": "c", "model": "m", "created": 1, "choices": [{"index": 0, "message": {"content": parts}}]}
+    server.enqueue(Reply.json(body))
+    assert client.chat_completion(REQUEST).choices[0].message.content == content
+
+
+@pytest.mark.parametrize("ending", [b"data: [DONE]\n", b"data: [DONE]\r\n", b"data:[DONE]\r"])
+def test_done_without_a_blank_line_at_the_end_of_the_body_ends_the_stream(
+    client: Client, server: LocalServer, ending: bytes
+) -> None:
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in (chunk("hi"), chunk(finish="stop")))
+    server.enqueue(Reply.raw(body + ending, content_type="text/event-stream"))
+    with client.chat_completion_stream(REQUEST) as stream:
+        chunks = list(stream)
+    assert stream.error is None
+    assert stream.completed
+    assert [c.error for c in chunks] == [None, None]
+    assert stream.final_response().text() == "hi"
+
+
+@pytest.mark.parametrize("ending", [b"data: [DONE]", b"data: [DON", b"data: [DONE]\ndata: more\n"])
+def test_an_unfinished_done_line_is_still_a_cut_stream(client: Client, server: LocalServer, ending: bytes) -> None:
+    body = b"data: " + json.dumps(chunk("hi")).encode() + b"\n\n"
+    server.enqueue(Reply.raw(body + ending, content_type="text/event-stream"))
+    with client.chat_completion_stream(REQUEST) as stream:
+        chunks = list(stream)
+    assert not stream.completed  # the last one: an event whose data is "[DONE]\nmore" is no sentinel
+    assert isinstance(chunks[-1].error, StreamError)
+    assert "cut in the middle of an event" in str(chunks[-1].error)

@@ -201,7 +201,13 @@ def test_default_reply_echoes_the_last_user_message(server: LocalServer) -> None
     assert body["object"] == "chat.completion"
     assert body["model"] == "mistral-small-latest"
     assert body["choices"] == [
-        {"index": 0, "message": {"role": "assistant", "content": "echo: hello there world"}, "finish_reason": "stop"}
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "echo: hello there world", "tool_calls": None},
+            "finish_reason": "stop",
+            "logprobs": None,
+            "prompt_logprobs": None,
+        }
     ]
     # whitespace-word counts: prompt "be brief" + "first" + "ok" + "hello there world", answer 4 words
     assert body["usage"]["prompt_tokens"] == 7

@@ -35,7 +35,9 @@ KNOWN = (
     "stream, prediction, reasoning_effort, metadata, prompt_cache_key, top_k, min_tokens, repetition_penalty, "
     "logprobs, top_logprobs, prompt_logprobs, top_prompt_logprobs, guardrails, service_tier)"
 )
-ALL_PARTS = "TextChunk, ImageURLChunk, DocumentURLChunk, ReferenceChunk, FileChunk, ThinkChunk, AudioChunk"
+ALL_PARTS = (
+    "TextChunk, ImageURLChunk, DocumentURLChunk, ReferenceChunk, FileChunk, ThinkChunk, AudioChunk, UnknownChunk"
+)
 ALL_TAGS = "'text', 'image_url', 'document_url', 'reference', 'file', 'thinking', 'input_audio'"
 
 # ------------------------------------------------------------------------------- the error type
@@ -236,7 +238,7 @@ PART_RULES: list[tuple[Any, str]] = [
     (lambda: ResponseFormat(type="json_schema"), "json_schema: is required when type is 'json_schema'"),
     (lambda: JsonSchema(name="", schema={}), "name: '' is empty; a non-empty string is required"),
     (lambda: JsonSchema(name="n", schema=[]), "schema: FrozenList([]) is a FrozenList, not a JSON object"),
-    (lambda: chatdsl.ReferenceChunk(reference_ids=[True]), "reference_ids[0]: True is a bool, not an int"),
+    (lambda: chatdsl.ReferenceChunk(reference_ids=[True]), "reference_ids[0]: True is a bool, not an int or str"),
     (
         lambda: ToolCall(function=FunctionCall(name="f", arguments="{}"), index=True),
         "index: True is a bool, not an integer",
@@ -250,7 +252,7 @@ PART_RULES: list[tuple[Any, str]] = [
     ),
     (
         lambda: chatdsl.SystemMessage(content=[ImageURLChunk(url="https://x")]),
-        "content[0]: ImageURLChunk(url='https://x', detail=UNSET) is an ImageURLChunk, "
+        "content[0]: ImageURLChunk(url='https://x', detail=UNSET, extra={}) is an ImageURLChunk, "
         "not one of TextChunk, ThinkChunk",
     ),
     (lambda: AssistantMessage(prefix="yes"), "prefix: 'yes' is a str, not a boolean"),
@@ -405,7 +407,7 @@ BODY_RULES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"messages": [{"role": "user", "content": [{"type": "reference", "reference_ids": [True]}]}]},
-        "messages[0].content[0].reference_ids[0]: True is a bool, not an int",
+        "messages[0].content[0].reference_ids[0]: True is a bool, not an int or str",
     ),
 ]
 

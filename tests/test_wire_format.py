@@ -28,6 +28,7 @@ from chatdsl import (
     UserMessage,
     ValidationError,
 )
+from chatdsl._sse import ServerSentEvent, decode_chunk
 from tests import strategies as s
 from tests.spec import SDK_REQUEST, SDK_REQUEST_PATH, SDK_REQUEST_SCHEMA, SPEC, problems, validator
 
@@ -109,11 +110,27 @@ def test_chunks_round_trip(chunk: CompletionChunk) -> None:
     assert CompletionChunk.from_dict(chunk.to_dict()).to_dict() == chunk.to_dict()
 
 
+@given(s.lossless_bodies(s.responses()))
+def test_responses_keep_unknown_keys_at_every_level(body: dict[str, Any]) -> None:
+    response = ChatCompletionResponse.from_dict(body)
+    assert response.to_dict() == body
+    assert ChatCompletionResponse.from_json(json.dumps(body)).to_dict() == body
+
+
+@given(s.lossless_bodies(s.chunks()))
+def test_chunks_keep_unknown_keys_at_every_level(body: dict[str, Any]) -> None:
+    assert CompletionChunk.from_dict(body).to_dict() == body
+    assert decode_chunk(ServerSentEvent(json.dumps(body))).to_dict() == body  # the streaming hot path
+
+
 @given(s.responses(), s.json_objects)
-def test_responses_ignore_unknown_keys(response: ChatCompletionResponse, noise: dict[str, Any]) -> None:
-    body = response.to_dict()
+def test_responses_keep_unknown_top_level_keys_in_extra(
+    response: ChatCompletionResponse, noise: dict[str, Any]
+) -> None:
     unknown = {f"x_{key}": value for key, value in noise.items()}
-    assert ChatCompletionResponse.from_dict({**body, **unknown}) == response
+    read = ChatCompletionResponse.from_dict({**response.to_dict(), **unknown})
+    assert read.extra == unknown
+    assert attrs.evolve(read, extra={}) == response
 
 
 # ------------------------------------------------------------------------- unset means not sent
@@ -129,7 +146,9 @@ def test_only_set_fields_are_sent(request: ChatCompletionRequest) -> None:
 @given(s.messages)
 def test_messages_send_their_role_and_only_their_set_fields(message: Any) -> None:
     body = wire(chatdsl.chat().add(message))["messages"][0]
-    fields = {a.name for a in attrs.fields(type(message)) if getattr(message, a.name) is not UNSET}
+    fields = {
+        a.name for a in attrs.fields(type(message)) if a.name != "extra" and getattr(message, a.name) is not UNSET
+    }
     assert body["role"] == message.role.value
     assert set(body) == fields | {"role"}
     assert None not in body.values()
@@ -478,7 +497,7 @@ def test_the_published_response_schema_requires_a_bogus_data_key() -> None:
     The official ``ChatCompletionResponse`` requires ``data``, which is neither one of its properties
     nor ever sent by the server. If a newer copy of the spec drops it, this test tells us to drop the patch.
     """
-    body = ChatCompletionResponse.from_dict({"id": "x", "model": "m", "created": 0}).to_dict()
+    body = ChatCompletionResponse.from_dict({"id": "x", "model": "m", "created": 0, "usage": {}}).to_dict()
     assert problems(RESPONSE, body) == []
     assert problems(RESPONSE_AS_PUBLISHED, body) == ["<root>: 'data' is a required property"]
     required = SPEC["components"]["schemas"]["ChatCompletionResponse"]["allOf"][1]["required"]
@@ -490,7 +509,7 @@ _SPEC_CHOICE_REASONS = st.sampled_from(FinishReason)
 _SPEC_STREAM_REASONS = st.none() | st.sampled_from([r for r in FinishReason if r is not FinishReason.MODEL_LENGTH])
 
 
-@given(s.responses(finish_reason=_SPEC_CHOICE_REASONS, created=s.timestamps))
+@given(s.responses(finish_reason=_SPEC_CHOICE_REASONS, created=s.timestamps, usage=s.usage_infos, unknown_parts=False))
 def test_responses_conform_to_the_official_schema(response: ChatCompletionResponse) -> None:
     """Responses the spec can describe: a ``created`` time and a known finish reason.
 
@@ -504,7 +523,86 @@ def test_responses_conform_to_the_official_schema(response: ChatCompletionRespon
         assert problems(CHOICE, choice) == []
 
 
-@given(s.chunks(finish_reason=_SPEC_STREAM_REASONS, created=s.timestamps, usage=s.usage_infos))
+@given(s.chunks(finish_reason=_SPEC_STREAM_REASONS, created=s.timestamps, usage=s.usage_infos, unknown_parts=False))
 def test_chunks_conform_to_the_official_schema(chunk: CompletionChunk) -> None:
     """Chunks the spec can describe: a ``created`` time, usage present, a stream finish reason or null."""
     assert problems(CHUNK, json.loads(chunk.to_json())) == []
+
+
+def test_known_keys_sent_as_null_are_written_back() -> None:
+    parts = [
+        {"type": "document_url", "document_url": "https://x/d.pdf", "document_name": None},
+        {"type": "image_url", "image_url": {"url": "https://x/i.png", "detail": None}},
+        {
+            "type": "thinking",
+            "thinking": [{"type": "tool_reference", "tool": "web_search", "title": "t", "url": None}],
+            "closed": None,
+            "signature": None,
+        },
+    ]
+    call = {"id": None, "type": "function", "index": None, "function": {"name": "f", "arguments": "{}"}}
+    message = {"role": "assistant", "content": parts, "tool_calls": [call], "prefix": None, "refusal": None}
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "m",
+        "created": 1,
+        "usage": None,
+        "choices": [{"index": 0, "message": message, "finish_reason": None, "logprobs": None, "prompt_logprobs": None}],
+    }
+    assert ChatCompletionResponse.from_dict(body).to_dict() == body
+
+
+def test_a_request_never_sends_the_extra_keys_read_from_a_response() -> None:
+    body = {
+        "id": "c",
+        "model": "m",
+        "created": 1,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "hi", "annotations": []}],
+                    "tool_calls": [
+                        {"id": "a", "index": 0, "function": {"name": "f", "arguments": "{}", "x": 1}, "y": 2}
+                    ],
+                    "reasoning_content": "...",
+                },
+            }
+        ],
+    }
+    message = ChatCompletionResponse.from_dict(body).assistant_message()
+    assert message is not None
+    assert message.extra == {"reasoning_content": "..."}
+    sent = chatdsl.chat("m").user("q").add(message).to_dict()["messages"][-1]
+    assert sent == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "hi"}],
+        "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}, "index": 0}],
+    }
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.from_dict({"messages": [{"role": "assistant", "content": "x", "extra": {"k": 1}}]})
+    assert info.value.path == "messages[0].extra"
+
+
+def _keys_kept(sent: Any, written: Any, path: str = "") -> list[str]:
+    """The paths of keys *sent* has and *written* lacks, at every level."""
+    if isinstance(sent, dict) and isinstance(written, dict):
+        lost = [f"{path}.{key}" for key in sent if key not in written]
+        return lost + [
+            p for key in sent if key in written for p in _keys_kept(sent[key], written[key], f"{path}.{key}")
+        ]
+    if isinstance(sent, list) and isinstance(written, list) and len(sent) == len(written):
+        return [p for i, (a, b) in enumerate(zip(sent, written, strict=True)) for p in _keys_kept(a, b, f"{path}[{i}]")]
+    return []
+
+
+@given(s.lossless_bodies(s.responses()).flatmap(s.with_nulls))
+def test_no_key_sent_is_lost_even_as_null(body: dict[str, Any]) -> None:
+    try:
+        response = ChatCompletionResponse.from_dict(body)
+    except ValidationError:
+        return  # a null where a value is required: refused, not silently dropped
+    assert _keys_kept(body, response.to_dict()) == []
