@@ -9,8 +9,7 @@
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._dialects import Dialect
-from ._errors import (
+from chatdsl._errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -30,8 +29,9 @@ from ._errors import (
     UnprocessableEntityError,
     ValidationError,
 )
-from ._guardrails import GuardrailConfig, ModerationAction, ModerationConfig
-from ._messages import (
+from chatdsl._types import UNSET, FrozenDict, FrozenList, JSONValue, UnsetType
+from chatdsl.model.guardrails import GuardrailConfig, ModerationAction, ModerationConfig
+from chatdsl.model.messages import (
     AssistantMessage,
     AudioChunk,
     Content,
@@ -53,7 +53,7 @@ from ._messages import (
     UnknownChunk,
     UserMessage,
 )
-from ._options import (
+from chatdsl.model.options import (
     new_chat_completion_request,
     new_chat_completion_stream_request,
     with_extra,
@@ -89,8 +89,8 @@ from ._options import (
     with_top_p,
     with_top_prompt_logprobs,
 )
-from ._request import ChatCompletionRequest, Option, chat
-from ._response import (
+from chatdsl.model.request import ChatCompletionRequest, Option, chat
+from chatdsl.model.response import (
     ChatCompletionChoice,
     ChatCompletionResponse,
     CompletionChunk,
@@ -100,7 +100,7 @@ from ._response import (
     RateLimitInfo,
     UsageInfo,
 )
-from ._tools import (
+from chatdsl.model.tools import (
     Function,
     JsonSchema,
     Prediction,
@@ -114,29 +114,29 @@ from ._tools import (
     ToolChoice,
     ToolChoiceMode,
 )
-from ._types import UNSET, FrozenDict, FrozenList, JSONValue, UnsetType
+from chatdsl.wire.dialects import Dialect
 
 if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` stays cheap
-    from ._client import ChatCompletionStream, Client, Limits, RetryPolicy, Timeout
-    from ._functions import FunctionTool, tool
-    from ._loop import ToolRunResult
-    from ._schema import json_schema
-    from ._templates import RequestTemplate, TemplateInfo, TemplateLibrary, Variable
+    from chatdsl.client.loop import ToolRunResult
+    from chatdsl.client.sync import ChatCompletionStream, Client, Limits, RetryPolicy, Timeout
+    from chatdsl.output.functions import FunctionTool, tool
+    from chatdsl.output.schema import json_schema
+    from chatdsl.templates.library import RequestTemplate, TemplateInfo, TemplateLibrary, Variable
 
 _LAZY: dict[str, str] = {
-    "ChatCompletionStream": "._client",
-    "Client": "._client",
-    "Limits": "._client",
-    "RetryPolicy": "._client",
-    "Timeout": "._client",
-    "FunctionTool": "._functions",
-    "tool": "._functions",
-    "ToolRunResult": "._loop",
-    "json_schema": "._schema",
-    "RequestTemplate": "._templates",
-    "TemplateInfo": "._templates",
-    "TemplateLibrary": "._templates",
-    "Variable": "._templates",
+    "ChatCompletionStream": "chatdsl.client.sync",
+    "Client": "chatdsl.client.sync",
+    "Limits": "chatdsl.client.sync",
+    "RetryPolicy": "chatdsl.client.sync",
+    "Timeout": "chatdsl.client.sync",
+    "FunctionTool": "chatdsl.output.functions",
+    "tool": "chatdsl.output.functions",
+    "ToolRunResult": "chatdsl.client.loop",
+    "json_schema": "chatdsl.output.schema",
+    "RequestTemplate": "chatdsl.templates.library",
+    "TemplateInfo": "chatdsl.templates.library",
+    "TemplateLibrary": "chatdsl.templates.library",
+    "Variable": "chatdsl.templates.library",
 }
 
 

@@ -1,5 +1,5 @@
 """``python -m chatdsl``: the ``chatdsl`` command (see :mod:`chatdsl._cli`)."""
 
-from ._cli import main
+from chatdsl._cli import main
 
 raise SystemExit(main())

@@ -11,8 +11,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._errors import ValidationError
-from ._types import UNSET, FrozenDict, freeze, short_repr
+from chatdsl._errors import ValidationError
+from chatdsl._types import UNSET, FrozenDict, freeze, short_repr
 
 Validator = Callable[[Any, Any, Any], None]
 

@@ -33,12 +33,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from ._errors import ChatDSLError, TemplateError, ValidationError
-from ._templates import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary, _template_files
+from chatdsl._errors import ChatDSLError, TemplateError, ValidationError
+from chatdsl.templates.library import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary, _template_files
 
 if TYPE_CHECKING:
-    from ._request import ChatCompletionRequest
-    from ._response import ChatCompletionResponse, UsageInfo
+    from chatdsl.model.request import ChatCompletionRequest
+    from chatdsl.model.response import ChatCompletionResponse, UsageInfo
 
 __all__ = ["main"]
 
@@ -188,7 +188,7 @@ def _add_max_size(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from chatdsl import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -375,8 +375,8 @@ def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
 
 
 def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ._client import API_KEY_ENV, Client, _env_key_allowed
-    from ._dialects import Dialect
+    from chatdsl.client.sync import API_KEY_ENV, Client, _env_key_allowed
+    from chatdsl.wire.dialects import Dialect
 
     request = _rendered(args)
     options: dict[str, Any] = {"dialect": args.dialect, "drop_unsupported": args.drop_unsupported}
@@ -464,7 +464,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .testing import LocalServer
+    from chatdsl.testing import LocalServer
 
     api_key: str | None = None
     if args.api_key is not None and args.api_key_env is not None:

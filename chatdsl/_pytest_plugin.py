@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .testing import LocalServer
+    from chatdsl.testing import LocalServer
 
 __all__ = ["chatdsl_server"]
 
@@ -28,7 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def chatdsl_server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
     """A started ``chatdsl.testing.LocalServer`` on 127.0.0.1 for this test; give a client ``chatdsl_server.url``."""
-    from .testing import LocalServer
+    from chatdsl.testing import LocalServer
 
     marker = request.node.get_closest_marker("chatdsl_server")
     kwargs = dict(marker.kwargs) if marker is not None else {}

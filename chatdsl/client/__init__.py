@@ -1,0 +1,1 @@
+"""client (see the layout table in docs/development.md)."""

@@ -1,0 +1,260 @@
+"""The tool-calling loop: send, run every tool call, answer with tool messages, send again.
+
+:func:`run_tools` needs only a ``send`` callable (a request in, a response out), so it runs
+against :meth:`chatdsl.Client.chat_completion` as well as against anything else that answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, overload
+
+import attrs
+
+from chatdsl._errors import ChatDSLError, OutputError, ToolLoopError, ValidationError
+from chatdsl._types import UNSET
+from chatdsl.model.messages import AssistantMessage, ToolCall, ToolMessage
+from chatdsl.model.request import ChatCompletionRequest
+from chatdsl.model.response import ChatCompletionResponse
+from chatdsl.model.tools import Tool, ToolChoice
+from chatdsl.output.functions import FunctionTool, call_arguments, function_tool
+
+if TYPE_CHECKING:
+    from chatdsl.client.sync import ChatCompletionStream
+
+__all__ = ["OnToolError", "ToolRunResult", "Tools", "run_tools", "streaming_send"]
+
+OnToolError: TypeAlias = Literal["report", "raise"]
+"""What a tool loop does when a tool fails: tell the model (``"report"``) or raise (``"raise"``)."""
+
+Tools: TypeAlias = "Mapping[str, Callable[..., Any]] | Iterable[FunctionTool[..., Any] | Callable[..., Any]]"
+"""The tools of a loop: names mapped to callables, or decorated functions (or plain, annotated ones)."""
+
+DEFAULT_MAX_ROUNDS: Final = 10
+
+_T = TypeVar("_T")
+
+
+@attrs.frozen(kw_only=True)
+class ToolRunResult:
+    """What a tool loop ended with: the final ``response`` and the ``request`` that got it.
+
+    ``request`` is the whole transcript (every assistant tool call and tool result in order);
+    ``rounds`` counts the requests sent. :attr:`conversation` appends the final answer, ready for
+    the next ``.user(...)``.
+    """
+
+    response: ChatCompletionResponse
+    request: ChatCompletionRequest
+    rounds: int
+
+    @property
+    def message(self) -> AssistantMessage:
+        """The final assistant message."""
+        message = self.response.assistant_message()
+        return message if message is not None else AssistantMessage()
+
+    @property
+    def conversation(self) -> ChatCompletionRequest:
+        """The transcript with the final assistant message appended (add a user message to go on)."""
+        return self.request.add(self.message)
+
+    def text(self) -> str:
+        """Return the final answer's text."""
+        return self.message.text()
+
+    @overload
+    def output(self) -> dict[str, Any]: ...
+    @overload
+    def output(self, tp: type[_T]) -> _T: ...
+    @overload
+    def output(self, tp: Any) -> Any: ...
+    def output(self, tp: Any = dict) -> Any:
+        """Return the final answer parsed into *tp* (see :meth:`chatdsl.AssistantMessage.output`)."""
+        return self.message.output(tp)
+
+
+@attrs.frozen
+class _Entry:
+    """One callable tool: how to turn a call into arguments, the function, and its definition."""
+
+    name: str
+    bind: Callable[[ToolCall], tuple[list[Any], dict[str, Any]]]
+    function: Callable[..., Any]
+    definition: Tool | None
+
+
+def run_tools(
+    send: Callable[[ChatCompletionRequest], ChatCompletionResponse],
+    request: ChatCompletionRequest,
+    tools: Tools,
+    *,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    on_error: OnToolError = "report",
+) -> ToolRunResult:
+    """Send *request*, run the tools the model calls, send their results, until a plain answer.
+
+    See :meth:`chatdsl.Client.run_tools` for the rules.
+    """
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+        raise ValidationError("max_rounds", f"{max_rounds!r} is not an integer of 1 or more")
+    if on_error not in ("report", "raise"):
+        raise ValidationError("on_error", f"{on_error!r} is not 'report' or 'raise'")
+    registry = _registry(tools)
+    transcript = _with_definitions(request, registry)
+    for round_ in range(1, max_rounds + 1):
+        response = send(transcript)
+        message = response.assistant_message()
+        if message is None:
+            raise ToolLoopError("the response has no choices", request=transcript, response=response)
+        calls = message.tool_calls if message.tool_calls is not UNSET else ()
+        if not calls:
+            return ToolRunResult(response=response, request=transcript, rounds=round_)
+        if round_ == max_rounds:
+            names = ", ".join(call.name for call in calls)
+            raise ToolLoopError(
+                f"the model still calls tools ({names}) after {max_rounds} rounds; raise max_rounds "
+                "or continue from error.request",
+                request=transcript,
+                response=response,
+            )
+        sent = transcript
+        results = [
+            ToolMessage(content=_run(call, registry, on_error, sent, response), tool_call_id=call.id, name=call.name)
+            for call in calls
+        ]
+        if isinstance(transcript.tool_choice, ToolChoice) and transcript.tool_choice.forces_call:
+            transcript = transcript.with_tool_choice(ToolChoice.AUTO)  # forcing again would never end the loop
+        transcript = transcript.add(message, *results)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def streaming_send(
+    open_stream: Callable[[ChatCompletionRequest], ChatCompletionStream], on_text: Callable[[str], object]
+) -> Callable[[ChatCompletionRequest], ChatCompletionResponse]:
+    """Return a ``send`` that streams each request, hands every text delta to *on_text*, and merges the chunks.
+
+    A stream that breaks raises its :class:`~chatdsl.StreamError`.
+    """
+
+    def send(request: ChatCompletionRequest) -> ChatCompletionResponse:
+        with open_stream(request) as stream:
+            for chunk in stream:
+                if chunk.error is not None:
+                    raise chunk.error
+                text = chunk.text()
+                if text:
+                    on_text(text)
+            return stream.final_response()
+
+    return send
+
+
+def _registry(tools: Tools) -> dict[str, _Entry]:
+    out: dict[str, _Entry] = {}
+    given: object = tools
+    if isinstance(given, Mapping):
+        items: list[tuple[str | None, Any]] = list(given.items())
+    elif isinstance(given, Iterable) and not isinstance(given, (str, bytes)):
+        items = [(None, item) for item in given]
+    else:
+        raise ValidationError("tools", f"{tools!r} is not a mapping of names to callables or a list of functions")
+    for key, item in items:
+        entry = _entry(key, item)
+        if entry.name in out:
+            raise ValidationError("tools", f"names the tool {entry.name!r} twice; tool names must be unique")
+        out[entry.name] = entry
+    return out
+
+
+def _entry(key: str | None, item: Any) -> _Entry:
+    where = f"tools[{key!r}]" if key is not None else "tools"
+    if isinstance(item, Tool):
+        raise ValidationError(
+            where, f"the Tool {item.name!r} carries no function to call; pass the function (or @chatdsl.tool) instead"
+        )
+    if not callable(item):
+        raise ValidationError(where, f"{item!r} is not callable")
+    if isinstance(item, FunctionTool):
+        ft: FunctionTool[..., Any] = item
+        definition = ft.tool
+        if key is not None and key != ft.name:
+            definition = Tool(function=attrs.evolve(definition.function, name=key))
+        return _Entry(key or ft.name, ft._bind, ft.function, definition)
+    if key is None:
+        ft = function_tool(item)
+        return _Entry(ft.name, ft._bind, ft.function, ft.tool)
+    try:
+        ft = function_tool(item, name=key)
+    except ValidationError:  # not describable (say, a lambda without annotations): called with the raw arguments
+        return _Entry(key, _raw_bind, item, None)
+    return _Entry(key, ft._bind, ft.function, ft.tool)
+
+
+def _raw_bind(call: ToolCall) -> tuple[list[Any], dict[str, Any]]:
+    return [], call_arguments(call)
+
+
+def _with_definitions(request: ChatCompletionRequest, registry: Mapping[str, _Entry]) -> ChatCompletionRequest:
+    """Offer the registry's tools when the request offers none yet."""
+    if request.tools is not UNSET and request.tools:
+        return request
+    missing = [name for name, entry in registry.items() if entry.definition is None]
+    if missing:
+        raise ValidationError(
+            "tools",
+            f"no definition for {', '.join(map(repr, missing))}: annotate the function(s), or offer the tools "
+            "with request.with_tools(...) first",
+        )
+    return request.with_tools([entry.definition for entry in registry.values() if entry.definition is not None])
+
+
+def _run(
+    call: ToolCall,
+    registry: Mapping[str, _Entry],
+    on_error: OnToolError,
+    transcript: ChatCompletionRequest,
+    response: ChatCompletionResponse,
+) -> str:
+    """Run one tool call and return the tool message's content."""
+    entry = registry.get(call.name)
+    if entry is None:
+        problem = f"there is no tool named {call.name!r} (tools: {', '.join(registry) or 'none'})"
+        if on_error == "raise":
+            raise ToolLoopError(problem, request=transcript, response=response)
+        return _encode_error(problem)
+    try:
+        args, kwargs = entry.bind(call)
+    except OutputError as exc:
+        if on_error == "raise":
+            raise
+        return _encode_error(f"invalid arguments for {call.name}: {_first_line(exc)}")
+    try:
+        result = entry.function(*args, **kwargs)
+        return _encode_result(result)
+    except Exception as exc:
+        if on_error == "raise":
+            exc.add_note(f"raised by the tool {call.name!r} (tool call id {call.id!r})")
+            raise
+        return _encode_error(f"{type(exc).__name__}: {exc}")
+
+
+def _encode_result(result: Any) -> str:
+    """A tool's result as message content: a string as it is, anything else as JSON."""
+    if isinstance(result, str):
+        return result
+    from chatdsl.wire.converter import output_converter
+
+    try:
+        return json.dumps(output_converter.unstructure(result), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the result {result!r:.80} cannot be encoded as JSON ({exc})") from None
+
+
+def _encode_error(message: str) -> str:
+    return json.dumps({"error": message}, ensure_ascii=False)
+
+
+def _first_line(exc: ChatDSLError) -> str:
+    return str(exc).split("\ncontent: ", 1)[0]

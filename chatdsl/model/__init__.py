@@ -1,0 +1,1 @@
+"""model (see the layout table in docs/development.md)."""

@@ -1,0 +1,1 @@
+"""output (see the layout table in docs/development.md)."""

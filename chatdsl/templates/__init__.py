@@ -1,0 +1,1 @@
+"""templates (see the layout table in docs/development.md)."""

@@ -1,0 +1,1 @@
+"""wire (see the layout table in docs/development.md)."""
