@@ -16,6 +16,8 @@ from chatdsl import (
     APITimeoutError,
     ChatDSLError,
     Client,
+    CompletionChunk,
+    StreamError,
     Timeout,
 )
 from chatdsl.testing import LocalServer, Pause, Reply
@@ -170,3 +172,38 @@ def test_a_stream_is_cut_at_the_total_deadline_even_if_its_bytes_keep_coming(ser
     assert received[-1].error is not None
     assert "total deadline of 0.8 s passed" in str(received[-1].error)
     assert len(received) < 30
+
+
+# ------------------------------------------------------------------------------ slow servers
+
+
+def _stream(client: Client) -> list[CompletionChunk]:
+    with client.chat_completion_stream(REQUEST) as stream:
+        return list(stream)
+
+
+def test_one_byte_a_second_is_cut_off_by_the_total_timeout(server: LocalServer) -> None:
+    server.handler = lambda _: Reply.trickle(chunk_size=1, delay=1.0)
+    with Client(KEY, base_url=server.url, timeout=Timeout(read=5, total=1.5)) as client:
+        start = time.perf_counter()
+        with pytest.raises(APITimeoutError, match=r"total deadline of 1\.5 s"):
+            client.chat_completion(REQUEST)
+        plain = time.perf_counter() - start
+        start = time.perf_counter()
+        chunks = _stream(client)
+        streamed = time.perf_counter() - start
+    assert 1.4 <= plain <= 3.0, plain
+    assert 1.4 <= streamed <= 3.0, streamed
+    assert isinstance(chunks[-1].error, StreamError)
+    assert isinstance(chunks[-1].error.__cause__, APITimeoutError)
+    assert len(server.requests) == 2, "no retry past the total deadline"
+
+
+def test_one_byte_a_second_is_cut_off_by_a_shorter_read_timeout(server: LocalServer) -> None:
+    server.handler = lambda _: Reply.trickle(chunk_size=1, delay=1.0)
+    with Client(KEY, base_url=server.url, timeout=Timeout(read=0.4), max_retries=0) as client:
+        start = time.perf_counter()
+        with pytest.raises(APITimeoutError, match=r"no data for 0\.4 s"):
+            client.chat_completion(REQUEST)
+        elapsed = time.perf_counter() - start
+    assert elapsed <= 2.5, elapsed
