@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from chatdsl import Client
+from chatdsl import Client, Timeout
 from chatdsl.testing import LocalServer
 
 pytest_plugins = ["tests._secrets", "pytester"]
@@ -44,3 +44,19 @@ def client(server: LocalServer, sleeps: list[float]) -> Iterator[Client]:
 
     with Client(TEST_KEY, base_url=server.url, _sleep=sleeps.append) as running:
         yield running
+
+
+@pytest.fixture
+def quick_client(server: LocalServer) -> Iterator[Client]:
+    """A client of :func:`server` with 2 s connect and read timeouts, whose retries do not wait."""
+    from tests._secrets import TEST_KEY
+
+    with Client(TEST_KEY, base_url=server.url, timeout=Timeout(connect=2, read=2), _sleep=lambda _: None) as running:
+        yield running
+
+
+@pytest.fixture
+def no_keys_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``OPENAI_API_KEY`` nor ``MISTRAL_API_KEY`` in the environment (a client would read them)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)

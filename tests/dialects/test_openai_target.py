@@ -36,7 +36,7 @@ from chatdsl import (
 from chatdsl.testing import LocalServer, Reply
 from tests._secrets import TEST_KEY
 
-pytestmark = pytest.mark.chatdsl_server(dialect="openai")
+pytestmark = [pytest.mark.chatdsl_server(dialect="openai"), pytest.mark.usefixtures("no_keys_in_the_environment")]
 
 WEATHER = Tool.of(
     "get_weather",
@@ -54,12 +54,6 @@ def server(chatdsl_server: LocalServer) -> LocalServer:
 def client(server: LocalServer) -> Iterator[Client]:
     with Client(base_url=server.url, dialect="openai", max_retries=0) as client:
         yield client
-
-
-@pytest.fixture(autouse=True)
-def no_keys_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
 
 
 def question() -> ChatCompletionRequest:

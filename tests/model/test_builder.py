@@ -413,3 +413,9 @@ def test_open_enums_keep_known_values_as_members_and_unknown_ones_as_strings(fie
         assert stored == value
     assert request.to_dict()[field] == str(value)
     assert ChatCompletionRequest.from_dict(request.to_dict()) == request
+
+
+def test_add_names_the_position_the_message_would_take() -> None:
+    request = chatdsl.chat("m").user("a").user("b")
+    with pytest.raises(ValidationError, match=r"^messages\[3\]: 'oops' is a str, not a message$"):
+        request.add(chatdsl.UserMessage(content="c"), "oops")  # type: ignore[arg-type]

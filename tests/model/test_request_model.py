@@ -500,3 +500,11 @@ def test_assistant_text_joins_text_parts() -> None:
     assert AssistantMessage(content=parts).text() == "ab"
     call = ToolCall(function=FunctionCall(name="f", arguments="{}"))
     assert call.name == "f"
+
+
+def test_equal_requests_hash_equal_whatever_the_key_order() -> None:
+    first = chatdsl.chat("m").with_metadata({"a": 1, "b": {"c": 2, "d": 3}})
+    second = chatdsl.chat("m").with_metadata({"b": {"d": 3, "c": 2}, "a": 1})
+    assert first == second
+    assert hash(first) == hash(second)
+    assert len({first, second}) == 1

@@ -355,3 +355,18 @@ def test_docstring_sections_parse_back(
     got_summary, got = parse_docstring(doc)
     assert got_summary == " ".join(summary)
     assert got == {name: " ".join(" ".join(chunk) for chunk in chunks) for name, chunks in params.items()}
+
+
+def test_deeply_nested_tool_arguments_are_an_output_error() -> None:
+    call = ToolCall(id="c", function=chatdsl.FunctionCall(name="f", arguments='{"x": ' + "[" * 5000 + "}"))
+    with pytest.raises(OutputError, match="not valid JSON"):
+        call.arguments()
+
+
+def test_async_functions_are_refused_as_tools() -> None:
+    async def fetch(url: str) -> str:
+        """Fetch a page."""
+        return url
+
+    with pytest.raises(ValidationError, match="async function"):
+        chatdsl.tool(fetch)

@@ -1,23 +1,18 @@
-"""Regression tests: lenient response parts, picklable errors, hashing, message paths, tool-loop input."""
+"""Reading responses: content parts with new keys and types are kept, known parts stay strict,
+requests stay strict about parts, non-finite numbers name their path."""
 
 from __future__ import annotations
 
-import copy
-import pickle
 from typing import Any
 
 import pytest
 
 import chatdsl
 from chatdsl import (
-    APIError,
     ChatCompletionResponse,
     ImageURLChunk,
-    OutputError,
-    RateLimitError,
     TextChunk,
     ThinkChunk,
-    ToolCall,
     UnknownChunk,
     ValidationError,
 )
@@ -60,54 +55,6 @@ def test_requests_stay_strict_about_parts() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]}
     with pytest.raises(ValidationError, match=r"messages\[0\]\.content\[0\]\.x: is not a known field"):
         chatdsl.ChatCompletionRequest.from_dict(body)
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        ValidationError("temperature", "2.0 is above the maximum 1.5"),
-        APIError("boom", status_code=500, body={"message": "boom"}, request_id="r1"),
-        RateLimitError("slow down", retry_after=2.0, status_code=429, request_id="r2"),
-        OutputError("is not valid JSON", content="{", path="a"),
-        chatdsl.StreamError("the stream was cut"),
-        chatdsl.ToolLoopError("too many rounds", request=chatdsl.chat("m").user("x")),
-    ],
-    ids=lambda e: type(e).__name__,
-)
-def test_every_error_survives_pickling_and_copying(error: Exception) -> None:
-    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
-        assert type(clone) is type(error)
-        assert str(clone) == str(error)
-        assert clone.__dict__ == error.__dict__
-
-
-def test_equal_requests_hash_equal_whatever_the_key_order() -> None:
-    first = chatdsl.chat("m").with_metadata({"a": 1, "b": {"c": 2, "d": 3}})
-    second = chatdsl.chat("m").with_metadata({"b": {"d": 3, "c": 2}, "a": 1})
-    assert first == second
-    assert hash(first) == hash(second)
-    assert len({first, second}) == 1
-
-
-def test_add_names_the_position_the_message_would_take() -> None:
-    request = chatdsl.chat("m").user("a").user("b")
-    with pytest.raises(ValidationError, match=r"^messages\[3\]: 'oops' is a str, not a message$"):
-        request.add(chatdsl.UserMessage(content="c"), "oops")  # type: ignore[arg-type]
-
-
-def test_deeply_nested_tool_arguments_are_an_output_error() -> None:
-    call = ToolCall(id="c", function=chatdsl.FunctionCall(name="f", arguments='{"x": ' + "[" * 5000 + "}"))
-    with pytest.raises(OutputError, match="not valid JSON"):
-        call.arguments()
-
-
-def test_async_functions_are_refused_as_tools() -> None:
-    async def fetch(url: str) -> str:
-        """Fetch a page."""
-        return url
-
-    with pytest.raises(ValidationError, match="async function"):
-        chatdsl.tool(fetch)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
