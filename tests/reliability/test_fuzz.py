@@ -10,7 +10,7 @@ and ``test_streaming.py``: here are template files, response and chunk text, ``o
 client path (bytes served by ``LocalServer`` equal the offline parse of the same bytes) and
 deeply nested or huge inputs.
 
-The ``ci`` profile runs 60 examples per property; ``HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py``
+The ``ci`` profile runs 60 examples per property; ``HYPOTHESIS_PROFILE=long pytest tests/reliability/test_fuzz.py``
 runs 5000.
 """
 
