@@ -3,6 +3,7 @@
 :func:`read_request_body` reads ``Content-Length`` and chunked bodies; a malformed length or chunk
 size (:class:`BodyRefused` with status 400) or a body over the limit (413, raised before that part
 is read) ends the read. A length or chunk size is digits only (no sign, no ``0x``, no ``_``).
+:func:`json_problem` words why a body that was read is not JSON.
 """
 
 from __future__ import annotations
