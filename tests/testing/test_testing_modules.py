@@ -13,7 +13,8 @@ PACKAGE = Path(chatdsl.testing.__file__).parent
 ALLOWED: dict[str, set[str]] = {
     "replies": set(),
     "framing": set(),
-    "wire": {"replies"},
+    "openai_request": set(),  # request_from_openai, when it moves here from chatdsl.wire.dialects
+    "wire": {"replies", "openai_request"},
     "fake": {"wire"},
     "server": {"replies", "wire", "fake", "framing"},
     "__init__": {"replies", "server"},
@@ -36,7 +37,7 @@ def _testing_imports(path: Path) -> set[str]:
 
 def test_the_modules_import_each_other_one_way() -> None:
     modules = {path.stem for path in PACKAGE.glob("*.py")}
-    assert modules == set(ALLOWED)
+    assert {"__init__", "replies", "wire", "fake", "framing", "server"} <= modules <= set(ALLOWED)
     for name in modules:
         assert _testing_imports(PACKAGE / f"{name}.py") <= ALLOWED[name], name
 
