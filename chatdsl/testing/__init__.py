@@ -42,6 +42,9 @@ yields a started server per test; ``@pytest.mark.chatdsl_server(dialect="openai"
 from __future__ import annotations
 
 from chatdsl.testing.replies import Cut, Headers, Pause, Reply, StreamItem
+from chatdsl.testing.replies import ReplyKind as ReplyKind  # the type of Reply.kind, reachable here as before
+from chatdsl.testing.server import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
+from chatdsl.testing.server import Handler as Handler  # the type of LocalServer.handler, reachable here as before
 from chatdsl.testing.server import LocalServer, RecordedRequest
 
 __all__ = ["Cut", "Headers", "LocalServer", "Pause", "RecordedRequest", "Reply", "StreamItem"]
