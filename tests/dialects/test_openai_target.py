@@ -79,7 +79,7 @@ def events(server: LocalServer, request: ChatCompletionRequest) -> list[Any]:
     """The JSON events the server streams for *request*, as it would send them to this client."""
     body = request.streaming().to_dict(dialect="openai")
     recorded = chatdsl.wire.dialects.request_from_openai(json.loads(json.dumps(body)))
-    wire = chatdsl.testing._WIRES[Dialect.OPENAI]
+    wire = chatdsl.testing.wire.WIRES[Dialect.OPENAI]
     chunks = server.default_chunks(recorded)
     return [wire.chunk_body(chunk, first=i == 0) for i, chunk in enumerate(chunks)]
 

@@ -41,6 +41,7 @@ from chatdsl import (
     ToolCall,
     ToolChoice,
     UsageInfo,
+    ValidationError,
     chat,
 )
 from chatdsl.testing import Cut, LocalServer, Pause, RecordedRequest, Reply
@@ -681,7 +682,7 @@ def test_max_recorded_keeps_only_the_latest_requests() -> None:
         assert srv.requests == []
         assert srv.last_request is None
     for bad in (-1, 1.5, True):
-        with pytest.raises(ValueError, match="max_recorded"):
+        with pytest.raises(ValidationError, match=r"^max_recorded: .* is not None or a whole number of 0 or more$"):
             LocalServer(max_recorded=bad)  # type: ignore[arg-type]
 
 
@@ -711,7 +712,7 @@ def test_connections_past_max_connections_wait_for_a_free_one() -> None:
         for sock in (held[1], waiting):
             sock.close()
     for bad in (0, -3, 2.0):
-        with pytest.raises(ValueError, match="max_connections"):
+        with pytest.raises(ValidationError, match=r"^max_connections: .* is not a whole number of 1 or more$"):
             LocalServer(max_connections=bad)  # type: ignore[arg-type]
 
 
@@ -810,18 +811,39 @@ def test_a_failing_handler_gives_500_and_is_recorded(server: LocalServer) -> Non
 
 
 def test_reply_arguments_are_checked() -> None:
-    with pytest.raises(ValueError, match="HTTP status"):
+    with pytest.raises(ValidationError, match=r"^status: 1000 is not an HTTP status code \(100 to 599\)$") as info:
         Reply.error(1000)
+    assert (info.value.path, info.value.rule) == ("status", "1000 is not an HTTP status code (100 to 599)")
     with pytest.raises(TypeError, match="not bytes, a ChatCompletionResponse or JSON"):
         Reply.json({"when": datetime.now()})
-    with pytest.raises(ValueError, match="seconds"):
+    with pytest.raises(ValidationError, match=r"^delay: -1 is not a number of seconds >= 0$"):
         Reply.stream(delay=-1)
     with pytest.raises(TypeError, match="chunks\\[1\\]"):
         Reply.stream(["data: x\n\n", 3.5])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="stream_cut"):
+    with pytest.raises(ValidationError, match=r"^reply: a 'stream' reply has no body to cut; use stream_cut"):
         Reply.truncated(Reply.stream())
     with pytest.raises(TypeError, match="not a Reply"):
         LocalServer().enqueue({"a": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("build", "path", "rule"),
+    [
+        (lambda: Reply.json(headers={"bad name": "x"}), "headers", "'bad name' is not a valid HTTP header name"),
+        (lambda: Reply.json(headers={"X-A": "a\nb"}), "headers['X-A']", "'a\\nb' is not a single-line string or None"),
+        (lambda: Reply.error(429, retry_after=-1), "retry_after", "-1 is not seconds >= 0, a datetime or a string"),
+        (lambda: Reply.trickle(chunk_size=0), "chunk_size", "0 is not a positive integer"),
+        (lambda: Reply.stream_cut(after=-2), "after", "-2 is not a count of events or bytes >= 0"),
+        (lambda: Reply.truncated(at=-1), "at", "-1 is not a count of events or bytes >= 0"),
+        (lambda: Reply.stall(-0.5), "stall_seconds", "-0.5 is not a number of seconds >= 0"),
+        (lambda: Pause(-1), "seconds", "-1 is not a number of seconds >= 0"),
+    ],
+)
+def test_bad_reply_arguments_raise_a_validation_error_naming_the_field(build: Any, path: str, rule: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        build()
+    assert (info.value.path, info.value.rule) == (path, rule)
+    assert str(info.value) == f"{path}: {rule}"
 
 
 # ------------------------------------------------------------------------------------------ faults
