@@ -25,6 +25,7 @@ from chatdsl.model.messages import (
     as_content,
 )
 from chatdsl.model.tools import (
+    IMPLIED_AUTO,
     JsonSchema,
     Prediction,
     PromptMode,
@@ -55,7 +56,7 @@ def _check_stop(_: Any, attribute: Any, value: Any) -> None:
     if isinstance(value, tuple):
         for index, item in enumerate(value):
             if not isinstance(item, str):
-                raise c.fail(f"stop[{index}]", item, f"is {c._type_name(item)}, not a string")
+                raise c.fail(f"stop[{index}]", item, f"is {c.type_name(item)}, not a string")
         return
     raise c.fail(attribute.name, value, "is not a string or a list of strings")
 
@@ -541,7 +542,7 @@ class ChatCompletionRequest(_Layout):
         Like Go's ``WithTools`` it sets ``tool_choice`` to ``auto`` — but only when no choice is
         set yet, so a choice made earlier (say ``any``) is never silently undone.
         """
-        tool_choice = _IMPLIED_AUTO if self.tool_choice is UNSET else self.tool_choice
+        tool_choice = IMPLIED_AUTO if self.tool_choice is UNSET else self.tool_choice
         return self._replace(tools=tuple(tools), tool_choice=tool_choice)
 
     def with_tool_choice(self, choice: ToolChoice | ToolChoiceMode | str) -> Self:
@@ -652,7 +653,7 @@ class ChatCompletionRequest(_Layout):
 
         Raises :class:`~chatdsl.ValidationError` naming the message path of an invalid placeholder.
         """
-        from chatdsl.templates.library import variables
+        from chatdsl.model.templating import variables
 
         return variables(self)
 
@@ -665,7 +666,7 @@ class ChatCompletionRequest(_Layout):
         :class:`~chatdsl.ValidationError` naming it. ``$$`` becomes ``$``; substituted text is
         never read again, so a value holding ``$x`` or ``{...}`` stays literal.
         """
-        from chatdsl.templates.library import render
+        from chatdsl.model.templating import render
 
         return render(self, values, allow_extra=allow_extra, **kwargs)
 
@@ -676,7 +677,7 @@ class ChatCompletionRequest(_Layout):
         tools of the same name (in place; new ones are appended) and its ``extra`` is merged over
         this one's. Associative, with ``chat()`` as identity on both sides.
         """
-        from chatdsl.templates.library import merge
+        from chatdsl.model.templating import merge
 
         return merge(self, overlay)
 
@@ -801,11 +802,6 @@ _copy_request = _make_copier()
 
 _EMPTY: dict[str, Any] = {"messages": (), "extra": _EMPTY_EXTRA}
 
-_IMPLIED_AUTO: ToolChoice = ToolChoice(mode=ToolChoiceMode.AUTO)
-"""The ``auto`` that :meth:`~ChatCompletionRequest.with_tools` implies: equal to ``ToolChoice.AUTO``
-but its own object, so :func:`~chatdsl.templates.library.merge` can tell it from a choice someone made
-(an overlay's implied ``auto`` yields to the base's choice, as ``with_tools`` itself would)."""
-
 
 def _json_schema(
     schema: SchemaLike, *, name: str | None, description: str | UnsetType, strict: bool | UnsetType
@@ -815,7 +811,7 @@ def _json_schema(
     if isinstance(schema, type):
         from chatdsl.output.schema import schema_for_response
 
-        return schema_for_response(schema, name=name, description=description, strict=strict)
+        return JsonSchema(**schema_for_response(schema, name=name, description=description, strict=strict))
     if isinstance(schema, PropertyDefinition):
         schema = schema.to_schema()
     if name is None:

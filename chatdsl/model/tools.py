@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import attrs
 
@@ -386,3 +386,9 @@ class PropertyDefinition:
             description=unset_if_none(description),
             additional_properties=unset_if_none(additional_properties),
         )
+
+
+IMPLIED_AUTO: Final[ToolChoice] = ToolChoice(mode=ToolChoiceMode.AUTO)
+"""The ``auto`` that :meth:`~chatdsl.ChatCompletionRequest.with_tools` implies: equal to ``ToolChoice.AUTO``
+but its own object, so :func:`~chatdsl.model.templating.merge` can tell it from a choice someone made
+(an overlay's implied ``auto`` yields to the base's choice, as ``with_tools`` itself would)."""

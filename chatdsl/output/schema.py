@@ -2,7 +2,7 @@
 
 :func:`json_schema` walks a type and returns a plain JSON-schema dict (Draft 2020-12). Nested
 classes go to ``$defs`` and are referenced with ``$ref`` (the root class is ``#``), so recursive
-classes work. The schema describes exactly what ``chatdsl.wire.converter.output_converter`` reads
+classes work. The schema describes exactly what ``chatdsl.output.convert.output_converter`` reads
 back: field names as the converter uses them (attribute names, not ``__init__`` aliases), ISO
 strings for dates, enum *values*, no unknown keys.
 
@@ -28,7 +28,6 @@ import attrs
 
 from chatdsl._errors import ValidationError
 from chatdsl._types import UNSET, UnsetType, short_repr
-from chatdsl.model.tools import JsonSchema
 
 __all__ = ["json_schema", "parse_docstring", "schema_for_response"]
 
@@ -69,10 +68,11 @@ def json_schema(tp: Any, *, strict: bool = False) -> dict[str, Any]:
 
 def schema_for_response(
     tp: Any, *, name: str | None, description: str | UnsetType, strict: bool | UnsetType
-) -> JsonSchema:
-    """Return the named JSON schema describing *tp* for a ``json_schema`` response format.
+) -> dict[str, Any]:
+    """Return the fields of the named :class:`~chatdsl.JsonSchema` describing *tp* for a response format.
 
     ``name`` defaults to the class name and ``description`` to the first paragraph of its docstring.
+    (The caller builds the model: this module imports none, so models may import it.)
     """
     if name is None:
         name = _schema_name(tp)
@@ -80,7 +80,7 @@ def schema_for_response(
         summary = _class_summary(tp) if isinstance(tp, type) else ""
         description = summary or UNSET
     schema = json_schema(tp, strict=strict is True)
-    return JsonSchema(name=name, schema=schema, description=description, strict=strict)
+    return {"name": name, "schema": schema, "description": description, "strict": strict}
 
 
 def _schema_name(tp: Any) -> str:
@@ -393,7 +393,7 @@ def _json_default(value: Any) -> Any:
     """Return *value* in its JSON form (through the output converter), or ``_NO_DEFAULT``."""
     if value is _NO_DEFAULT:
         return _NO_DEFAULT
-    from chatdsl.wire.converter import output_converter
+    from chatdsl.output.convert import output_converter
 
     try:
         plain = output_converter.unstructure(value)

@@ -37,11 +37,11 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from chatdsl._checks import _type_name
+from chatdsl._checks import type_name
 from chatdsl._errors import TemplateError, ValidationError, _nest
 from chatdsl._types import UNSET, UnsetType
-from chatdsl.model.messages import TextChunk
-from chatdsl.model.request import _IMPLIED_AUTO, ChatCompletionRequest, chat
+from chatdsl.model.request import ChatCompletionRequest, chat
+from chatdsl.model.templating import merge, render, value_text, variables
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -68,173 +68,6 @@ _SUFFIXES: Final = (".json", ".toml")
 _HEADER_KEYS: Final = ("description", "extends", "variables")
 _VARIABLE_KEYS: Final = ("description", "default")
 
-# ------------------------------------------------------------------------------------- variables
-
-
-def _texts(request: ChatCompletionRequest) -> Iterator[tuple[str, str]]:
-    """Yield ``(path, text)`` for every text that may hold placeholders."""
-    for index, message in enumerate(request.messages):
-        content = message.content
-        if isinstance(content, str):
-            yield f"messages[{index}].content", content
-        elif isinstance(content, tuple):
-            for part_index, part in enumerate(content):
-                if isinstance(part, TextChunk):
-                    yield f"messages[{index}].content[{part_index}].text", part.text
-
-
-def _scan(path: str, text: str, names: set[str], problems: list[tuple[str, str]]) -> None:
-    if "$" not in text:
-        return
-    for match in _PATTERN.finditer(text):
-        name = match.group("named") or match.group("braced")
-        if name is not None:
-            names.add(name)
-        elif match.group("invalid") is not None:
-            start = match.start("invalid") - 1
-            found = _SNIPPET.match(text, start)
-            snippet = found.group() if found else "$"
-            problems.append(
-                (
-                    path,
-                    f"has an invalid placeholder {snippet!r} at character {start}; "
-                    "write $name or ${name} for a variable and $$ for a literal dollar",
-                )
-            )
-
-
-def variables(request: ChatCompletionRequest) -> tuple[str, ...]:
-    """Return the sorted names of the variables in *request*'s message text.
-
-    Raises :class:`~chatdsl.ValidationError` naming every message path with an invalid placeholder
-    (a ``$`` followed by neither a name, ``{name}`` nor another ``$``).
-    """
-    names: set[str] = set()
-    problems: list[tuple[str, str]] = []
-    for path, text in _texts(request):
-        _scan(path, text, names, problems)
-    if problems:
-        raise ValidationError("", "", errors=problems)
-    return tuple(sorted(names))
-
-
-def _value_text(name: str, value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValidationError(name, f"{value!r} is not a finite number")
-        try:
-            return str(value)
-        except ValueError:  # Python's limit on the digits of an int turned into text
-            bits = int(value).bit_length()
-            raise ValidationError(name, f"is an integer too long to write as text ({bits} bits)") from None
-    raise ValidationError(name, f"{value!r} is {_type_name(value)}; a value is a string or a number")
-
-
-def _substitute(text: str, values: Mapping[str, str]) -> str:
-    if "$" not in text:
-        return text
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group("named") or match.group("braced")
-        if name is not None:
-            return values[name]
-        return "$"  # the escape "$$" (invalid placeholders were refused before)
-
-    return _PATTERN.sub(replace, text)
-
-
-def render(
-    request: _R, values: Mapping[str, object] | None = None, /, *, allow_extra: bool = False, **kwargs: object
-) -> _R:
-    """Return a copy of *request* with every variable in its message text replaced by its value.
-
-    *values* and *kwargs* give the values (strings or numbers; *kwargs* win). A variable without a
-    value, or a value for a name that is not a variable (unless *allow_extra*), is a
-    :class:`~chatdsl.ValidationError` naming it; every problem is reported at once. ``$$`` becomes
-    ``$``. Substituted text is never read again: a value holding ``$x`` stays ``$x``.
-    """
-    given = {**(values or {}), **kwargs}
-    names = variables(request)
-    problems: list[tuple[str, str]] = []
-    texts: dict[str, str] = {}
-    for name, value in given.items():
-        try:
-            texts[name] = _value_text(name, value)
-        except ValidationError as exc:
-            problems += exc.errors
-    known = ", ".join(names) or "none"
-    problems += [
-        (name, f"is a variable of the request but has no value (variables: {known})")
-        for name in names
-        if name not in given
-    ]
-    if not allow_extra:
-        problems += [
-            (name, f"is not a variable of the request (variables: {known}); pass allow_extra=True to allow it")
-            for name in given
-            if name not in names
-        ]
-    if problems:
-        raise ValidationError("", "", errors=problems)
-    if not any("$" in text for _, text in _texts(request)):
-        return request
-    messages = []
-    for message in request.messages:
-        content = message.content
-        if isinstance(content, str):
-            new: Any = _substitute(content, texts)
-        elif isinstance(content, tuple):
-            new = tuple(
-                TextChunk(text=_substitute(part.text, texts)) if isinstance(part, TextChunk) else part
-                for part in content
-            )
-        else:
-            new = content
-        messages.append(message if new == content else attrs.evolve(message, content=new))
-    return attrs.evolve(request, messages=tuple(messages))
-
-
-# ----------------------------------------------------------------------------------- composition
-
-
-def _merge_tools(base: Any, overlay: Any) -> Any:
-    if overlay is UNSET:
-        return base
-    if base is UNSET:
-        return overlay
-    by_name = {tool.name: tool for tool in overlay}
-    merged = [by_name.pop(tool.name, tool) for tool in base]
-    return (*merged, *by_name.values())
-
-
-_SPECIAL: Final = ("messages", "tools", "extra")
-_PLAIN_FIELDS: Final = tuple(a.name for a in attrs.fields(ChatCompletionRequest) if a.name not in _SPECIAL)
-
-
-def merge(base: _R, overlay: ChatCompletionRequest) -> _R:
-    """Return *base* with *overlay* laid over it.
-
-    The overlay's set fields win; messages are appended; tools are merged by name (an overlay
-    tool replaces the base's tool of the same name in its place, new tools are appended); ``extra``
-    is merged key by key, the overlay winning. The ``auto`` tool choice the overlay's ``with_tools``
-    implied does not replace a choice the base has (as ``base.with_tools(...)`` would keep it).
-    """
-    changes: dict[str, Any] = {
-        name: getattr(overlay, name) for name in _PLAIN_FIELDS if getattr(overlay, name) is not UNSET
-    }
-    if overlay.tool_choice is _IMPLIED_AUTO and base.tool_choice is not UNSET:
-        del changes["tool_choice"]  # the overlay's with_tools() chose nothing: the base's choice stays
-    if overlay.messages:
-        changes["messages"] = base.messages + overlay.messages
-    if overlay.tools is not UNSET:
-        changes["tools"] = _merge_tools(base.tools, overlay.tools)
-    if overlay.extra:
-        changes["extra"] = {**base.extra, **overlay.extra}
-    return attrs.evolve(base, **changes) if changes else base
-
-
 # ------------------------------------------------------------------------------------- templates
 
 
@@ -247,13 +80,13 @@ def _check_identifier(_: Any, attribute: Any, value: Any) -> None:
 
 def _check_description(_: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, str):
-        raise ValidationError(attribute.name, f"{value!r} is {_type_name(value)}, not a string")
+        raise ValidationError(attribute.name, f"{value!r} is {type_name(value)}, not a string")
 
 
 def _check_default(_: Any, attribute: Any, value: Any) -> None:
     if value is UNSET:
         return
-    _value_text(attribute.name, value)
+    value_text(attribute.name, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -572,7 +405,7 @@ def _read(path: Path, max_size: int) -> dict[str, Any]:
 
 def _read_header(header: Any, problems: list[tuple[str, str]]) -> tuple[str, str | None, tuple[Variable, ...]]:
     if not isinstance(header, dict):
-        problems.append(("template", f"is {_type_name(header)}, not a table"))
+        problems.append(("template", f"is {type_name(header)}, not a table"))
         return "", None, ()
     for key in header:
         if key not in _HEADER_KEYS:
@@ -588,12 +421,12 @@ def _read_header(header: Any, problems: list[tuple[str, str]]) -> tuple[str, str
     declared: list[Variable] = []
     table = header.get("variables", {})
     if not isinstance(table, dict):
-        problems.append(("template.variables", f"is {_type_name(table)}, not a table of variables"))
+        problems.append(("template.variables", f"is {type_name(table)}, not a table of variables"))
         table = {}
     for name, spec in table.items():
         where = f"template.variables.{name}"
         if not isinstance(spec, dict):
-            problems.append((where, f"is {_type_name(spec)}, not a table (with description and default)"))
+            problems.append((where, f"is {type_name(spec)}, not a table (with description and default)"))
             continue
         for key in spec:
             if key not in _VARIABLE_KEYS:
@@ -618,7 +451,7 @@ def _read_body(data: dict[str, Any], problems: list[tuple[str, str]], *, placeho
         return chat()
     if extra is not None:
         if not isinstance(extra, dict):
-            problems.append(("extra", f"is {_type_name(extra)}, not a table of extra body fields"))
+            problems.append(("extra", f"is {type_name(extra)}, not a table of extra body fields"))
         else:
             try:
                 request = attrs.evolve(request, extra=extra)
@@ -868,7 +701,7 @@ def _toml_value(value: Any, path: str, *, multiline: bool = False) -> str:
         return "[" + ", ".join(_toml_value(v, f"{path}[{i}]") for i, v in enumerate(value)) + "]"
     if value is None:
         raise ValidationError(path, "is null, which TOML cannot hold; save this template as .json")
-    raise ValidationError(path, f"{value!r} is {_type_name(value)}, which a template file cannot hold")
+    raise ValidationError(path, f"{value!r} is {type_name(value)}, which a template file cannot hold")
 
 
 def _toml_table(lines: list[str], keys: tuple[str, ...], path: str, table: Mapping[str, Any], header: str) -> None:

@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import is_dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
 from cattrs.fns import identity
 from cattrs.gen import make_dict_structure_fn as _gen_structure
 from cattrs.gen import make_dict_unstructure_fn as _gen_unstructure
 from cattrs.gen import override
 
 from chatdsl import _json
-from chatdsl._checks import _type_name
-from chatdsl._errors import OutputError, ValidationError, _nest
+from chatdsl._checks import type_name
+from chatdsl._errors import ValidationError
 from chatdsl._json import dumps as dumps
 from chatdsl._json import dumps_bytes as dumps_bytes
 from chatdsl._types import UNSET, FrozenDict, freeze, short_repr
@@ -65,6 +57,8 @@ from chatdsl.model.response import (
     UsageInfo,
 )
 from chatdsl.model.tools import Function, JsonSchema, Prediction, ResponseFormat, Tool, ToolChoice
+from chatdsl.output.convert import output_converter as output_converter  # re-exported for client/loop.py
+from chatdsl.output.convert import problems
 
 _T = TypeVar("_T")
 logger = logging.getLogger("chatdsl")
@@ -104,50 +98,18 @@ _ATTRS_MODELS: Final = (
 # ------------------------------------------------------------------------------------------ errors
 
 
-def _problems(exc: BaseException, path: str = "") -> list[tuple[str, str]]:
-    """Flatten a (possibly grouped) structuring error into ``(path, message)`` pairs."""
-    if isinstance(exc, ValidationError):
-        return [(_nest(path, p), m) for p, m in exc.errors]
-    if isinstance(exc, ForbiddenExtraKeysError):
-        names = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        known = ", ".join(n for n in names if n != "extra")
-        hint = f" (known: {known})" if known else ""
-        return [(_nest(path, str(key)), f"is not a known field{hint}") for key in sorted(map(str, exc.extra_fields))]
-    if isinstance(exc, (ClassValidationError, IterableValidationError)):
-        out: list[tuple[str, str]] = []
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            note_: object = note
-            if isinstance(note_, AttributeValidationNote):
-                out += _problems(sub, _nest(path, note_.name))
-            elif isinstance(note_, IterableValidationNote):
-                out += _problems(sub, f"{path}[{note_.index!r}]")
-            else:
-                out += _problems(sub, path)
-        for sub in without:
-            out += _problems(sub, path)
-        return out
-    if isinstance(exc, KeyError):
-        return [(path, "is required")]
-    return [(path, f"{type(exc).__name__}: {exc}")]
-
-
 def as_validation_error(exc: BaseException, prefix: str = "") -> ValidationError:
     """Return *exc* as one :class:`ValidationError` listing every problem with its path."""
-    problems = _problems(exc, prefix)
-    return ValidationError("", "", errors=problems or [(prefix, str(exc))])
+    found = problems(exc, prefix)
+    return ValidationError("", "", errors=found or [(prefix, str(exc))])
 
 
 def _expect_object(value: Any, what: str) -> Mapping[str, Any]:
     if value.__class__ is dict:
         return value
     if not isinstance(value, Mapping):
-        raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a JSON object ({what})")
+        raise ValidationError("", f"{short_repr(value)} is {type_name(value)}, not a JSON object ({what})")
     return value
-
-
-def _short(value: Any) -> str:
-    return short_repr(value)
 
 
 # ------------------------------------------------------------------------------------ unstructure
@@ -412,7 +374,7 @@ def _tagged(
         tag = data[key]
         cls = classes.get(tag) if isinstance(tag, str) else None
         if cls is None:
-            raise ValidationError(key, f"{_short(tag)} is not one of {allowed}")
+            raise ValidationError(key, f"{short_repr(tag)} is not one of {allowed}")
         body = {k: v for k, v in data.items() if k != key}
         if structure is not None:
             return structure(cls, body)
@@ -436,7 +398,7 @@ def _structure_content(value: Any, _: Any = None) -> Any:
             except Exception as exc:
                 raise as_validation_error(exc, f"[{index}]") from None
         return tuple(out)
-    raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a string or a list of content parts")
+    raise ValidationError("", f"{short_repr(value)} is {type_name(value)}, not a string or a list of content parts")
 
 
 def _structure_image(cls: type, body: Mapping[str, Any]) -> ImageURLChunk:
@@ -501,7 +463,7 @@ def _list_of(item: Callable[[Any, Any], Any], what: str, *, if_none: Any = UNSET
         if value is None and if_none is not _REJECT:
             return if_none
         if not isinstance(value, list):
-            raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a list of {what}")
+            raise ValidationError("", f"{short_repr(value)} is {type_name(value)}, not a list of {what}")
         out = []
         for index, element in enumerate(value):
             try:
@@ -538,7 +500,7 @@ def _structure_tool_choice(value: Any, _: Any = None) -> ToolChoice:
             raise ValidationError("", exc.rule) from None
     data = _expect_object(value, "tool choice")
     if data.get("type", "function") != "function":
-        raise ValidationError("type", f"{_short(data.get('type'))} is not 'function'")
+        raise ValidationError("type", f"{short_repr(data.get('type'))} is not 'function'")
     extra = set(data) - {"type", "function"}
     if extra:
         raise ValidationError(sorted(extra)[0], "is not a known field (known: type, function)")
@@ -582,7 +544,7 @@ def _register_structure() -> Callable[[Any, Any], Any]:
         data = _expect_object(value, "tool call")
         if "type" in data:
             if data["type"] != "function":
-                raise ValidationError("type", f"{_short(data['type'])} is not 'function'")
+                raise ValidationError("type", f"{short_repr(data['type'])} is not 'function'")
             data = {k: v for k, v in data.items() if k != "type"}
         return tool_call_base(data, None)  # type: ignore[no-any-return]
 
@@ -650,7 +612,7 @@ def _lenient_int(value: Any) -> int:
     if value.__class__ is int:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in _INFINITIES:
-        raise ValidationError("", f"{_short(value)} is not a number")
+        raise ValidationError("", f"{short_repr(value)} is not a number")
     return int(value)
 
 
@@ -661,7 +623,7 @@ def _finish_reason(value: Any, _: Any = None) -> FinishReason | str | None:
     if reason is not None:
         return reason
     if not isinstance(value, str):
-        raise ValidationError("", f"{_short(value)} is not a string")
+        raise ValidationError("", f"{short_repr(value)} is not a string")
     return str(value)
 
 
@@ -680,7 +642,7 @@ def _created(value: Any, _: Any = None) -> datetime | None:
     try:
         result = datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        raise ValidationError("", f"{_short(value)} is not a valid timestamp") from None
+        raise ValidationError("", f"{short_repr(value)} is not a valid timestamp") from None
     _last_created = (seconds, result)  # one atomic rebinding: safe across threads
     return result
 
@@ -744,7 +706,7 @@ def _lenient_part(value: Any, *, inside_thinking: bool = False) -> Any:
     cls = tags.get(tag) if isinstance(tag, str) else None
     if cls is None:
         if not isinstance(tag, str) or not tag:
-            logger.debug("skipped a response content part without a type: %s", _short(value))
+            logger.debug("skipped a response content part without a type: %s", short_repr(value))
             return None
         return UnknownChunk(type=str(tag), extra=_extras(data, _TYPE_KEY))
     keys = _PART_KEYS[str(tag)]
@@ -769,7 +731,7 @@ def _lenient_part(value: Any, *, inside_thinking: bool = False) -> Any:
 def _lenient_thinking(body: Mapping[str, Any], extra: dict[str, Any]) -> ThinkChunk:
     thinking = body.get("thinking")
     if not isinstance(thinking, list):
-        raise ValidationError("thinking", f"{_short(thinking)} is {_type_name(thinking)}, not a list of parts")
+        raise ValidationError("thinking", f"{short_repr(thinking)} is {type_name(thinking)}, not a list of parts")
     parts = []
     for index, item in enumerate(thinking):
         try:
@@ -805,7 +767,7 @@ def _lenient_content(value: Any) -> Any:
             except Exception as exc:
                 raise as_validation_error(exc, f"[{index}]") from None
         return tuple(parts)
-    raise ValidationError("", f"{_short(value)} is not a string or a list of content parts")
+    raise ValidationError("", f"{short_repr(value)} is not a string or a list of content parts")
 
 
 def _trusted(cls: type[_T], *, fields: int | None = None) -> Callable[..., _T]:
@@ -855,7 +817,7 @@ def _lenient_arguments(value: Any) -> Any:
             raise ValidationError("function.arguments", f"is not a JSON object ({exc})") from None
     if isinstance(value, str):
         return str(value)
-    raise ValidationError("function.arguments", f"{_short(value)} is not a JSON string or a JSON object")
+    raise ValidationError("function.arguments", f"{short_repr(value)} is not a JSON string or a JSON object")
 
 
 def _lenient_tool_call(value: Any) -> ToolCall:
@@ -906,7 +868,7 @@ def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
     raw_calls = data.get("tool_calls")
     if raw_calls is not None:
         if not isinstance(raw_calls, list):
-            problems.append(("tool_calls", f"{_short(raw_calls)} is not a list"))
+            problems.append(("tool_calls", f"{short_repr(raw_calls)} is not a list"))
         else:
             parsed = []
             for index, call in enumerate(raw_calls):
@@ -1349,137 +1311,3 @@ def loads_response(text: str | bytes, cls: type[_T]) -> _T:
 def unstructure_response(obj: Any) -> dict[str, Any]:
     """Return the wire body of a response or chunk."""
     return converter.unstructure(obj, type(obj))  # type: ignore[no-any-return]
-
-
-def parse_output(content: str, cls: Any) -> Any:
-    """Parse the JSON text *content* into *cls* through the converter (raising :class:`OutputError`)."""
-    try:
-        data = _json.loads(content)
-    except (ValueError, RecursionError) as exc:
-        raise OutputError(f"is not valid JSON ({exc})", content=content) from None
-    return structure_output(data, cls, content=content)
-
-
-def structure_output(data: Any, cls: Any, *, content: str, path: str = "") -> Any:
-    """Structure parsed JSON *data* into *cls* with :data:`output_converter` (raising :class:`OutputError`).
-
-    *content* is the raw text the data came from (kept on the error); *path* prefixes the error's path.
-    """
-    if cls is dict or cls is Any or cls is object:
-        if cls is dict and not isinstance(data, dict):
-            raise OutputError(f"is {_type_name(data)}, not a JSON object", content=content, path=path)
-        return data
-    if isinstance(cls, type) and (attrs.has(cls) or is_dataclass(cls)) and not isinstance(data, Mapping):
-        raise OutputError(f"is {_type_name(data)}, not a JSON object ({cls.__name__})", content=content, path=path)
-    try:
-        return output_converter.structure(data, cls)
-    except RecursionError:
-        raise OutputError("is nested too deeply", content=content, path=path) from None
-    except Exception as exc:
-        problems = [(_nest(path, p), m) for p, m in _problems(exc)]
-        first_path, message = problems[0] if problems else (path, str(exc))
-        text = "; ".join(f"{p}: {m}" if p else m for p, m in problems) or message
-        raise OutputError(
-            f"does not fit {getattr(cls, '__name__', cls)} ({text})", content=content, path=first_path
-        ) from None
-
-
-def _make_output_converter() -> cattrs.Converter:
-    """A converter for user types (answers and tool arguments): strict keys, ISO dates."""
-    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
-    from collections.abc import Set as AbstractSet
-    from datetime import date
-    from typing import Union
-
-    from cattrs.strategies import configure_union_passthrough
-
-    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(_expect(v, str)))
-    conv.register_unstructure_hook(datetime, lambda v: v.isoformat())
-    conv.register_structure_hook(date, lambda v, _: date.fromisoformat(_expect(v, str)))
-    conv.register_unstructure_hook(date, lambda v: v.isoformat())
-    # JSON scalars are taken as they are: cattrs' defaults would turn "false" into True and 2.7 into 2.
-    conv.register_structure_hook(str, lambda v, _: _expect(v, str))
-    conv.register_structure_hook(bool, lambda v, _: _expect(v, bool))
-    conv.register_structure_hook(int, lambda v, _: _expect(v, int))
-    conv.register_structure_hook(float, lambda v, _: float(_expect(v, float)))
-    sets = (set, frozenset, AbstractSet)
-    conv.register_unstructure_hook_func(  # JSON has no sets: they are written as arrays
-        lambda t: t in sets or getattr(t, "__origin__", None) in sets,
-        lambda value: [conv.unstructure(item) for item in value],
-    )
-    _configure_json_shapes(conv)
-    configure_union_passthrough(Union[str, int, float, bool, None], conv)  # noqa: UP007 - a runtime union object
-    return conv
-
-
-def _configure_json_shapes(conv: cattrs.Converter) -> None:
-    """Make arrays need JSON arrays and objects need JSON objects (cattrs would take "abc" as a list)."""
-    from collections.abc import MutableMapping, MutableSequence, MutableSet, Sequence
-    from collections.abc import Set as AbstractSet
-    from types import GenericAlias
-
-    from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
-
-    sequences = (list, tuple, Sequence, MutableSequence)
-    sets = (set, frozenset, AbstractSet, MutableSet)
-    mappings = (dict, Mapping, MutableMapping)
-
-    def origin(tp: Any) -> Any:
-        return getattr(tp, "__origin__", None) or tp
-
-    def shaped(kind: type, what: str, inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        def structure(value: Any, tp: Any) -> Any:
-            if not isinstance(value, kind) or isinstance(value, str):
-                raise TypeError(f"{_short(value)} is {_type_name(value)}, not {what}")
-            return inner(value, tp)
-
-        return structure
-
-    def arrays(tp: Any) -> Callable[[Any, Any], Any]:
-        args = getattr(tp, "__args__", ())
-        inner: Callable[[Any, Any], Any]
-        if origin(tp) is tuple:
-            if not args:
-                inner = lambda value, _: tuple(value)  # noqa: E731
-            elif len(args) == 2 and args[1] is Ellipsis:
-                inner = homogenous_tuple_structure_factory(tp, conv)
-            else:
-                hetero = conv.gen_structure_hetero_tuple(tp)
-
-                def inner(value: Any, t: Any) -> Any:
-                    if len(value) != len(args):
-                        raise ValueError(f"has {len(value)} items, not {len(args)}")
-                    return hetero(value, t)
-
-        elif origin(tp) in sets:
-            item_list: Any = GenericAlias(list, args[:1]) if args else list
-            as_list = list_structure_factory(item_list, conv)
-            kind = set if origin(tp) in (set, MutableSet) else frozenset
-            inner = lambda value, _: kind(as_list(value, list))  # noqa: E731
-        else:
-            inner = list_structure_factory(tp, conv)
-        return shaped(list, "a JSON array", inner)
-
-    def objects(tp: Any) -> Callable[[Any, Any], Any]:
-        if isinstance(tp, type) and (attrs.has(tp) or is_dataclass(tp)):
-            cls: Any = tp
-            return shaped(Mapping, "a JSON object", conv.gen_structure_attrs_fromdict(cls))
-        return shaped(Mapping, "a JSON object", conv.gen_structure_mapping(tp))
-
-    conv.register_structure_hook_factory(lambda t: origin(t) in sequences or origin(t) in sets, arrays)
-    conv.register_structure_hook_factory(
-        lambda t: origin(t) in mappings or (isinstance(t, type) and (attrs.has(t) or is_dataclass(t))), objects
-    )
-
-
-def _expect(value: Any, kind: type) -> Any:
-    """Return *value* if JSON gave it as *kind* (a float may be any JSON number; a bool is no number)."""
-    ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
-    if not ok or (kind is not bool and isinstance(value, bool)):
-        names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
-        raise TypeError(f"{_short(value)} is {_type_name(value)}, not {names[kind]}")
-    return value
-
-
-output_converter: Final = _make_output_converter()
-"""Structures user-defined types from JSON answers (kept apart from the wire converter)."""
