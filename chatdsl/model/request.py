@@ -630,9 +630,9 @@ class ChatCompletionRequest(_Layout):
 
         Text is written as it is (a ``$`` is not escaped); JSON objects holding ``null`` need ``.json``.
         """
-        from chatdsl.templates.library import save
+        from chatdsl.templates.files import write
 
-        save(self, path)
+        write(Path(path), self, {})
 
     @classmethod
     def load(cls, path: str | Path) -> ChatCompletionRequest:
@@ -641,9 +641,11 @@ class ChatCompletionRequest(_Layout):
         The header's variable defaults are not applied: use :class:`~chatdsl.RequestTemplate` for them.
         Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
         """
-        from chatdsl.templates.library import load
+        from chatdsl.templates.files import DEFAULT_MAX_SIZE, load_file
+        from chatdsl.wire.converter import structure_request
 
-        return load(path)
+        loaded = load_file(Path(path), DEFAULT_MAX_SIZE, placeholders=False, reader=(structure_request, chat))
+        return loaded[0]  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- templates
 

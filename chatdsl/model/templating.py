@@ -21,7 +21,7 @@ import math
 import re
 import string
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -31,19 +31,18 @@ from chatdsl._types import UNSET
 from chatdsl.model.messages import TextChunk
 from chatdsl.model.tools import IMPLIED_AUTO
 
-if TYPE_CHECKING:
-    from chatdsl.model.request import ChatCompletionRequest
-
 __all__ = ["merge", "render", "variables"]
 
-_R = TypeVar("_R", bound="ChatCompletionRequest")
+_R = TypeVar("_R")
+"""A :class:`~chatdsl.ChatCompletionRequest` (or subclass), typed loosely: importing the request module here
+would close an import circle (its methods call these functions)."""
 _PATTERN: Final = string.Template.pattern
 _SNIPPET: Final = re.compile(r"\$\S{0,10}")
 
 # ------------------------------------------------------------------------------------- variables
 
 
-def _texts(request: ChatCompletionRequest) -> Iterator[tuple[str, str]]:
+def _texts(request: Any) -> Iterator[tuple[str, str]]:
     """Yield ``(path, text)`` for every text that may hold placeholders."""
     for index, message in enumerate(request.messages):
         content = message.content
@@ -75,7 +74,7 @@ def _scan(path: str, text: str, names: set[str], problems: list[tuple[str, str]]
             )
 
 
-def variables(request: ChatCompletionRequest) -> tuple[str, ...]:
+def variables(request: Any) -> tuple[str, ...]:
     """Return the sorted names of the variables in *request*'s message text.
 
     Raises :class:`~chatdsl.ValidationError` naming every message path with an invalid placeholder
@@ -153,7 +152,8 @@ def render(
     if not any("$" in text for _, text in _texts(request)):
         return request
     messages = []
-    for message in request.messages:
+    original: Any = request
+    for message in original.messages:
         content = message.content
         if isinstance(content, str):
             new: Any = _substitute(content, texts)
@@ -165,7 +165,7 @@ def render(
         else:
             new = content
         messages.append(message if new == content else attrs.evolve(message, content=new))
-    return attrs.evolve(request, messages=tuple(messages))
+    return attrs.evolve(original, messages=tuple(messages))  # type: ignore[no-any-return]
 
 
 # ----------------------------------------------------------------------------------- composition
@@ -188,14 +188,15 @@ _PLAIN_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _plain_fields(cls: type) -> tuple[str, ...]:
-    """The fields of request class *cls* that ``merge`` takes from the overlay when set."""
+    """The fields ``merge`` takes from the overlay when set: those of the request class (a subclass's own are not)."""
     names = _PLAIN_FIELDS.get(cls)
     if names is None:
-        names = _PLAIN_FIELDS[cls] = tuple(a.name for a in attrs.fields(cls) if a.name not in _SPECIAL)
+        root = next(k for k in reversed(cls.__mro__) if attrs.has(k))  # ChatCompletionRequest itself
+        names = _PLAIN_FIELDS[cls] = tuple(a.name for a in attrs.fields(root) if a.name not in _SPECIAL)
     return names
 
 
-def merge(base: _R, overlay: ChatCompletionRequest) -> _R:
+def merge(base: _R, overlay: Any) -> _R:
     """Return *base* with *overlay* laid over it.
 
     The overlay's set fields win; messages are appended; tools are merged by name (an overlay
@@ -203,15 +204,16 @@ def merge(base: _R, overlay: ChatCompletionRequest) -> _R:
     is merged key by key, the overlay winning. The ``auto`` tool choice the overlay's ``with_tools``
     implied does not replace a choice the base has (as ``base.with_tools(...)`` would keep it).
     """
+    base_: Any = base
     changes: dict[str, Any] = {
         name: getattr(overlay, name) for name in _plain_fields(type(overlay)) if getattr(overlay, name) is not UNSET
     }
-    if overlay.tool_choice is IMPLIED_AUTO and base.tool_choice is not UNSET:
+    if overlay.tool_choice is IMPLIED_AUTO and base_.tool_choice is not UNSET:
         del changes["tool_choice"]  # the overlay's with_tools() chose nothing: the base's choice stays
     if overlay.messages:
-        changes["messages"] = base.messages + overlay.messages
+        changes["messages"] = base_.messages + overlay.messages
     if overlay.tools is not UNSET:
-        changes["tools"] = _merge_tools(base.tools, overlay.tools)
+        changes["tools"] = _merge_tools(base_.tools, overlay.tools)
     if overlay.extra:
-        changes["extra"] = {**base.extra, **overlay.extra}
-    return attrs.evolve(base, **changes) if changes else base
+        changes["extra"] = {**base_.extra, **overlay.extra}
+    return attrs.evolve(base_, **changes) if changes else base

@@ -80,7 +80,8 @@ from chatdsl.model.response import (
     UsageInfo,
 )
 from chatdsl.model.tools import ResponseFormatType, ToolChoice
-from chatdsl.wire.dialects import Dialect, request_from_openai
+from chatdsl.testing.openai_request import request_from_openai
+from chatdsl.wire.dialects import Dialect
 
 __all__ = ["Cut", "Headers", "LocalServer", "Pause", "RecordedRequest", "Reply", "StreamItem"]
 

@@ -36,7 +36,7 @@ from chatdsl._errors import StreamError, ValidationError
 from chatdsl._types import short_repr
 from chatdsl.model.response import CompletionChunk
 from chatdsl.wire.converter import converter as _converter
-from chatdsl.wire.converter import structure_response
+from chatdsl.wire.responses import structure_response
 
 __all__ = ["DONE", "SSEDecoder", "ServerSentEvent", "decode_chunk", "describe_error_body", "iter_events"]
 
