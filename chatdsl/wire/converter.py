@@ -10,6 +10,8 @@ as strings). The keys each response object reads are derived from its fields (:f
 from __future__ import annotations
 
 import logging
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -25,11 +27,13 @@ from chatdsl._checks import type_name
 from chatdsl._errors import ValidationError
 from chatdsl._json import dumps as dumps
 from chatdsl._json import dumps_bytes as dumps_bytes
-from chatdsl._types import UNSET, short_repr
+from chatdsl._types import UNSET, UnsetType, short_repr
 from chatdsl.model.guardrails import GuardrailConfig, ModerationConfig
 from chatdsl.model.messages import (
+    MESSAGE_TYPES,
     AssistantMessage,
     AudioChunk,
+    ContentChunk,
     DocumentURLChunk,
     FileChunk,
     FunctionCall,
@@ -165,13 +169,34 @@ def _constant(value: str) -> Callable[[Any], str]:
 
 
 def _make_unstructure(cls: type, **overrides: Any) -> Callable[[Any], dict[str, Any]]:
+    """Return the writer of *cls*: scalar fields (derived from the field types) written as they are."""
     fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
-        cls, converter, _cattrs_omit_if_default=True, **overrides
+        cls, converter, _cattrs_omit_if_default=True, **{**scalar_fields(cls), **overrides}
     )
     return fn
 
 
+_SCALARS: Final = frozenset({str, int, float, bool, type(None), UnsetType})
+
+
+def scalar_fields(cls: type) -> dict[str, Any]:
+    """Return identity overrides for the fields of *cls* whose type is a JSON scalar (or unset).
+
+    Derived from the field types, so a scalar field added to a model is written without a
+    hook lookup too; fields of any other type go through the converter.
+    """
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for a in attrs.fields(cls):
+        hint = hints.get(a.name)
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if args and all(arg in _SCALARS for arg in args):
+            out[a.name] = override(unstruct_hook=identity)
+    return out
+
+
 def _raw(*names: str) -> dict[str, Any]:
+    """Identity overrides for fields that are not scalars but are written as they are (frozen JSON values)."""
     return {name: override(unstruct_hook=identity) for name in names}
 
 
@@ -185,12 +210,12 @@ def _enums(*names: str) -> dict[str, Any]:
 
 def _register_unstructure() -> None:
     simple_tagged: list[tuple[type, dict[str, Any]]] = [
-        (TextChunk, _raw("text")),
-        (DocumentURLChunk, _raw("document_url", "document_name")),
-        (FileChunk, _raw("file_id")),
+        (TextChunk, {}),
+        (DocumentURLChunk, {}),
+        (FileChunk, {}),
         (ReferenceChunk, {"reference_ids": override(unstruct_hook=list)}),
-        (AudioChunk, _raw("input_audio")),
-        (ToolReferenceChunk, _raw("tool", "title", "url", "favicon", "description")),
+        (AudioChunk, {}),
+        (ToolReferenceChunk, {}),
     ]
     for cls, overrides in simple_tagged:
         base = _make_unstructure(cls, **overrides, **_NO_EXTRA_OUT)
@@ -205,13 +230,12 @@ def _register_unstructure() -> None:
     think_base = _make_unstructure(
         ThinkChunk,
         thinking=override(unstruct_hook=lambda parts: [_unstructure_chunk(p) for p in parts]),
-        **_raw("closed", "signature"),
         **_NO_EXTRA_OUT,
     )
     CHUNK_UNSTRUCTURE[ThinkChunk] = _with_tag("type", think_base, lambda obj: obj.type)
     converter.register_unstructure_hook(ThinkChunk, CHUNK_UNSTRUCTURE[ThinkChunk])
 
-    function_call = _make_unstructure(FunctionCall, **_raw("name", "arguments"), **_NO_EXTRA_OUT)
+    function_call = _make_unstructure(FunctionCall, **_raw("arguments"), **_NO_EXTRA_OUT)
     converter.register_unstructure_hook(FunctionCall, function_call)
 
     def tool_call(obj: ToolCall) -> dict[str, Any]:
@@ -235,11 +259,10 @@ def _register_unstructure() -> None:
             {
                 "content": content,
                 "tool_calls": override(unstruct_hook=lambda calls: [tool_call(c) for c in calls]),
-                **_raw("prefix"),
                 **_NO_EXTRA_OUT,
             },
         ),
-        (ToolMessage, {"content": content, **_raw("tool_call_id", "name")}),
+        (ToolMessage, {"content": content}),
     ]
     for cls, overrides in messages:
         base = _make_unstructure(cls, **overrides)
@@ -250,7 +273,6 @@ def _register_unstructure() -> None:
     function = _make_unstructure(
         Function,
         parameters=override(unstruct_hook=identity, omit_if_default=False),
-        **_raw("name", "description", "strict"),
     )
     converter.register_unstructure_hook(Function, function)
 
@@ -266,7 +288,7 @@ def _register_unstructure() -> None:
 
     converter.register_unstructure_hook(ToolChoice, tool_choice)
 
-    json_schema = _make_unstructure(JsonSchema, **_raw("name", "schema", "description", "strict"))
+    json_schema = _make_unstructure(JsonSchema, **_raw("schema"))
     converter.register_unstructure_hook(JsonSchema, json_schema)
 
     def response_format(obj: ResponseFormat) -> dict[str, Any]:
@@ -417,27 +439,16 @@ def structure_tagged_class(cls: type, body: Mapping[str, Any]) -> Any:
     return converter.structure(body, cls)
 
 
-CHUNK_TAGS: Final[dict[str, type]] = {
-    "text": TextChunk,
-    "image_url": ImageURLChunk,
-    "document_url": DocumentURLChunk,
-    "reference": ReferenceChunk,
-    "file": FileChunk,
-    "thinking": ThinkChunk,
-    "input_audio": AudioChunk,
-}
+CHUNK_TAGS: Final[dict[str, type]] = {cls.type: cls for cls in typing.get_args(ContentChunk) if cls is not UnknownChunk}
+"""The request's content parts by their ``type`` tag (derived from :data:`~chatdsl.ContentChunk`)."""
 _structure_chunk = _tagged("type", CHUNK_TAGS, "content part", structure=structure_tagged_class)
 _structure_think_part = _tagged(
     "type",
     {"text": TextChunk, "reference": ReferenceChunk, "tool_reference": ToolReferenceChunk},
     "thinking part",
 )
-_MESSAGE_TAGS: Final[dict[str, type]] = {
-    "system": SystemMessage,
-    "user": UserMessage,
-    "assistant": AssistantMessage,
-    "tool": ToolMessage,
-}
+_MESSAGE_TAGS: Final[dict[str, type]] = {cls.role.value: cls for cls in MESSAGE_TYPES}  # type: ignore[attr-defined]
+"""The messages by their ``role`` tag (derived from the classes' ``role``)."""
 _structure_message = _tagged("role", _MESSAGE_TAGS, "message")
 
 
