@@ -24,11 +24,11 @@ from chatdsl.model.messages import ToolCall, call_arguments, raw_arguments
 from chatdsl.model.tools import Function, Tool
 from chatdsl.output.convert import structure_output
 from chatdsl.output.schema import (
-    _NO_DEFAULT,
-    _Builder,
-    _class_summary,
-    _is_record,
-    _json_default,
+    NO_DEFAULT,
+    Builder,
+    class_summary,
+    is_record,
+    json_default,
     json_schema,
     parse_docstring,
 )
@@ -191,7 +191,7 @@ def function_tool(
     except ValueError as exc:  # builtins without a signature
         raise ValidationError(name, f"has no signature to describe ({exc})") from None
     summary, documented = parse_docstring(inspect.getdoc(function))
-    builder = _Builder(strict=strict is True)
+    builder = Builder(strict=strict is True)
     properties: dict[str, Any] = {}
     required: list[str] = []
     parameters: list[_Parameter] = []
@@ -206,8 +206,8 @@ def function_tool(
             schema = {**schema, "description": documented[parameter.name]}
         has_default = parameter.default is not inspect.Parameter.empty
         if has_default and strict is not True:
-            default = _json_default(parameter.default)
-            if default is not _NO_DEFAULT:
+            default = json_default(parameter.default)
+            if default is not NO_DEFAULT:
                 schema = {**schema, "default": default}
         else:
             required.append(parameter.name)
@@ -244,13 +244,13 @@ def type_tool(
 ) -> Tool:
     """Return the tool whose arguments are an instance of the attrs class or dataclass *tp*."""
     name, description, strict = none_if_unset(name), none_if_unset(description), unset_if_none(strict)
-    if not _is_record(tp):
+    if not is_record(tp):
         raise ValidationError("tp", f"{tp!r} is not an attrs class or a dataclass; Tool.from_type needs one")
     return Tool(
         function=Function(
             name=_tool_name(tp, name),
             parameters=json_schema(tp, strict=strict is True),
-            description=_description(description, _class_summary(tp)),
+            description=_description(description, class_summary(tp)),
             strict=strict,
         )
     )
