@@ -121,7 +121,8 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
     from chatdsl.client.sync import ChatCompletionStream, Client, Limits, RetryPolicy, Timeout
     from chatdsl.output.functions import FunctionTool, tool
     from chatdsl.output.schema import json_schema
-    from chatdsl.templates.library import RequestTemplate, TemplateInfo, TemplateLibrary, Variable
+    from chatdsl.templates.files import Variable
+    from chatdsl.templates.library import RequestTemplate, TemplateInfo, TemplateLibrary
 
 _LAZY: dict[str, str] = {
     "ChatCompletionStream": "chatdsl.client.sync",
@@ -136,7 +137,7 @@ _LAZY: dict[str, str] = {
     "RequestTemplate": "chatdsl.templates.library",
     "TemplateInfo": "chatdsl.templates.library",
     "TemplateLibrary": "chatdsl.templates.library",
-    "Variable": "chatdsl.templates.library",
+    "Variable": "chatdsl.templates.files",
 }
 
 

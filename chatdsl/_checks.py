@@ -19,11 +19,7 @@ Validator = Callable[[Any, Any, Any], None]
 
 def fail(field: str, value: Any, rule: str) -> ValidationError:
     """Return the error for *field* holding *value* that breaks *rule*."""
-    return ValidationError(field, f"{_show(value)} {rule}")
-
-
-def _show(value: Any) -> str:
-    return short_repr(value)
+    return ValidationError(field, f"{short_repr(value)} {rule}")
 
 
 def _article(name: str) -> str:
@@ -31,7 +27,7 @@ def _article(name: str) -> str:
     return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     """Return the type of *value* with its article: ``a str``, ``an int``."""
     return _article(type(value).__name__)
 
@@ -57,7 +53,7 @@ def number(minimum: float | None = None, maximum: float | None = None) -> Valida
         if value is UNSET:
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(attribute.name, value, f"is {_type_name(value)}, not a number")
+            raise fail(attribute.name, value, f"is {type_name(value)}, not a number")
         if isinstance(value, float) and not math.isfinite(value):
             raise fail(attribute.name, value, "is not a finite number")
         if minimum is not None and value < minimum:
@@ -75,7 +71,7 @@ def integer(minimum: int | None = None) -> Validator:
         if value is UNSET:
             return
         if isinstance(value, bool) or not isinstance(value, int):
-            raise fail(attribute.name, value, f"is {_type_name(value)}, not an integer")
+            raise fail(attribute.name, value, f"is {type_name(value)}, not an integer")
         if minimum is not None and value < minimum:
             raise fail(attribute.name, value, f"is below the minimum {minimum}")
 
@@ -89,7 +85,7 @@ def string(*, non_empty: bool = False, nullable: bool = False) -> Validator:
         if value is UNSET or (nullable and value is None):
             return
         if not isinstance(value, str):
-            raise fail(attribute.name, value, f"is {_type_name(value)}, not a string")
+            raise fail(attribute.name, value, f"is {type_name(value)}, not a string")
         if non_empty and not value:
             raise fail(attribute.name, value, "is empty; a non-empty string is required")
 
@@ -103,7 +99,7 @@ def boolean() -> Validator:
         if value is UNSET:
             return
         if not isinstance(value, bool):
-            raise fail(attribute.name, value, f"is {_type_name(value)}, not a boolean")
+            raise fail(attribute.name, value, f"is {type_name(value)}, not a boolean")
 
     return check
 
@@ -120,7 +116,7 @@ def json_object(*, nullable: bool = False) -> Validator:
                     freeze(value)
                 except (TypeError, ValueError) as exc:
                     raise fail(attribute.name, value, f"is not a JSON object ({exc})") from None
-            raise fail(attribute.name, value, f"is {_type_name(value)}, not a JSON object")
+            raise fail(attribute.name, value, f"is {type_name(value)}, not a JSON object")
 
     return check
 
@@ -133,7 +129,7 @@ def instance_of(*types: type, nullable: bool = False, what: str | None = None) -
         if value is UNSET or (nullable and value is None):
             return
         if not isinstance(value, types):
-            raise fail(attribute.name, value, f"is {_type_name(value)}, not a {names}")
+            raise fail(attribute.name, value, f"is {type_name(value)}, not a {names}")
 
     return check
 
@@ -148,12 +144,12 @@ def items_of(*types: type, what: str | None = None, non_empty: bool = False) -> 
         if value is UNSET:
             return
         if not isinstance(value, tuple):
-            raise fail(attribute.name, value, f"is {_type_name(value)}, not a list of {names}")
+            raise fail(attribute.name, value, f"is {type_name(value)}, not a list of {names}")
         if non_empty and not value:
             raise fail(attribute.name, value, "is empty; at least one item is required")
         for index, item in enumerate(value):
             if not isinstance(item, types) or (no_bools and isinstance(item, bool)):
-                raise fail(f"{attribute.name}[{index}]", item, f"is {_type_name(item)}, not {_article(names)}")
+                raise fail(f"{attribute.name}[{index}]", item, f"is {type_name(item)}, not {_article(names)}")
 
     return check
 
@@ -183,7 +179,7 @@ def open_enum(enum_cls: type[enum.Enum]) -> Validator:
         if value is UNSET or isinstance(value, enum_cls):
             return
         if not isinstance(value, str):
-            raise fail(attribute.name, value, f"is {_type_name(value)}, not a string (known values: {known})")
+            raise fail(attribute.name, value, f"is {type_name(value)}, not a string (known values: {known})")
         if not value:
             raise fail(attribute.name, value, f"is empty; a non-empty string is required (known values: {known})")
 

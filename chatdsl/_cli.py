@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from chatdsl._errors import ChatDSLError, TemplateError, ValidationError
-from chatdsl.templates.library import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary, _template_files
+from chatdsl.templates.files import template_files
+from chatdsl.templates.library import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary
 
 if TYPE_CHECKING:
     from chatdsl.model.request import ChatCompletionRequest
@@ -301,7 +302,7 @@ def _files_named(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
     for name in paths:
         path = Path(name)
         try:
-            found = _template_files(path) if path.is_dir() else None
+            found = template_files(path) if path.is_dir() else None
         except OSError:  # a name too long, a folder that cannot be listed: reading it names the problem
             found = None
         if found is not None:

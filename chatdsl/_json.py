@@ -1,4 +1,4 @@
-"""JSON text in and out: ``orjson`` when it is installed, the standard library otherwise.
+"""JSON text in and out: ``orjson`` (a required dependency) first, the standard library for what it refuses.
 
 orjson is used first for speed; whatever it refuses to write (integers beyond 64 bits, lone
 surrogates, indents other than 2) or to read (malformed text, ``NaN`` literals) goes through the
@@ -10,21 +10,11 @@ one; the request model refuses a float where it wants an integer).
 from __future__ import annotations
 
 import json
-from types import ModuleType
 from typing import Any
 
-_orjson: ModuleType | None
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - exercised by forcing the fallback in tests
-    _orjson = None
+import orjson as _orjson
 
-__all__ = ["dumps", "dumps_bytes", "loads", "using_orjson"]
-
-
-def using_orjson() -> bool:
-    """Return whether the fast ``orjson`` path is in use."""
-    return _orjson is not None
+__all__ = ["dumps", "dumps_bytes", "loads"]
 
 
 def _std_dumps(data: Any, indent: int | None) -> str:
@@ -35,20 +25,19 @@ def _std_dumps(data: Any, indent: int | None) -> str:
 
 def dumps_bytes(data: Any) -> bytes:
     """Return *data* as compact UTF-8 JSON bytes (the body that goes on the wire)."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(data)  # type: ignore[no-any-return]
-        except TypeError:
-            pass
+    try:
+        return _orjson.dumps(data)
+    except TypeError:
+        pass
     return _std_dumps(data, None).encode("utf-8", "surrogatepass")
 
 
 def dumps(data: Any, *, indent: int | None = None) -> str:
     """Return *data* as JSON text: compact, or indented by *indent* spaces (non-ASCII kept as it is)."""
-    if _orjson is not None and indent in (None, 2):
+    if indent in (None, 2):
         try:
             option = _orjson.OPT_INDENT_2 if indent == 2 else 0
-            return _orjson.dumps(data, option=option).decode("utf-8")  # type: ignore[no-any-return]
+            return _orjson.dumps(data, option=option).decode("utf-8")
         except TypeError:
             pass
     return _std_dumps(data, indent)
@@ -56,11 +45,10 @@ def dumps(data: Any, *, indent: int | None = None) -> str:
 
 def loads(text: str | bytes | bytearray | memoryview) -> Any:
     """Return the value JSON *text* holds; raises ``ValueError`` (or ``RecursionError``) when malformed."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(text)
-        except ValueError:
-            pass  # let the standard library decide (and word the error)
+    try:
+        return _orjson.loads(text)
+    except ValueError:
+        pass  # let the standard library decide (and word the error)
     if isinstance(text, memoryview):
         text = bytes(text)
     return json.loads(text)

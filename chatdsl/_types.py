@@ -136,6 +136,21 @@ def _rebuild_list(items: list[Any]) -> FrozenList:
 
 _MAX_DEPTH: Final = 200
 
+_KEEP: Final = object()
+_FREEZE_KINDS: Final[dict[type, Any]] = {
+    str: _KEEP,
+    int: _KEEP,
+    bool: _KEEP,
+    type(None): _KEEP,
+    FrozenDict: _KEEP,
+    FrozenList: _KEEP,
+    float: float,
+    dict: dict,
+    list: list,
+    tuple: list,
+}
+"""How :func:`freeze` treats a value of exactly this class (anything else takes the general path)."""
+
 
 def freeze(value: Any, _depth: int = 0) -> Any:
     """Return a deeply immutable copy of a JSON value (already frozen parts are shared, not copied).
@@ -143,15 +158,43 @@ def freeze(value: Any, _depth: int = 0) -> Any:
     Mappings become :class:`FrozenDict`, lists and tuples :class:`FrozenList`; scalars are kept.
     Raises ``TypeError`` for values JSON cannot carry, ``ValueError`` for NaN and infinities and
     past 200 levels of nesting.
+
+    The common types are dispatched on their exact class (a dict table, no ABC ``isinstance``);
+    subclasses and other mappings take the general path, with the same result.
     """
+    kind = _FREEZE_KINDS.get(value.__class__)
+    if kind is _KEEP:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number; JSON cannot carry it")
+        return value
+    if _depth > _MAX_DEPTH:
+        raise ValueError(f"JSON value is nested deeper than {_MAX_DEPTH} levels")
+    if kind is dict:
+        out = {}
+        depth = _depth + 1
+        for key, item in value.items():
+            if key.__class__ is not str and not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be strings, not {type(key).__name__} {key!r}")
+            out[key] = item if _FREEZE_KINDS.get(item.__class__) is _KEEP else freeze(item, depth)
+        return FrozenDict(out)
+    if kind is list:
+        depth = _depth + 1
+        return FrozenList(
+            [item if _FREEZE_KINDS.get(item.__class__) is _KEEP else freeze(item, depth) for item in value]
+        )
+    return _freeze_other(value, _depth)
+
+
+def _freeze_other(value: Any, _depth: int) -> Any:
+    """The general path of :func:`freeze`: subclasses of the JSON types and other mappings."""
     if value is None or isinstance(value, (str, int, FrozenDict, FrozenList)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{value!r} is not a finite number; JSON cannot carry it")
         return value
-    if _depth > _MAX_DEPTH:
-        raise ValueError(f"JSON value is nested deeper than {_MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():

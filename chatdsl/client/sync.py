@@ -73,8 +73,8 @@ from chatdsl._types import UNSET, UnsetType
 from chatdsl.client.merge import Merger
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
-from chatdsl.wire.converter import structure_response
 from chatdsl.wire.dialects import Dialect, to_wire
+from chatdsl.wire.responses import structure_response
 from chatdsl.wire.sse import DONE, SSEDecoder, decode_chunk, describe_error_body
 
 if TYPE_CHECKING:

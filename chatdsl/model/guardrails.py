@@ -63,13 +63,13 @@ def _check_thresholds(_: Any, attribute: Any, value: Any) -> None:
     if value is UNSET:
         return
     if not isinstance(value, Mapping):
-        raise c.fail(attribute.name, value, f"is {c._type_name(value)}, not an object of category: number")
+        raise c.fail(attribute.name, value, f"is {c.type_name(value)}, not an object of category: number")
     for key, item in value.items():
         path = f"{attribute.name}.{key}"
         if not isinstance(key, str) or not key:
             raise c.fail(attribute.name, key, "is not a category name (a non-empty string)")
         if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise c.fail(path, item, f"is {c._type_name(item)}, not a number")
+            raise c.fail(path, item, f"is {c.type_name(item)}, not a number")
         if not math.isfinite(item):
             raise c.fail(path, item, "is not a finite number")
 

@@ -1,8 +1,9 @@
 """Messages, content parts and tool calls.
 
 A message's role is the tag of the :data:`Message` union (a class attribute, not a field); a content
-part's ``type`` likewise tags :data:`ContentChunk`. Models know nothing of JSON: the wire format
-lives in ``_converter``.
+part's ``type`` likewise tags :data:`ContentChunk`. Wire names and tags live in
+:mod:`chatdsl.wire.converter`; typed answers and arguments are structured by
+:mod:`chatdsl.output.convert` (which imports no model).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any, ClassVar, TypeAlias, TypeVar, overload
 import attrs
 
 from chatdsl import _checks as c
-from chatdsl._errors import ValidationError
-from chatdsl._types import UNSET, FrozenDict, UnsetType
+from chatdsl._errors import OutputError, ValidationError
+from chatdsl._types import UNSET, FrozenDict, UnsetType, thaw
 
 __all__ = [
     "AssistantMessage",
@@ -230,10 +231,10 @@ def _content(*, required: bool, parts: tuple[type, ...] = CONTENT_CHUNK_TYPES) -
         if isinstance(value, str):
             return
         if not isinstance(value, tuple):
-            raise c.fail(attribute.name, value, f"is {c._type_name(value)}, not a string or content parts")
+            raise c.fail(attribute.name, value, f"is {c.type_name(value)}, not a string or content parts")
         for index, part in enumerate(value):
             if not isinstance(part, parts):
-                raise c.fail(f"{attribute.name}[{index}]", part, f"is {c._type_name(part)}, not one of {names}")
+                raise c.fail(f"{attribute.name}[{index}]", part, f"is {c.type_name(part)}, not one of {names}")
 
     return check
 
@@ -273,8 +274,6 @@ class ToolCall:
         Empty text counts as no arguments (``{}``). Text that is not JSON, or JSON that is not an
         object, raises :class:`~chatdsl.OutputError` carrying the raw text.
         """
-        from chatdsl.output.functions import call_arguments
-
         return call_arguments(self)
 
     @overload
@@ -288,10 +287,39 @@ class ToolCall:
 
         Raises :class:`~chatdsl.OutputError` with the raw arguments and the path that did not fit.
         """
-        from chatdsl.output.functions import raw_arguments
-        from chatdsl.wire.converter import structure_output
+        from chatdsl.output.convert import structure_output
 
         return structure_output(self.arguments(), tp, content=raw_arguments(self))
+
+
+def raw_arguments(call: ToolCall) -> str:
+    """Return the arguments of *call* as the JSON text the model sent (an object is encoded)."""
+    arguments = call.function.arguments
+    if isinstance(arguments, str):
+        return arguments
+    import json  # the text quoted in errors keeps the standard library's spacing
+
+    return json.dumps(arguments, ensure_ascii=False)
+
+
+def call_arguments(call: ToolCall) -> dict[str, Any]:
+    """Return the arguments of *call* as a new plain dict (see :meth:`ToolCall.arguments`)."""
+    arguments = call.function.arguments
+    if not isinstance(arguments, str):
+        return thaw(arguments)  # type: ignore[no-any-return]
+    if not arguments.strip():
+        return {}
+    from chatdsl import _json
+
+    try:
+        data = _json.loads(arguments)
+    except (ValueError, RecursionError) as exc:
+        raise OutputError(f"the arguments of {call.name!r} are not valid JSON ({exc})", content=arguments) from None
+    if not isinstance(data, dict):
+        raise OutputError(
+            f"the arguments of {call.name!r} are {c.type_name(data)}, not a JSON object", content=arguments
+        )
+    return data
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -343,7 +371,7 @@ class AssistantMessage:
         enums, datetimes, ``list[...]``, ... Raises :class:`~chatdsl.OutputError` carrying the raw
         content and the path that did not fit.
         """
-        from chatdsl.wire.converter import parse_output
+        from chatdsl.output.convert import parse_output
 
         return parse_output(self.text(), tp)
 

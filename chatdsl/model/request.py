@@ -25,6 +25,7 @@ from chatdsl.model.messages import (
     as_content,
 )
 from chatdsl.model.tools import (
+    IMPLIED_AUTO,
     JsonSchema,
     Prediction,
     PromptMode,
@@ -55,7 +56,7 @@ def _check_stop(_: Any, attribute: Any, value: Any) -> None:
     if isinstance(value, tuple):
         for index, item in enumerate(value):
             if not isinstance(item, str):
-                raise c.fail(f"stop[{index}]", item, f"is {c._type_name(item)}, not a string")
+                raise c.fail(f"stop[{index}]", item, f"is {c.type_name(item)}, not a string")
         return
     raise c.fail(attribute.name, value, "is not a string or a list of strings")
 
@@ -117,103 +118,11 @@ def _to_service_tier(value: Any) -> Any:
     return c.to_enum(ServiceTier)(value)
 
 
-# ------------------------------------------------------------------------ memory layout
-#
-# A service derives thousands of requests from one template, each differing in a message or two, so
-# a request's own size matters. The fields below are rarely set and, once set on a template, shared
-# by everything derived from it: they live together in one slot (a tuple shared between copies)
-# instead of one slot each. ``_RequestLayout`` holds the slots and the properties reading and writing
-# the packed fields; ``ChatCompletionRequest`` stays an ordinary attrs class over it (every field
-# is an ``attrs`` field with its converter and validator; ``attrs.fields``, ``attrs.evolve``,
-# equality, hashing and pickling behave as for any frozen attrs class).
-
-_PACKED: tuple[str, ...] = (
-    "parallel_tool_calls",
-    "prompt_mode",
-    "safe_prompt",
-    "prediction",
-    "reasoning_effort",
-    "metadata",
-    "prompt_cache_key",
-    "top_k",
-    "min_tokens",
-    "repetition_penalty",
-    "logprobs",
-    "top_logprobs",
-    "prompt_logprobs",
-    "top_prompt_logprobs",
-    "guardrails",
-    "service_tier",
-    "extra",
-)
 _EMPTY_EXTRA = FrozenDict()
-_NO_PACKED: tuple[Any, ...] = (UNSET,) * (len(_PACKED) - 1) + (_EMPTY_EXTRA,)
-"""The packed fields of a request that sets none of them (shared by all such requests)."""
 
 
-def _pack(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Return *values* (the packed fields in order), or the shared :data:`_NO_PACKED` if none is set."""
-    *rest, extra = values
-    if type(extra) is FrozenDict and not extra and all(value is UNSET for value in rest):
-        return _NO_PACKED
-    return values
-
-
-def _packed_property(index: int, name: str) -> property:
-    def get(self: Any) -> Any:
-        return self._packed[index]
-
-    def put(self: Any, value: Any) -> None:  # reached only through object.__setattr__ (the class is frozen)
-        try:
-            packed = self._packed
-        except AttributeError:  # an attrs subclass's own __init__ sets the fields one by one
-            _set_packed(self, packed := _NO_PACKED)
-        if packed[index] is not value:
-            _set_packed(self, _pack((*packed[:index], value, *packed[index + 1 :])))
-
-    return property(get, put, doc=f"The request's ``{name}``.")
-
-
-_SLOTTED: tuple[str, ...] = (
-    "model",
-    "messages",
-    "tools",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "response_format",
-    "tool_choice",
-    "frequency_penalty",
-    "presence_penalty",
-    "n",
-    "random_seed",
-    "stop",
-    "stream",
-)
-"""The fields with a slot each (checked against the class's fields below)."""
-
-
-def _make_layout() -> type:
-    namespace: dict[str, Any] = {
-        "__slots__": (*_SLOTTED, "_packed"),
-        "__doc__": "The slots of a request: one per often-set field, and ``_packed`` for the rest.",
-        "__module__": __name__,
-    }
-    for index, name in enumerate(_PACKED):
-        namespace[name] = _packed_property(index, name)
-    return type("_RequestLayout", (), namespace)
-
-
-if TYPE_CHECKING:
-    _Layout = object
-else:
-    _Layout = _make_layout()
-_set_packed = _Layout.__dict__["_packed"].__set__
-
-
-# attrs.inspect says is_slotted=False: the slots are _Layout's (instances have no __dict__ all the same)
-@attrs.frozen(kw_only=True, slots=False, weakref_slot=False)
-class ChatCompletionRequest(_Layout):
+@attrs.frozen(kw_only=True, weakref_slot=False)
+class ChatCompletionRequest:
     """A chat-completion request: immutable, validated on every construction, unset fields not sent.
 
     Build one with :func:`chat` and the chained ``with_*`` methods; each returns a new request
@@ -541,7 +450,7 @@ class ChatCompletionRequest(_Layout):
         Like Go's ``WithTools`` it sets ``tool_choice`` to ``auto`` — but only when no choice is
         set yet, so a choice made earlier (say ``any``) is never silently undone.
         """
-        tool_choice = _IMPLIED_AUTO if self.tool_choice is UNSET else self.tool_choice
+        tool_choice = IMPLIED_AUTO if self.tool_choice is UNSET else self.tool_choice
         return self._replace(tools=tuple(tools), tool_choice=tool_choice)
 
     def with_tool_choice(self, choice: ToolChoice | ToolChoiceMode | str) -> Self:
@@ -629,9 +538,9 @@ class ChatCompletionRequest(_Layout):
 
         Text is written as it is (a ``$`` is not escaped); JSON objects holding ``null`` need ``.json``.
         """
-        from chatdsl.templates.library import save
+        from chatdsl.templates.files import write
 
-        save(self, path)
+        write(Path(path), self, {})
 
     @classmethod
     def load(cls, path: str | Path) -> ChatCompletionRequest:
@@ -640,9 +549,11 @@ class ChatCompletionRequest(_Layout):
         The header's variable defaults are not applied: use :class:`~chatdsl.RequestTemplate` for them.
         Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
         """
-        from chatdsl.templates.library import load
+        from chatdsl.templates.files import DEFAULT_MAX_SIZE, load_file
+        from chatdsl.wire.converter import structure_request
 
-        return load(path)
+        loaded = load_file(Path(path), DEFAULT_MAX_SIZE, placeholders=False, reader=(structure_request, chat))
+        return loaded[0]  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- templates
 
@@ -652,7 +563,7 @@ class ChatCompletionRequest(_Layout):
 
         Raises :class:`~chatdsl.ValidationError` naming the message path of an invalid placeholder.
         """
-        from chatdsl.templates.library import variables
+        from chatdsl.model.templating import variables
 
         return variables(self)
 
@@ -665,7 +576,7 @@ class ChatCompletionRequest(_Layout):
         :class:`~chatdsl.ValidationError` naming it. ``$$`` becomes ``$``; substituted text is
         never read again, so a value holding ``$x`` or ``{...}`` stays literal.
         """
-        from chatdsl.templates.library import render
+        from chatdsl.model.templating import render
 
         return render(self, values, allow_extra=allow_extra, **kwargs)
 
@@ -676,7 +587,7 @@ class ChatCompletionRequest(_Layout):
         tools of the same name (in place; new ones are appended) and its ``extra`` is merged over
         this one's. Associative, with ``chat()`` as identity on both sides.
         """
-        from chatdsl.templates.library import merge
+        from chatdsl.model.templating import merge
 
         return merge(self, overlay)
 
@@ -707,74 +618,20 @@ def _renumber(error: ValidationError, offset: int) -> ValidationError:
 
 
 def _make_copier() -> Callable[[ChatCompletionRequest], ChatCompletionRequest]:
-    """Return a function copying a request slot by slot (generated: one line per slot, no loop)."""
+    """Return a function copying a request slot by slot (generated: one line per slot, no loop).
+
+    A builder step copies the receiver this way, then sets only the fields it changes (see
+    ``_replace``): the other fields were converted and validated when the receiver was built.
+    """
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": ChatCompletionRequest}
     lines = ["def copy(self):", "    new = _new(_cls)"]
-    for name in (*_SLOTTED, "_packed"):
-        namespace[f"_set_{name}"] = _Layout.__dict__[name].__set__
+    for name in _FIELD_NAMES:
+        namespace[f"_set_{name}"] = ChatCompletionRequest.__dict__[name].__set__
         lines.append(f"    _set_{name}(new, self.{name})")
     lines.append("    return new")
-    exec("\n".join(lines), namespace)  # generated from the layout's own slot names
+    exec("\n".join(lines), namespace)  # generated from the class's own slot names
     copier: Callable[[ChatCompletionRequest], ChatCompletionRequest] = namespace["copy"]
     return copier
-
-
-def _make_init() -> Callable[..., None]:
-    """Return ``ChatCompletionRequest.__init__``: attrs' semantics, written for the packed layout.
-
-    attrs writes a non-slotted frozen class's fields into ``__dict__``, which a request has not:
-    this one converts every argument, stores the slotted fields and the packed tuple (the shared
-    :data:`_NO_PACKED` when none is set), then runs every field's validator, as attrs would
-    (honouring ``attrs.validators.set_disabled``).
-    """
-    fields = attrs.fields(ChatCompletionRequest)
-    namespace: dict[str, Any] = {
-        "UNSET": UNSET,
-        "_NO_PACKED": _NO_PACKED,
-        "_EMPTY_EXTRA": _EMPTY_EXTRA,
-        "_set_packed": _set_packed,
-        "_validators_disabled": attrs.validators.get_disabled,
-    }
-    params, body, checks = [], [], []
-    for field in fields:
-        name = field.name
-        if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-            assert name == "extra"  # the one factory: an empty FrozenDict, shared (it is immutable)
-            namespace[f"_default_{name}"] = _EMPTY_EXTRA
-        else:
-            namespace[f"_default_{name}"] = field.default
-        params.append(f"{name}=_default_{name}")
-        if field.converter is not None:
-            namespace[f"_convert_{name}"] = field.converter
-            body.append(f"    {name} = _convert_{name}({name})")
-        if name in _SLOTTED:
-            namespace[f"_set_{name}"] = _Layout.__dict__[name].__set__
-            body.append(f"    _set_{name}(self, {name})")
-        if field.validator is not None:
-            namespace[f"_check_{name}"] = field.validator
-            namespace[f"_field_{name}"] = field
-            checks.append(f"        _check_{name}(self, _field_{name}, {name})")
-    namespace["_FrozenDict"] = FrozenDict
-    unset = " and ".join(f"{name} is UNSET" for name in _PACKED if name != "extra")
-    lines = [
-        f"def __init__(self, *, {', '.join(params)}):",
-        *body,
-        f"    if {unset} and type(extra) is _FrozenDict and not extra:",
-        "        _set_packed(self, _NO_PACKED)",
-        "    else:",
-        f"        _set_packed(self, ({', '.join(_PACKED)},))",
-        "    if not _validators_disabled():",
-        *checks,
-    ]
-    # The module's globals too, so that typing.get_type_hints() resolves the string annotations.
-    scope = {**globals(), **namespace}
-    exec("\n".join(lines), scope)  # generated from the class's own fields
-    init: Callable[..., None] = scope["__init__"]
-    init.__qualname__ = "ChatCompletionRequest.__init__"
-    init.__module__ = __name__
-    init.__doc__ = "Build a request from keyword arguments (every field is optional), converting and validating each."
-    init.__annotations__ = {**{field.name: field.type for field in fields}, "return": None}
-    return init
 
 
 def _getstate(self: ChatCompletionRequest) -> dict[str, Any]:
@@ -782,29 +639,18 @@ def _getstate(self: ChatCompletionRequest) -> dict[str, Any]:
 
 
 def _setstate(self: ChatCompletionRequest, state: Mapping[str, Any]) -> None:
-    _set_packed(self, _pack(tuple(state.get(name, default) for name, default in zip(_PACKED, _NO_PACKED, strict=True))))
     for name, value in state.items():
-        if name not in _PACKED:
-            _set(self, name, value)
+        _set(self, name, value)
 
 
-def _install_layout() -> None:
-    assert sorted(_FIELD_NAMES) == sorted((*_SLOTTED, *_PACKED)), "every field has a slot or a packed place"
-    ChatCompletionRequest.__init__ = _make_init()  # type: ignore[method-assign]
-    ChatCompletionRequest.__getstate__ = _getstate  # type: ignore[method-assign,assignment]
-    ChatCompletionRequest.__setstate__ = _setstate  # type: ignore[attr-defined]
-
-
-_install_layout()
+# attrs' own pickling of a slotted class lists the class's fields only: a subclass without slots
+# (whose new fields live in __dict__) would lose them, so the state is read from type(self).
+ChatCompletionRequest.__getstate__ = _getstate  # type: ignore[method-assign,assignment]
+ChatCompletionRequest.__setstate__ = _setstate  # type: ignore[attr-defined]
 _copy_request = _make_copier()
 
 
 _EMPTY: dict[str, Any] = {"messages": (), "extra": _EMPTY_EXTRA}
-
-_IMPLIED_AUTO: ToolChoice = ToolChoice(mode=ToolChoiceMode.AUTO)
-"""The ``auto`` that :meth:`~ChatCompletionRequest.with_tools` implies: equal to ``ToolChoice.AUTO``
-but its own object, so :func:`~chatdsl.templates.library.merge` can tell it from a choice someone made
-(an overlay's implied ``auto`` yields to the base's choice, as ``with_tools`` itself would)."""
 
 
 def _json_schema(
@@ -815,7 +661,7 @@ def _json_schema(
     if isinstance(schema, type):
         from chatdsl.output.schema import schema_for_response
 
-        return schema_for_response(schema, name=name, description=description, strict=strict)
+        return JsonSchema(**schema_for_response(schema, name=name, description=description, strict=strict))
     if isinstance(schema, PropertyDefinition):
         schema = schema.to_schema()
     if name is None:

@@ -178,20 +178,20 @@ class ChatCompletionResponse:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChatCompletionResponse:
         """Return the response a wire body describes (unknown keys are kept in ``extra``)."""
-        from chatdsl.wire.converter import structure_response
+        from chatdsl.wire.responses import structure_response
 
         return structure_response(data, cls)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ChatCompletionResponse:
         """Return the response a JSON wire body describes."""
-        from chatdsl.wire.converter import loads_response
+        from chatdsl.wire.responses import loads_response
 
         return loads_response(text, cls)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the wire body as a dict."""
-        from chatdsl.wire.converter import unstructure_response
+        from chatdsl.wire.responses import unstructure_response
 
         return unstructure_response(self)
 
@@ -261,20 +261,20 @@ class CompletionChunk:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompletionChunk:
         """Return the chunk a wire event describes (unknown keys are kept in ``extra``)."""
-        from chatdsl.wire.converter import structure_response
+        from chatdsl.wire.responses import structure_response
 
         return structure_response(data, cls)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CompletionChunk:
         """Return the chunk a JSON wire event describes."""
-        from chatdsl.wire.converter import loads_response
+        from chatdsl.wire.responses import loads_response
 
         return loads_response(text, cls)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the wire event as a dict."""
-        from chatdsl.wire.converter import unstructure_response
+        from chatdsl.wire.responses import unstructure_response
 
         return unstructure_response(self)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import attrs
 
@@ -28,10 +28,7 @@ __all__ = [
 ]
 
 
-_StrEnum = enum.StrEnum
-
-
-class ToolChoiceMode(_StrEnum):
+class ToolChoiceMode(enum.StrEnum):
     """How the model may use tools: ``auto``, ``none``, ``any`` or ``required`` (``any``'s synonym)."""
 
     AUTO = "auto"
@@ -40,7 +37,7 @@ class ToolChoiceMode(_StrEnum):
     REQUIRED = "required"
 
 
-class ResponseFormatType(_StrEnum):
+class ResponseFormatType(enum.StrEnum):
     """The kinds of response format: plain text, any JSON object, or JSON following a schema."""
 
     TEXT = "text"
@@ -48,13 +45,13 @@ class ResponseFormatType(_StrEnum):
     JSON_SCHEMA = "json_schema"
 
 
-class PromptMode(_StrEnum):
+class PromptMode(enum.StrEnum):
     """Mistral's prompt modes (``reasoning`` toggles the reasoning system prompt)."""
 
     REASONING = "reasoning"
 
 
-class ReasoningEffort(_StrEnum):
+class ReasoningEffort(enum.StrEnum):
     """How much reasoning a reasoning model should do (the values the API knows in 2026).
 
     A request also takes any other non-empty string, sent as it is: a value the server learns
@@ -70,7 +67,7 @@ class ReasoningEffort(_StrEnum):
     MAX = "max"
 
 
-class ServiceTier(_StrEnum):
+class ServiceTier(enum.StrEnum):
     """Whether a request is served from priority or standard capacity: ``auto`` or ``standard_only``.
 
     A request also takes any other non-empty string, sent as it is.
@@ -386,3 +383,9 @@ class PropertyDefinition:
             description=unset_if_none(description),
             additional_properties=unset_if_none(additional_properties),
         )
+
+
+IMPLIED_AUTO: Final[ToolChoice] = ToolChoice(mode=ToolChoiceMode.AUTO)
+"""The ``auto`` that :meth:`~chatdsl.ChatCompletionRequest.with_tools` implies: equal to ``ToolChoice.AUTO``
+but its own object, so :func:`~chatdsl.model.templating.merge` can tell it from a choice someone made
+(an overlay's implied ``auto`` yields to the base's choice, as ``with_tools`` itself would)."""

@@ -14,27 +14,24 @@ import inspect
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Final, Generic, ParamSpec, TypeVar, overload
 
 import attrs
 
-from chatdsl import _json
-from chatdsl._checks import _type_name
 from chatdsl._errors import OutputError, ValidationError
 from chatdsl._types import UNSET, UnsetType, none_if_unset, thaw, unset_if_none
+from chatdsl.model.messages import ToolCall, call_arguments, raw_arguments
 from chatdsl.model.tools import Function, Tool
+from chatdsl.output.convert import structure_output
 from chatdsl.output.schema import (
-    _NO_DEFAULT,
-    _Builder,
-    _class_summary,
-    _is_record,
-    _json_default,
+    NO_DEFAULT,
+    Builder,
+    class_summary,
+    is_record,
+    json_default,
     json_schema,
     parse_docstring,
 )
-
-if TYPE_CHECKING:
-    from chatdsl.model.messages import ToolCall
 
 __all__ = ["FunctionTool", "call_arguments", "function_tool", "raw_arguments", "tool", "type_tool"]
 
@@ -101,8 +98,6 @@ class FunctionTool(Generic[_P, _R]):
 
     def _bind(self, arguments: Mapping[str, Any] | ToolCall) -> tuple[list[Any], dict[str, Any]]:
         """Return the positional and keyword arguments to call the function with (see :meth:`invoke`)."""
-        from chatdsl.wire.converter import structure_output
-
         if isinstance(arguments, Mapping):
             data = dict(arguments)
             raw = json.dumps(thaw(data), ensure_ascii=False, default=repr)
@@ -196,7 +191,7 @@ def function_tool(
     except ValueError as exc:  # builtins without a signature
         raise ValidationError(name, f"has no signature to describe ({exc})") from None
     summary, documented = parse_docstring(inspect.getdoc(function))
-    builder = _Builder(strict=strict is True)
+    builder = Builder(strict=strict is True)
     properties: dict[str, Any] = {}
     required: list[str] = []
     parameters: list[_Parameter] = []
@@ -211,8 +206,8 @@ def function_tool(
             schema = {**schema, "description": documented[parameter.name]}
         has_default = parameter.default is not inspect.Parameter.empty
         if has_default and strict is not True:
-            default = _json_default(parameter.default)
-            if default is not _NO_DEFAULT:
+            default = json_default(parameter.default)
+            if default is not NO_DEFAULT:
                 schema = {**schema, "default": default}
         else:
             required.append(parameter.name)
@@ -249,13 +244,13 @@ def type_tool(
 ) -> Tool:
     """Return the tool whose arguments are an instance of the attrs class or dataclass *tp*."""
     name, description, strict = none_if_unset(name), none_if_unset(description), unset_if_none(strict)
-    if not _is_record(tp):
+    if not is_record(tp):
         raise ValidationError("tp", f"{tp!r} is not an attrs class or a dataclass; Tool.from_type needs one")
     return Tool(
         function=Function(
             name=_tool_name(tp, name),
             parameters=json_schema(tp, strict=strict is True),
-            description=_description(description, _class_summary(tp)),
+            description=_description(description, class_summary(tp)),
             strict=strict,
         )
     )
@@ -277,30 +272,3 @@ def _description(given: str | None, summary: str) -> str | UnsetType:
     if given is not None:
         return given
     return summary or UNSET
-
-
-# ------------------------------------------------------------------------------ tool-call arguments
-
-
-def raw_arguments(call: ToolCall) -> str:
-    """Return the arguments of *call* as the JSON text the model sent (an object is encoded)."""
-    arguments = call.function.arguments
-    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-
-
-def call_arguments(call: ToolCall) -> dict[str, Any]:
-    """Return the arguments of *call* as a new plain dict (see :meth:`chatdsl.ToolCall.arguments`)."""
-    arguments = call.function.arguments
-    if not isinstance(arguments, str):
-        return thaw(arguments)  # type: ignore[no-any-return]
-    if not arguments.strip():
-        return {}
-    try:
-        data = _json.loads(arguments)
-    except (ValueError, RecursionError) as exc:
-        raise OutputError(f"the arguments of {call.name!r} are not valid JSON ({exc})", content=arguments) from None
-    if not isinstance(data, dict):
-        raise OutputError(
-            f"the arguments of {call.name!r} are {_type_name(data)}, not a JSON object", content=arguments
-        )
-    return data

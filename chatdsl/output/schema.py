@@ -2,7 +2,7 @@
 
 :func:`json_schema` walks a type and returns a plain JSON-schema dict (Draft 2020-12). Nested
 classes go to ``$defs`` and are referenced with ``$ref`` (the root class is ``#``), so recursive
-classes work. The schema describes exactly what ``chatdsl.wire.converter.output_converter`` reads
+classes work. The schema describes exactly what ``chatdsl.output.convert.output_converter`` reads
 back: field names as the converter uses them (attribute names, not ``__init__`` aliases), ISO
 strings for dates, enum *values*, no unknown keys.
 
@@ -28,7 +28,6 @@ import attrs
 
 from chatdsl._errors import ValidationError
 from chatdsl._types import UNSET, UnsetType, short_repr
-from chatdsl.model.tools import JsonSchema
 
 __all__ = ["json_schema", "parse_docstring", "schema_for_response"]
 
@@ -60,7 +59,7 @@ def json_schema(tp: Any, *, strict: bool = False) -> dict[str, Any]:
     An unsupported type raises :class:`~chatdsl.ValidationError` whose path names the field,
     such as ``Order.lines[].sku``.
     """
-    builder = _Builder(strict=strict)
+    builder = Builder(strict=strict)
     try:
         return builder.document(tp)
     except RecursionError:
@@ -69,18 +68,19 @@ def json_schema(tp: Any, *, strict: bool = False) -> dict[str, Any]:
 
 def schema_for_response(
     tp: Any, *, name: str | None, description: str | UnsetType, strict: bool | UnsetType
-) -> JsonSchema:
-    """Return the named JSON schema describing *tp* for a ``json_schema`` response format.
+) -> dict[str, Any]:
+    """Return the fields of the named :class:`~chatdsl.JsonSchema` describing *tp* for a response format.
 
     ``name`` defaults to the class name and ``description`` to the first paragraph of its docstring.
+    (The caller builds the model: this module imports none, so models may import it.)
     """
     if name is None:
         name = _schema_name(tp)
     if description is UNSET:
-        summary = _class_summary(tp) if isinstance(tp, type) else ""
+        summary = class_summary(tp) if isinstance(tp, type) else ""
         description = summary or UNSET
     schema = json_schema(tp, strict=strict is True)
-    return JsonSchema(name=name, schema=schema, description=description, strict=strict)
+    return {"name": name, "schema": schema, "description": description, "strict": strict}
 
 
 def _schema_name(tp: Any) -> str:
@@ -93,7 +93,7 @@ def _schema_name(tp: Any) -> str:
 # ------------------------------------------------------------------------------------ the walker
 
 
-class _Builder:
+class Builder:
     """One schema document: collects ``$defs`` while walking a type."""
 
     def __init__(self, *, strict: bool) -> None:
@@ -104,7 +104,7 @@ class _Builder:
     def document(self, tp: Any) -> dict[str, Any]:
         """Return the schema of *tp* with the collected ``$defs`` at its root."""
         base, _ = _strip_annotated(tp)
-        if _is_record(base):
+        if is_record(base):
             self.refs[base] = "#"
             out = self.record(base, base.__qualname__)
         else:
@@ -166,7 +166,7 @@ class _Builder:
             return {"type": "array", "uniqueItems": True}
         if tp is dict:
             return {"type": "object"}
-        if _is_record(tp):
+        if is_record(tp):
             return self.reference(tp, path)
         raise _unsupported(tp, path)
 
@@ -232,8 +232,8 @@ class _Builder:
             elif "description" not in schema and field.name in documented:
                 schema = {**schema, "description": documented[field.name]}
             if field.has_default and not self.strict:
-                default = _json_default(field.default)
-                if default is not _NO_DEFAULT:
+                default = json_default(field.default)
+                if default is not NO_DEFAULT:
                     schema = {**schema, "default": default}
             else:
                 required.append(field.name)
@@ -324,7 +324,7 @@ def _strip_annotated(tp: Any) -> tuple[Any, str]:
 
 # ---------------------------------------------------------------------------------- class fields
 
-_NO_DEFAULT: Final = object()
+NO_DEFAULT: Final = object()
 
 
 @attrs.frozen
@@ -336,7 +336,7 @@ class _Field:
     description: str
 
 
-def _is_record(tp: Any) -> bool:
+def is_record(tp: Any) -> bool:
     return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
 
 
@@ -355,10 +355,10 @@ def _record_fields(cls: type, path: str) -> list[_Field]:
             if tp is None:
                 raise ValidationError(f"{path}.{a.name}", "has no type annotation")
             has_default = a.default is not attrs.NOTHING
-            default: Any = _NO_DEFAULT
+            default: Any = NO_DEFAULT
             if isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
                 factory: Any = a.default
-                default = _NO_DEFAULT if factory.takes_self else _call(factory.factory)
+                default = NO_DEFAULT if factory.takes_self else _call(factory.factory)
             elif has_default:
                 default = a.default
             out.append(_Field(a.name, tp, has_default, default, _description(a.metadata)))
@@ -372,7 +372,7 @@ def _record_fields(cls: type, path: str) -> list[_Field]:
         elif f.default_factory is not dataclasses.MISSING:
             has_default, default = True, _call(f.default_factory)
         else:
-            has_default, default = False, _NO_DEFAULT
+            has_default, default = False, NO_DEFAULT
         out.append(_Field(f.name, tp, has_default, default, _description(f.metadata)))
     return out
 
@@ -381,7 +381,7 @@ def _call(factory: Any) -> Any:
     try:
         return factory()
     except Exception:
-        return _NO_DEFAULT
+        return NO_DEFAULT
 
 
 def _description(metadata: Any) -> str:
@@ -389,17 +389,17 @@ def _description(metadata: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _json_default(value: Any) -> Any:
-    """Return *value* in its JSON form (through the output converter), or ``_NO_DEFAULT``."""
-    if value is _NO_DEFAULT:
-        return _NO_DEFAULT
-    from chatdsl.wire.converter import output_converter
+def json_default(value: Any) -> Any:
+    """Return *value* in its JSON form (through the output converter), or ``NO_DEFAULT``."""
+    if value is NO_DEFAULT:
+        return NO_DEFAULT
+    from chatdsl.output.convert import output_converter
 
     try:
         plain = output_converter.unstructure(value)
         return json.loads(json.dumps(plain, allow_nan=False))
     except (TypeError, ValueError):
-        return _NO_DEFAULT
+        return NO_DEFAULT
 
 
 def _own_doc(cls: type) -> str:
@@ -412,7 +412,7 @@ def _own_doc(cls: type) -> str:
     return doc
 
 
-def _class_summary(cls: type) -> str:
+def class_summary(cls: type) -> str:
     return parse_docstring(_own_doc(cls))[0]
 
 

@@ -27,8 +27,9 @@ from chatdsl.model.response import (
     CompletionResponseStreamChoice,
     UsageInfo,
 )
+from chatdsl.testing.openai_request import request_from_openai
 from chatdsl.testing.replies import ErrorEvent, StreamItem
-from chatdsl.wire.dialects import Dialect, request_from_openai
+from chatdsl.wire.dialects import Dialect
 
 __all__ = [
     "CHAT_COMPLETIONS_PATH",

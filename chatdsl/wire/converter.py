@@ -10,39 +10,33 @@ as strings). The keys each response object reads are derived from its fields (:f
 from __future__ import annotations
 
 import logging
+import types
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import is_dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
 from cattrs.fns import identity
 from cattrs.gen import make_dict_structure_fn as _gen_structure
 from cattrs.gen import make_dict_unstructure_fn as _gen_unstructure
 from cattrs.gen import override
 
 from chatdsl import _json
-from chatdsl._checks import _type_name
-from chatdsl._errors import OutputError, ValidationError, _nest
+from chatdsl._checks import type_name
+from chatdsl._errors import ValidationError
 from chatdsl._json import dumps as dumps
 from chatdsl._json import dumps_bytes as dumps_bytes
-from chatdsl._types import UNSET, FrozenDict, freeze, short_repr
+from chatdsl._types import UNSET, UnsetType, short_repr
 from chatdsl.model.guardrails import GuardrailConfig, ModerationConfig
 from chatdsl.model.messages import (
+    MESSAGE_TYPES,
     AssistantMessage,
     AudioChunk,
+    ContentChunk,
     DocumentURLChunk,
     FileChunk,
     FunctionCall,
-    ImageDetail,
     ImageURLChunk,
     ReferenceChunk,
     SystemMessage,
@@ -55,16 +49,9 @@ from chatdsl.model.messages import (
     UserMessage,
 )
 from chatdsl.model.request import ChatCompletionRequest
-from chatdsl.model.response import (
-    ChatCompletionChoice,
-    ChatCompletionResponse,
-    CompletionChunk,
-    CompletionResponseStreamChoice,
-    FinishReason,
-    PromptTokensDetails,
-    UsageInfo,
-)
 from chatdsl.model.tools import Function, JsonSchema, Prediction, ResponseFormat, Tool, ToolChoice
+from chatdsl.output.convert import output_converter as output_converter  # re-exported for client/loop.py
+from chatdsl.output.convert import problems
 
 _T = TypeVar("_T")
 logger = logging.getLogger("chatdsl")
@@ -104,56 +91,24 @@ _ATTRS_MODELS: Final = (
 # ------------------------------------------------------------------------------------------ errors
 
 
-def _problems(exc: BaseException, path: str = "") -> list[tuple[str, str]]:
-    """Flatten a (possibly grouped) structuring error into ``(path, message)`` pairs."""
-    if isinstance(exc, ValidationError):
-        return [(_nest(path, p), m) for p, m in exc.errors]
-    if isinstance(exc, ForbiddenExtraKeysError):
-        names = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        known = ", ".join(n for n in names if n != "extra")
-        hint = f" (known: {known})" if known else ""
-        return [(_nest(path, str(key)), f"is not a known field{hint}") for key in sorted(map(str, exc.extra_fields))]
-    if isinstance(exc, (ClassValidationError, IterableValidationError)):
-        out: list[tuple[str, str]] = []
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            note_: object = note
-            if isinstance(note_, AttributeValidationNote):
-                out += _problems(sub, _nest(path, note_.name))
-            elif isinstance(note_, IterableValidationNote):
-                out += _problems(sub, f"{path}[{note_.index!r}]")
-            else:
-                out += _problems(sub, path)
-        for sub in without:
-            out += _problems(sub, path)
-        return out
-    if isinstance(exc, KeyError):
-        return [(path, "is required")]
-    return [(path, f"{type(exc).__name__}: {exc}")]
-
-
 def as_validation_error(exc: BaseException, prefix: str = "") -> ValidationError:
     """Return *exc* as one :class:`ValidationError` listing every problem with its path."""
-    problems = _problems(exc, prefix)
-    return ValidationError("", "", errors=problems or [(prefix, str(exc))])
+    found = problems(exc, prefix)
+    return ValidationError("", "", errors=found or [(prefix, str(exc))])
 
 
-def _expect_object(value: Any, what: str) -> Mapping[str, Any]:
+def expect_object(value: Any, what: str) -> Mapping[str, Any]:
     if value.__class__ is dict:
         return value
     if not isinstance(value, Mapping):
-        raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a JSON object ({what})")
+        raise ValidationError("", f"{short_repr(value)} is {type_name(value)}, not a JSON object ({what})")
     return value
-
-
-def _short(value: Any) -> str:
-    return short_repr(value)
 
 
 # ------------------------------------------------------------------------------------ unstructure
 
 
-def _passthrough(value: Any, _: Any = None) -> Any:
+def passthrough(value: Any, _: Any = None) -> Any:
     """Structure hook for fields the model's own converters and validators check (``null`` means unset)."""
     return UNSET if value is None else value
 
@@ -178,11 +133,11 @@ def _unstructure_content(value: Any) -> Any:
     return [_unstructure_chunk(part) for part in value]
 
 
-_CHUNK_UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {}
+CHUNK_UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
 
 def _unstructure_chunk(part: Any) -> dict[str, Any]:
-    return _CHUNK_UNSTRUCTURE[part.__class__](part)
+    return CHUNK_UNSTRUCTURE[part.__class__](part)
 
 
 def _unstructure_image(part: ImageURLChunk) -> dict[str, Any]:
@@ -214,13 +169,34 @@ def _constant(value: str) -> Callable[[Any], str]:
 
 
 def _make_unstructure(cls: type, **overrides: Any) -> Callable[[Any], dict[str, Any]]:
+    """Return the writer of *cls*: scalar fields (derived from the field types) written as they are."""
     fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
-        cls, converter, _cattrs_omit_if_default=True, **overrides
+        cls, converter, _cattrs_omit_if_default=True, **{**scalar_fields(cls), **overrides}
     )
     return fn
 
 
+_SCALARS: Final = frozenset({str, int, float, bool, type(None), UnsetType})
+
+
+def scalar_fields(cls: type) -> dict[str, Any]:
+    """Return identity overrides for the fields of *cls* whose type is a JSON scalar (or unset).
+
+    Derived from the field types, so a scalar field added to a model is written without a
+    hook lookup too; fields of any other type go through the converter.
+    """
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for a in attrs.fields(cls):
+        hint = hints.get(a.name)
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if args and all(arg in _SCALARS for arg in args):
+            out[a.name] = override(unstruct_hook=identity)
+    return out
+
+
 def _raw(*names: str) -> dict[str, Any]:
+    """Identity overrides for fields that are not scalars but are written as they are (frozen JSON values)."""
     return {name: override(unstruct_hook=identity) for name in names}
 
 
@@ -234,33 +210,32 @@ def _enums(*names: str) -> dict[str, Any]:
 
 def _register_unstructure() -> None:
     simple_tagged: list[tuple[type, dict[str, Any]]] = [
-        (TextChunk, _raw("text")),
-        (DocumentURLChunk, _raw("document_url", "document_name")),
-        (FileChunk, _raw("file_id")),
+        (TextChunk, {}),
+        (DocumentURLChunk, {}),
+        (FileChunk, {}),
         (ReferenceChunk, {"reference_ids": override(unstruct_hook=list)}),
-        (AudioChunk, _raw("input_audio")),
-        (ToolReferenceChunk, _raw("tool", "title", "url", "favicon", "description")),
+        (AudioChunk, {}),
+        (ToolReferenceChunk, {}),
     ]
     for cls, overrides in simple_tagged:
         base = _make_unstructure(cls, **overrides, **_NO_EXTRA_OUT)
         fn = _with_tag("type", base, lambda obj: obj.type)
-        _CHUNK_UNSTRUCTURE[cls] = fn
+        CHUNK_UNSTRUCTURE[cls] = fn
         converter.register_unstructure_hook(cls, fn)
-    _CHUNK_UNSTRUCTURE[ImageURLChunk] = _unstructure_image
+    CHUNK_UNSTRUCTURE[ImageURLChunk] = _unstructure_image
     converter.register_unstructure_hook(ImageURLChunk, _unstructure_image)
-    _CHUNK_UNSTRUCTURE[UnknownChunk] = _unstructure_unknown
+    CHUNK_UNSTRUCTURE[UnknownChunk] = _unstructure_unknown
     converter.register_unstructure_hook(UnknownChunk, _unstructure_unknown)
 
     think_base = _make_unstructure(
         ThinkChunk,
         thinking=override(unstruct_hook=lambda parts: [_unstructure_chunk(p) for p in parts]),
-        **_raw("closed", "signature"),
         **_NO_EXTRA_OUT,
     )
-    _CHUNK_UNSTRUCTURE[ThinkChunk] = _with_tag("type", think_base, lambda obj: obj.type)
-    converter.register_unstructure_hook(ThinkChunk, _CHUNK_UNSTRUCTURE[ThinkChunk])
+    CHUNK_UNSTRUCTURE[ThinkChunk] = _with_tag("type", think_base, lambda obj: obj.type)
+    converter.register_unstructure_hook(ThinkChunk, CHUNK_UNSTRUCTURE[ThinkChunk])
 
-    function_call = _make_unstructure(FunctionCall, **_raw("name", "arguments"), **_NO_EXTRA_OUT)
+    function_call = _make_unstructure(FunctionCall, **_raw("arguments"), **_NO_EXTRA_OUT)
     converter.register_unstructure_hook(FunctionCall, function_call)
 
     def tool_call(obj: ToolCall) -> dict[str, Any]:
@@ -284,11 +259,10 @@ def _register_unstructure() -> None:
             {
                 "content": content,
                 "tool_calls": override(unstruct_hook=lambda calls: [tool_call(c) for c in calls]),
-                **_raw("prefix"),
                 **_NO_EXTRA_OUT,
             },
         ),
-        (ToolMessage, {"content": content, **_raw("tool_call_id", "name")}),
+        (ToolMessage, {"content": content}),
     ]
     for cls, overrides in messages:
         base = _make_unstructure(cls, **overrides)
@@ -299,7 +273,6 @@ def _register_unstructure() -> None:
     function = _make_unstructure(
         Function,
         parameters=override(unstruct_hook=identity, omit_if_default=False),
-        **_raw("name", "description", "strict"),
     )
     converter.register_unstructure_hook(Function, function)
 
@@ -315,7 +288,7 @@ def _register_unstructure() -> None:
 
     converter.register_unstructure_hook(ToolChoice, tool_choice)
 
-    json_schema = _make_unstructure(JsonSchema, **_raw("name", "schema", "description", "strict"))
+    json_schema = _make_unstructure(JsonSchema, **_raw("schema"))
     converter.register_unstructure_hook(JsonSchema, json_schema)
 
     def response_format(obj: ResponseFormat) -> dict[str, Any]:
@@ -406,13 +379,13 @@ def _tagged(
     allowed = ", ".join(repr(t) for t in classes)
 
     def hook(value: Any, _: Any = None) -> Any:
-        data = _expect_object(value, what)
+        data = expect_object(value, what)
         if key not in data:
             raise ValidationError(key, f"is missing; a {what} needs one of {allowed}")
         tag = data[key]
         cls = classes.get(tag) if isinstance(tag, str) else None
         if cls is None:
-            raise ValidationError(key, f"{_short(tag)} is not one of {allowed}")
+            raise ValidationError(key, f"{short_repr(tag)} is not one of {allowed}")
         body = {k: v for k, v in data.items() if k != key}
         if structure is not None:
             return structure(cls, body)
@@ -436,7 +409,7 @@ def _structure_content(value: Any, _: Any = None) -> Any:
             except Exception as exc:
                 raise as_validation_error(exc, f"[{index}]") from None
         return tuple(out)
-    raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a string or a list of content parts")
+    raise ValidationError("", f"{short_repr(value)} is {type_name(value)}, not a string or a list of content parts")
 
 
 def _structure_image(cls: type, body: Mapping[str, Any]) -> ImageURLChunk:
@@ -448,60 +421,49 @@ def _structure_image(cls: type, body: Mapping[str, Any]) -> ImageURLChunk:
     image = body["image_url"]
     if isinstance(image, str):
         return ImageURLChunk(url=image)
-    data = _expect_object(image, "image_url")
+    data = expect_object(image, "image_url")
     extra = set(data) - {"url", "detail"}
     if extra:
         raise ValidationError(f"image_url.{sorted(extra)[0]}", "is not a known field (known: url, detail)")
     if "url" not in data:
         raise ValidationError("image_url.url", "is required")
     try:
-        return ImageURLChunk(url=data["url"], detail=_passthrough(data.get("detail")))
+        return ImageURLChunk(url=data["url"], detail=passthrough(data.get("detail")))
     except ValidationError as exc:
         raise exc.with_prefix("image_url") from None
 
 
-def _structure_tagged_class(cls: type, body: Mapping[str, Any]) -> Any:
+def structure_tagged_class(cls: type, body: Mapping[str, Any]) -> Any:
     if cls is ImageURLChunk:
         return _structure_image(cls, body)
     return converter.structure(body, cls)
 
 
-_CHUNK_TAGS: Final[dict[str, type]] = {
-    "text": TextChunk,
-    "image_url": ImageURLChunk,
-    "document_url": DocumentURLChunk,
-    "reference": ReferenceChunk,
-    "file": FileChunk,
-    "thinking": ThinkChunk,
-    "input_audio": AudioChunk,
-}
-_structure_chunk = _tagged("type", _CHUNK_TAGS, "content part", structure=_structure_tagged_class)
+CHUNK_TAGS: Final[dict[str, type]] = {cls.type: cls for cls in typing.get_args(ContentChunk) if cls is not UnknownChunk}
+"""The request's content parts by their ``type`` tag (derived from :data:`~chatdsl.ContentChunk`)."""
+_structure_chunk = _tagged("type", CHUNK_TAGS, "content part", structure=structure_tagged_class)
 _structure_think_part = _tagged(
     "type",
     {"text": TextChunk, "reference": ReferenceChunk, "tool_reference": ToolReferenceChunk},
     "thinking part",
 )
-_MESSAGE_TAGS: Final[dict[str, type]] = {
-    "system": SystemMessage,
-    "user": UserMessage,
-    "assistant": AssistantMessage,
-    "tool": ToolMessage,
-}
+_MESSAGE_TAGS: Final[dict[str, type]] = {cls.role.value: cls for cls in MESSAGE_TYPES}  # type: ignore[attr-defined]
+"""The messages by their ``role`` tag (derived from the classes' ``role``)."""
 _structure_message = _tagged("role", _MESSAGE_TAGS, "message")
 
 
 _REJECT: Final = object()
-"""``if_none`` of :func:`_list_of` for lists that may not be ``null``."""
+"""``if_none`` of :func:`list_of` for lists that may not be ``null``."""
 
 
-def _list_of(item: Callable[[Any, Any], Any], what: str, *, if_none: Any = UNSET) -> Callable[[Any, Any], Any]:
+def list_of(item: Callable[[Any, Any], Any], what: str, *, if_none: Any = UNSET) -> Callable[[Any, Any], Any]:
     """Return a hook structuring a JSON list with *item*; ``null`` gives *if_none* (or an error for ``_REJECT``)."""
 
     def hook(value: Any, _: Any = None) -> Any:
         if value is None and if_none is not _REJECT:
             return if_none
         if not isinstance(value, list):
-            raise ValidationError("", f"{_short(value)} is {_type_name(value)}, not a list of {what}")
+            raise ValidationError("", f"{short_repr(value)} is {type_name(value)}, not a list of {what}")
         out = []
         for index, element in enumerate(value):
             try:
@@ -516,14 +478,14 @@ def _list_of(item: Callable[[Any, Any], Any], what: str, *, if_none: Any = UNSET
 
 
 def _make_structure(cls: type, **overrides: Any) -> Callable[[Any, Any], Any]:
-    fields = {a.name: override(struct_hook=_passthrough if a.default is UNSET else _keep) for a in attrs.fields(cls)}
+    fields = {a.name: override(struct_hook=passthrough if a.default is UNSET else _keep) for a in attrs.fields(cls)}
     if "extra" in fields:  # never read from a request body (``ChatCompletionRequest`` reads its own)
         fields["extra"] = override(omit=True)
     fields.update(overrides)
     fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **fields)
 
     def hook(value: Any, _: Any = None) -> Any:
-        return fn(_expect_object(value, cls.__name__), cls)
+        return fn(expect_object(value, cls.__name__), cls)
 
     return hook
 
@@ -536,13 +498,13 @@ def _structure_tool_choice(value: Any, _: Any = None) -> ToolChoice:
             return ToolChoice.coerce(value)
         except ValidationError as exc:
             raise ValidationError("", exc.rule) from None
-    data = _expect_object(value, "tool choice")
+    data = expect_object(value, "tool choice")
     if data.get("type", "function") != "function":
-        raise ValidationError("type", f"{_short(data.get('type'))} is not 'function'")
+        raise ValidationError("type", f"{short_repr(data.get('type'))} is not 'function'")
     extra = set(data) - {"type", "function"}
     if extra:
         raise ValidationError(sorted(extra)[0], "is not a known field (known: type, function)")
-    function = _expect_object(data.get("function"), "tool choice function")
+    function = expect_object(data.get("function"), "tool choice function")
     if set(function) != {"name"}:
         raise ValidationError("function", "must be an object with exactly the key 'name'")
     return ToolChoice(function=function["name"])
@@ -554,7 +516,7 @@ def _single(tag_key: str, tag: str, cls: type, what: str) -> Callable[[Any, Any]
     def hook(value: Any, _: Any = None) -> Any:
         if value is None:
             return UNSET
-        data = _expect_object(value, what)
+        data = expect_object(value, what)
         if tag_key not in data:
             data = {tag_key: tag, **data}
         return inner(data, None)
@@ -571,7 +533,7 @@ def _register_structure() -> Callable[[Any, Any], Any]:
     converter.register_structure_hook(
         ThinkChunk,
         _make_structure(
-            ThinkChunk, thinking=override(struct_hook=_list_of(_structure_think_part, "parts", if_none=_REJECT))
+            ThinkChunk, thinking=override(struct_hook=list_of(_structure_think_part, "parts", if_none=_REJECT))
         ),
     )
     converter.register_structure_hook(FunctionCall, _make_structure(FunctionCall))
@@ -579,10 +541,10 @@ def _register_structure() -> Callable[[Any, Any], Any]:
     tool_call_base = _make_structure(ToolCall, function=function_call)
 
     def tool_call(value: Any, _: Any = None) -> ToolCall:
-        data = _expect_object(value, "tool call")
+        data = expect_object(value, "tool call")
         if "type" in data:
             if data["type"] != "function":
-                raise ValidationError("type", f"{_short(data['type'])} is not 'function'")
+                raise ValidationError("type", f"{short_repr(data['type'])} is not 'function'")
             data = {k: v for k, v in data.items() if k != "type"}
         return tool_call_base(data, None)  # type: ignore[no-any-return]
 
@@ -592,7 +554,7 @@ def _register_structure() -> Callable[[Any, Any], Any]:
     converter.register_structure_hook(
         AssistantMessage,
         _make_structure(
-            AssistantMessage, content=content, tool_calls=override(struct_hook=_list_of(tool_call, "tool calls"))
+            AssistantMessage, content=content, tool_calls=override(struct_hook=list_of(tool_call, "tool calls"))
         ),
     )
     converter.register_structure_hook(ToolMessage, _make_structure(ToolMessage, content=content))
@@ -615,14 +577,14 @@ def _register_structure() -> Callable[[Any, Any], Any]:
     guardrail = converter.get_structure_hook(GuardrailConfig)
     return _make_structure(
         ChatCompletionRequest,
-        messages=override(struct_hook=_list_of(_structure_message, "messages", if_none=_REJECT)),
-        tools=override(struct_hook=_list_of(_single("type", "function", Tool, "tool"), "tools")),
+        messages=override(struct_hook=list_of(_structure_message, "messages", if_none=_REJECT)),
+        tools=override(struct_hook=list_of(_single("type", "function", Tool, "tool"), "tools")),
         response_format=override(
             struct_hook=lambda v, _: UNSET if v is None else converter.structure(v, ResponseFormat)
         ),
         tool_choice=override(struct_hook=_structure_tool_choice),
         prediction=override(struct_hook=_single("type", "content", Prediction, "prediction")),
-        guardrails=override(struct_hook=_list_of(guardrail, "guardrails")),
+        guardrails=override(struct_hook=list_of(guardrail, "guardrails")),
     )
 
 
@@ -632,656 +594,8 @@ def _json_schema_hook(value: Any) -> Any:
     return converter.structure(value, JsonSchema)
 
 
-# ------------------------------------------------------------------------- responses (lenient)
-
-
-def _lenient_str(value: Any) -> str:
-    if value.__class__ is str:
-        return value
-    if value is None:
-        return ""
-    return str(value)
-
-
-_INFINITIES: Final = (float("inf"), float("-inf"))
-
-
-def _lenient_int(value: Any) -> int:
-    if value.__class__ is int:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in _INFINITIES:
-        raise ValidationError("", f"{_short(value)} is not a number")
-    return int(value)
-
-
-def _finish_reason(value: Any, _: Any = None) -> FinishReason | str | None:
-    if value is None:
-        return None
-    reason = _FINISH_REASONS.get(value) if value.__class__ is str else None
-    if reason is not None:
-        return reason
-    if not isinstance(value, str):
-        raise ValidationError("", f"{_short(value)} is not a string")
-    return str(value)
-
-
-_FINISH_REASONS: Final[dict[str, FinishReason]] = {reason.value: reason for reason in FinishReason}
-
-
-def _created(value: Any, _: Any = None) -> datetime | None:
-    global _last_created
-    if value is None:
-        return None
-    last = _last_created
-    if value.__class__ is int and last[0] == value:
-        cached: datetime = last[1]
-        return cached  # a stream's chunks all carry the same timestamp
-    seconds = _lenient_int(value)
-    try:
-        result = datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise ValidationError("", f"{_short(value)} is not a valid timestamp") from None
-    _last_created = (seconds, result)  # one atomic rebinding: safe across threads
-    return result
-
-
-_last_created: tuple[Any, Any] = (None, None)
-
-
-def _wire_keys(cls: type, *, tag: str | None = None) -> frozenset[str]:
-    """The wire keys of *cls*, derived from its fields (never ``extra`` nor the facts of the exchange), plus *tag*.
-
-    Derived, not restated: a field added to a model is read at once instead of landing in ``extra``.
-    """
-    names = {a.name for a in attrs.fields(cls) if a.name != "extra" and a.metadata.get("wire", True)}
-    if tag is not None:
-        names.add(tag)
-    return frozenset(names)
-
-
-_THINK_PART_TAGS: Final[dict[str, type]] = {
-    "text": TextChunk,
-    "reference": ReferenceChunk,
-    "tool_reference": ToolReferenceChunk,
-}
-_PART_KEYS: Final[dict[str, frozenset[str]]] = {
-    **{tag: _wire_keys(cls, tag="type") for tag, cls in {**_CHUNK_TAGS, **_THINK_PART_TAGS}.items()},
-    "image_url": frozenset({"type", "image_url"}),  # url and detail travel inside the "image_url" object
-}
-_IMAGE_KEYS: Final = _wire_keys(ImageURLChunk)
-_TYPE_KEY: Final = frozenset({"type"})
-_DETAILS: Final = frozenset(detail.value for detail in ImageDetail)
-_NO_EXTRA: Final = FrozenDict()
-
-
-def _extras(data: Mapping[str, Any], known: frozenset[str]) -> FrozenDict:
-    """Return the keys of *data* that are not in *known*, frozen (the shared empty one when there are none)."""
-    if known.issuperset(data):
-        return _NO_EXTRA
-    try:
-        extra: FrozenDict = freeze({key: value for key, value in data.items() if key not in known})
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("", f"holds a value JSON cannot carry ({exc})") from None
-    return extra
-
-
-def _with_extra(part: _T, extra: Mapping[str, Any]) -> _T:
-    """Return *part* with *extra* (frozen by the field's converter), or *part* itself when there is none."""
-    return attrs.evolve(part, extra=extra) if extra else part  # type: ignore[misc]
-
-
-def _lenient_part(value: Any, *, inside_thinking: bool = False) -> Any:
-    """Read a content part of a response, losing nothing.
-
-    Unknown keys go to the part's ``extra``; a part of a type chatdsl does not model (here) becomes an
-    :class:`UnknownChunk`; a part without a string ``type`` is skipped (``None``).
-    """
-    data = _expect_object(value, "content part")
-    tag = data.get("type")
-    if tag == "text" and len(data) == 2 and data.get("text").__class__ is str:
-        return _new_text(data["text"], _NO_EXTRA)
-    tags = _THINK_PART_TAGS if inside_thinking else _CHUNK_TAGS
-    cls = tags.get(tag) if isinstance(tag, str) else None
-    if cls is None:
-        if not isinstance(tag, str) or not tag:
-            logger.debug("skipped a response content part without a type: %s", _short(value))
-            return None
-        return UnknownChunk(type=str(tag), extra=_extras(data, _TYPE_KEY))
-    keys = _PART_KEYS[str(tag)]
-    extra = dict(_extras(data, keys))
-    body = {key: item for key, item in data.items() if key in keys and key != "type"}
-    for key, item in body.items():
-        if item is None:
-            extra[key] = None  # read as unset, written back as it came
-    if cls is ThinkChunk:
-        return _lenient_thinking(body, extra)
-    image = body.get("image_url")
-    if isinstance(image, Mapping):
-        kept = {key: item for key, item in image.items() if key in _IMAGE_KEYS}
-        if len(kept) < len(image) or ("detail" in kept and kept["detail"] not in _DETAILS):
-            extra["image_url"] = image  # written back as it came
-            if kept.get("detail") not in _DETAILS:
-                kept.pop("detail", None)  # an unknown detail level is not worth failing for
-        body["image_url"] = kept
-    return _with_extra(_structure_tagged_class(cls, body), extra)
-
-
-def _lenient_thinking(body: Mapping[str, Any], extra: dict[str, Any]) -> ThinkChunk:
-    thinking = body.get("thinking")
-    if not isinstance(thinking, list):
-        raise ValidationError("thinking", f"{_short(thinking)} is {_type_name(thinking)}, not a list of parts")
-    parts = []
-    for index, item in enumerate(thinking):
-        try:
-            part = _lenient_part(item, inside_thinking=True)
-        except ValidationError as exc:
-            raise exc.with_prefix(f"thinking[{index}]") from None
-        if part is not None:
-            parts.append(part)
-    return ThinkChunk(
-        thinking=tuple(parts),
-        closed=_passthrough(body.get("closed")),
-        signature=_passthrough(body.get("signature")),
-        extra=extra,
-    )
-
-
-def _lenient_content(value: Any) -> Any:
-    if value.__class__ is str:
-        return value
-    if value is None:
-        return UNSET
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, list):
-        parts = []
-        for index, part in enumerate(value):
-            try:
-                part = _lenient_part(part)
-                if part is not None:
-                    parts.append(part)
-            except ValidationError as exc:
-                raise exc.with_prefix(f"[{index}]") from None
-            except Exception as exc:
-                raise as_validation_error(exc, f"[{index}]") from None
-        return tuple(parts)
-    raise ValidationError("", f"{_short(value)} is not a string or a list of content parts")
-
-
-def _trusted(cls: type[_T], *, fields: int | None = None) -> Callable[..., _T]:
-    """Return a positional constructor of *cls* that sets its slots without running validators.
-
-    Only for the lenient response path, whose hooks have already checked every value's type. With
-    *fields*, it takes only the first *fields* fields and gives the rest their (constant) defaults.
-    """
-    every = list(attrs.fields(cls))  # type: ignore[arg-type]
-    names = [a.name for a in every]
-    taken = names if fields is None else names[:fields]
-    lines = [f"def make({', '.join(taken)}):", "    o = _new(_cls)"]
-    lines += [f"    _set_{name}(o, {name})" for name in taken]
-    lines += [f"    _set_{name}(o, _default_{name})" for name in names[len(taken) :]]
-    lines.append("    return o")
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    for attribute in every:  # the slots' own descriptors: cheaper than object.__setattr__ on a frozen class
-        namespace[f"_set_{attribute.name}"] = cls.__dict__[attribute.name].__set__
-        namespace[f"_default_{attribute.name}"] = attribute.default
-    exec("\n".join(lines), namespace)  # generated from the class's own field names
-    make: Callable[..., _T] = namespace["make"]
-    make.__qualname__ = f"_trusted.<{cls.__name__}>"
-    return make
-
-
-_new_text = _trusted(TextChunk)
-_new_function_call = _trusted(FunctionCall)
-_new_tool_call = _trusted(ToolCall)
-_new_assistant = _trusted(AssistantMessage)
-_EMPTY_ASSISTANT: Final = AssistantMessage()
-_new_usage = _trusted(UsageInfo)
-_FUNCTION_KEYS: Final = _wire_keys(FunctionCall)
-_TOOL_CALL_KEYS: Final = _wire_keys(ToolCall, tag="type")
-_MESSAGE_KEYS: Final = _wire_keys(AssistantMessage, tag="role")
-_UNSURE: Final = object()
-
-
-def _lenient_arguments(value: Any) -> Any:
-    if value is None:
-        return ""
-    if value.__class__ is str:
-        return value
-    if isinstance(value, Mapping):
-        try:
-            return freeze(value)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError("function.arguments", f"is not a JSON object ({exc})") from None
-    if isinstance(value, str):
-        return str(value)
-    raise ValidationError("function.arguments", f"{_short(value)} is not a JSON string or a JSON object")
-
-
-def _lenient_tool_call(value: Any) -> ToolCall:
-    data = value if value.__class__ is dict else _expect_object(value, "tool call")
-    function = data.get("function")
-    if function.__class__ is not dict:
-        function = _expect_object(function if function is not None else {}, "function call")
-    name = function.get("name")
-    arguments = function.get("arguments")
-    call_id = data.get("id")
-    index = data.get("index")
-    extra = _NO_EXTRA
-    if (
-        not _TOOL_CALL_KEYS.issuperset(data)
-        or data.get("type", "function") != "function"
-        or (call_id is None and "id" in data)
-        or (index is None and "index" in data)
-    ):
-        known = _TOOL_CALL_KEYS - {key for key in ("id", "index") if key in data and data[key] is None}
-        extra = _extras(data, known if data.get("type", "function") == "function" else known - _TYPE_KEY)
-    return _new_tool_call(
-        _new_function_call(
-            name if name.__class__ is str else _lenient_str(name),
-            arguments if arguments.__class__ is str else _lenient_arguments(arguments),
-            _extras(function, _FUNCTION_KEYS),
-        ),
-        call_id if call_id.__class__ is str else (UNSET if call_id is None else _lenient_str(call_id)),
-        index if index.__class__ is int else (UNSET if index is None else _lenient_int(index)),
-        extra,
-    )
-
-
-def _lenient_assistant(value: Any, _: Any = None) -> AssistantMessage:
-    if value.__class__ is dict:
-        text = value.get("content")
-        if text.__class__ is str:  # a streamed text delta, the most common message of all: no other key
-            size = len(value)
-            if size == 1 or (size == 2 and value.get("role") == "assistant"):
-                return _new_assistant(text, UNSET, UNSET, _NO_EXTRA)
-    data = _expect_object(value, "assistant message")
-    problems: list[tuple[str, str]] = []
-    content: Any = UNSET
-    try:
-        content = _lenient_content(data.get("content"))
-    except ValidationError as exc:
-        problems += exc.with_prefix("content").errors
-    calls: Any = UNSET
-    raw_calls = data.get("tool_calls")
-    if raw_calls is not None:
-        if not isinstance(raw_calls, list):
-            problems.append(("tool_calls", f"{_short(raw_calls)} is not a list"))
-        else:
-            parsed = []
-            for index, call in enumerate(raw_calls):
-                try:
-                    parsed.append(_lenient_tool_call(call))
-                except ValidationError as exc:
-                    problems += exc.with_prefix(f"tool_calls[{index}]").errors
-            calls = tuple(parsed)
-    prefix = data.get("prefix")
-    known = _MESSAGE_KEYS  # a value chatdsl would not write back as it came stays in ``extra``
-    if data.get("role", "assistant") != "assistant":
-        known = known - {"role"}
-    if "prefix" in data and not isinstance(prefix, bool):
-        known = known - {"prefix"}
-    if data.get("refusal").__class__ is str:
-        known = known | {"refusal"}  # the choice's ``refusal``
-    extra = _NO_EXTRA
-    try:
-        extra = _extras(data, known)
-    except ValidationError as exc:
-        problems += exc.errors
-    if problems:
-        raise ValidationError("", "", errors=problems)
-    return _new_assistant(content, calls, prefix if isinstance(prefix, bool) else UNSET, extra)
-
-
-def field(data: Mapping[str, Any], key: str, hook: Callable[..., Any], problems: list[Any], default: Any) -> Any:
-    """Return ``hook(data[key])`` (*default* when absent or ``null``), collecting errors in *problems*."""
-    value = data.get(key)
-    if value is None:
-        return default
-    try:
-        return hook(value)
-    except ValidationError as exc:
-        problems += exc.with_prefix(key).errors
-        return default
-
-
-def _lenient_logprobs(value: Any) -> FrozenDict:
-    data = _expect_object(value, "log probabilities")
-    try:
-        return freeze(data)  # type: ignore[no-any-return]
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("", f"holds a value JSON cannot carry ({exc})") from None
-
-
-def _register_responses() -> None:
-    details_keys = _wire_keys(PromptTokensDetails)
-    usage_keys = _wire_keys(UsageInfo)
-
-    def details(value: Any, _: Any = None) -> PromptTokensDetails:
-        data = _expect_object(value, "PromptTokensDetails")
-        cached = data.get("cached_tokens")
-        return PromptTokensDetails(
-            cached_tokens=0 if cached is None else _lenient_int(cached), extra=_extras(data, details_keys)
-        )
-
-    def usage_info(value: Any, _: Any = None) -> UsageInfo:
-        data = _expect_object(value, "UsageInfo")
-        get = data.get
-        problems: list[tuple[str, str]] = []
-        extra = _NO_EXTRA
-        try:
-            extra = _extras(data, usage_keys)
-        except ValidationError as exc:
-            problems += exc.errors
-        tier = get("service_tier")
-        out = _new_usage(
-            field(data, "prompt_tokens", _lenient_int, problems, 0),
-            field(data, "completion_tokens", _lenient_int, problems, 0),
-            field(data, "total_tokens", _lenient_int, problems, 0),
-            field(data, "prompt_audio_seconds", _lenient_int, problems, None),
-            field(data, "num_cached_tokens", _lenient_int, problems, None),
-            None
-            if get("prompt_tokens_details") is None
-            else field(data, "prompt_tokens_details", details, problems, None),
-            None if tier is None else _lenient_str(tier),
-            extra,
-        )
-        if problems:
-            raise ValidationError("", "", errors=problems)
-        return out
-
-    converter.register_structure_hook(PromptTokensDetails, details)
-    converter.register_structure_hook(UsageInfo, usage_info)
-    structure_usage = converter.get_structure_hook(UsageInfo)
-
-    def choice(cls: type[Any], message_key: str) -> Callable[[Any, Any], Any]:
-        make = _trusted(cls)
-        names = [a.name for a in attrs.fields(cls)]
-        assert names == ["index", message_key, "finish_reason", "refusal", "logprobs", "prompt_logprobs", "extra"]
-        keys = _wire_keys(cls) - {"refusal"}  # a refusal travels inside the message
-
-        def hook(value: Any, _: Any = None) -> Any:
-            if value.__class__ is dict:  # the usual shape, read without the error plumbing
-                get = value.get
-                index = get("index", 0)
-                message = get(message_key)
-                reason = get("finish_reason")
-                if reason is not None:
-                    reason = _FINISH_REASONS.get(reason, _UNSURE) if reason.__class__ is str else _UNSURE
-                if (
-                    index.__class__ is int
-                    and message.__class__ is dict
-                    and reason is not _UNSURE
-                    and get("logprobs") is None
-                    and get("prompt_logprobs") is None
-                    and "refusal" not in message
-                    and keys.issuperset(value)
-                ):
-                    return make(index, _lenient_assistant(message), reason, None, None, None, _NO_EXTRA)
-            return slow(value)
-
-        def slow(value: Any) -> Any:
-            data = _expect_object(value, cls.__name__)
-            problems: list[tuple[str, str]] = []
-            index = field(data, "index", _lenient_int, problems, 0)
-            message = field(data, message_key, _lenient_assistant, problems, _EMPTY_ASSISTANT)
-            reason = field(data, "finish_reason", _finish_reason, problems, None)
-            logprobs = field(data, "logprobs", _lenient_logprobs, problems, None)
-            prompt_logprobs = field(data, "prompt_logprobs", _lenient_logprobs, problems, None)
-            raw = data.get(message_key)
-            refusal = raw.get("refusal") if isinstance(raw, Mapping) else None
-            extra = _NO_EXTRA
-            try:
-                extra = _extras(data, keys)
-            except ValidationError as exc:
-                problems += exc.errors
-            if problems:
-                raise ValidationError("", "", errors=problems)
-            return make(
-                index,
-                message,
-                reason,
-                refusal if refusal.__class__ is str else None,
-                logprobs,
-                prompt_logprobs,
-                extra,
-            )
-
-        return hook
-
-    structure_choice = choice(ChatCompletionChoice, "message")
-    structure_stream_choice = choice(CompletionResponseStreamChoice, "delta")
-    converter.register_structure_hook(ChatCompletionChoice, structure_choice)
-    converter.register_structure_hook(CompletionResponseStreamChoice, structure_stream_choice)
-
-    def choices(item: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        return _list_of(item, "choices", if_none=())
-
-    def top(cls: type[Any], object_default: str, item: Callable[[Any, Any], Any]) -> Any:
-        structure_choices = choices(item)
-        names = [a.name for a in attrs.fields(cls)]
-        assert names[:7] == ["id", "object", "model", "created", "usage", "choices", "extra"], names
-        assert all(not isinstance(a.default, attrs.Factory) for a in attrs.fields(cls)[7:])  # type: ignore[arg-type]
-        make = _trusted(cls, fields=7)  # the facts of the exchange after the wire fields keep their defaults
-        keys = _wire_keys(cls)
-
-        def usage(value: Any) -> Any:
-            return structure_usage(value, UsageInfo)
-
-        def hook(value: Any, _: Any = None) -> Any:
-            if value.__class__ is dict:  # the usual shape, read without the error plumbing
-                get = value.get
-                id_, object_, model, created = get("id"), get("object", object_default), get("model"), get("created")
-                usage_, choices_ = get("usage"), get("choices")
-                if (
-                    id_.__class__ is str
-                    and object_.__class__ is str
-                    and model.__class__ is str
-                    and created.__class__ is int
-                    and choices_.__class__ is list
-                    and (usage_ is None or usage_.__class__ is dict)
-                    and keys.issuperset(value)
-                ):
-                    try:
-                        return make(
-                            id_,
-                            object_,
-                            model,
-                            _created(created),
-                            None if usage_ is None else structure_usage(usage_, UsageInfo),
-                            tuple([item(c, None) for c in choices_]),
-                            _NO_EXTRA,
-                        )
-                    except ValidationError:
-                        pass  # the slow path below reports it with its full path
-            return slow(value)
-
-        def slow(value: Any) -> Any:
-            data = _expect_object(value, cls.__name__)
-            problems: list[tuple[str, str]] = []
-            extra = _NO_EXTRA
-            try:
-                extra = _extras(data, keys)
-            except ValidationError as exc:
-                problems += exc.errors
-            out = make(
-                field(data, "id", _lenient_str, problems, ""),
-                field(data, "object", _lenient_str, problems, object_default),
-                field(data, "model", _lenient_str, problems, ""),
-                field(data, "created", _created, problems, None),
-                field(data, "usage", usage, problems, None),
-                field(data, "choices", structure_choices, problems, ()),
-                extra,
-            )
-            if problems:
-                raise ValidationError("", "", errors=problems)
-            return out
-
-        return hook
-
-    converter.register_structure_hook(
-        ChatCompletionResponse, top(ChatCompletionResponse, "chat.completion", structure_choice)
-    )
-    converter.register_structure_hook(
-        CompletionChunk, top(CompletionChunk, "chat.completion.chunk", structure_stream_choice)
-    )
-    _register_response_unstructure()
-
-
-def _write_extra(base: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
-    """Return *base* followed by the object's ``extra`` keys (written last: a key kept as it came wins)."""
-
-    def unstructure(obj: Any) -> dict[str, Any]:
-        out = base(obj)
-        if obj.extra:
-            out.update(obj.extra)
-        return out
-
-    return unstructure
-
-
-_RESPONSE_PART_UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {}
-
-
-def _register_response_unstructure() -> None:
-    """Register the writers of response bodies.
-
-    Full shapes (``null`` kept), every object's ``extra`` written back, the facts of the exchange left out.
-    """
-
-    def created(value: datetime | None) -> int | None:
-        return None if value is None else int(value.timestamp())
-
-    def reason_value(value: Any) -> Any:
-        return value.value if isinstance(value, FinishReason) else value
-
-    def part(obj: Any) -> dict[str, Any]:
-        return _RESPONSE_PART_UNSTRUCTURE[obj.__class__](obj)
-
-    for cls, base in _CHUNK_UNSTRUCTURE.items():
-        _RESPONSE_PART_UNSTRUCTURE[cls] = base if cls is UnknownChunk else _write_extra(base)
-
-    def thinking(obj: ThinkChunk) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "thinking", "thinking": [part(p) for p in obj.thinking]}
-        if obj.closed is not UNSET:
-            out["closed"] = obj.closed
-        if obj.signature is not UNSET:
-            out["signature"] = obj.signature
-        if obj.extra:
-            out.update(obj.extra)
-        return out
-
-    _RESPONSE_PART_UNSTRUCTURE[ThinkChunk] = thinking
-    _RESPONSE_PART_UNSTRUCTURE[ToolReferenceChunk] = _write_extra(_CHUNK_UNSTRUCTURE[ToolReferenceChunk])
-
-    def function_call(obj: FunctionCall) -> dict[str, Any]:
-        out = {"name": obj.name, "arguments": obj.arguments}
-        if obj.extra:
-            out.update(obj.extra)
-        return out
-
-    def tool_call(obj: ToolCall) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if obj.id is not UNSET:
-            out["id"] = obj.id
-        out["type"] = "function"
-        out["function"] = function_call(obj.function)
-        if obj.index is not UNSET:
-            out["index"] = obj.index
-        if obj.extra:
-            out.update(obj.extra)
-        return out
-
-    def message(obj: AssistantMessage) -> dict[str, Any]:
-        content = obj.content
-        calls = obj.tool_calls
-        out: dict[str, Any] = {
-            "role": "assistant",
-            "content": None
-            if content is UNSET
-            else content
-            if isinstance(content, str)
-            else [part(p) for p in content],
-            "tool_calls": None if calls is UNSET else [tool_call(c) for c in calls],
-        }
-        if obj.prefix is not UNSET:
-            out["prefix"] = obj.prefix
-        if obj.extra:
-            out.update(obj.extra)
-        return out
-
-    def usage(obj: UsageInfo | None) -> dict[str, Any] | None:
-        if obj is None:
-            return None
-        details = obj.prompt_tokens_details
-        out = {
-            "prompt_tokens": obj.prompt_tokens,
-            "completion_tokens": obj.completion_tokens,
-            "total_tokens": obj.total_tokens,
-            "prompt_audio_seconds": obj.prompt_audio_seconds,
-            "num_cached_tokens": obj.num_cached_tokens,
-            "prompt_tokens_details": None
-            if details is None
-            else {"cached_tokens": details.cached_tokens, **details.extra},
-            "service_tier": obj.service_tier,
-        }
-        if obj.extra:
-            out.update(obj.extra)
-        return out
-
-    def choice(key: str) -> Callable[[Any], dict[str, Any]]:
-        def unstructure(obj: Any) -> dict[str, Any]:
-            written = message(getattr(obj, key))
-            if key == "delta" and written["tool_calls"] is None:  # a delta without calls has no key (as sent)
-                del written["tool_calls"]
-            if obj.refusal is not None:  # a refusal travels in the message, as OpenAI sends it
-                written["refusal"] = obj.refusal
-            out = {
-                "index": obj.index,
-                key: written,
-                "finish_reason": reason_value(obj.finish_reason),
-                "logprobs": obj.logprobs,
-                "prompt_logprobs": obj.prompt_logprobs,
-            }
-            if obj.extra:
-                out.update(obj.extra)
-            return out
-
-        return unstructure
-
-    def top(choice_hook: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
-        def unstructure(obj: Any) -> dict[str, Any]:
-            out = {
-                "id": obj.id,
-                "object": obj.object,
-                "model": obj.model,
-                "created": created(obj.created),
-                "usage": usage(obj.usage),
-                "choices": [choice_hook(c) for c in obj.choices],
-            }
-            if obj.extra:
-                out.update(obj.extra)
-            return out
-
-        return unstructure
-
-    for cls, hook in (
-        (PromptTokensDetails, lambda obj: {"cached_tokens": obj.cached_tokens, **obj.extra}),
-        (UsageInfo, usage),
-        (ChatCompletionChoice, choice("message")),
-        (CompletionResponseStreamChoice, choice("delta")),
-        (ChatCompletionResponse, top(choice("message"))),
-        (CompletionChunk, top(choice("delta"))),
-    ):
-        converter.register_unstructure_hook(cls, hook)
-
-
 _register_unstructure()
 _STRUCTURE_REQUEST: Final = _register_structure()
-_register_responses()
-_RESPONSE_HOOKS: Final[dict[type, Callable[[Any, Any], Any]]] = {
-    cls: converter.get_structure_hook(cls) for cls in (ChatCompletionResponse, CompletionChunk)
-}
 
 # ------------------------------------------------------------------------------------ public API
 
@@ -1324,162 +638,3 @@ _REQUEST_FIELDS: Final = tuple(a.name for a in attrs.fields(ChatCompletionReques
 def loads_request(text: str | bytes, *, allow_extra: bool = False) -> ChatCompletionRequest:
     """Return the request a JSON wire body describes."""
     return structure_request(loads(text), allow_extra=allow_extra)
-
-
-def structure_response(data: Any, cls: type[_T]) -> _T:
-    """Return a response or chunk of type *cls* from its wire body (lenient)."""
-    try:
-        hook = _RESPONSE_HOOKS.get(cls)
-        if hook is not None:
-            return hook(data, cls)  # type: ignore[no-any-return]
-        return converter.structure(data, cls)
-    except ValidationError:
-        raise
-    except RecursionError:
-        raise ValidationError("", "is nested too deeply") from None
-    except Exception as exc:
-        raise as_validation_error(exc) from None
-
-
-def loads_response(text: str | bytes, cls: type[_T]) -> _T:
-    """Return a response or chunk of type *cls* from JSON text."""
-    return structure_response(loads(text), cls)
-
-
-def unstructure_response(obj: Any) -> dict[str, Any]:
-    """Return the wire body of a response or chunk."""
-    return converter.unstructure(obj, type(obj))  # type: ignore[no-any-return]
-
-
-def parse_output(content: str, cls: Any) -> Any:
-    """Parse the JSON text *content* into *cls* through the converter (raising :class:`OutputError`)."""
-    try:
-        data = _json.loads(content)
-    except (ValueError, RecursionError) as exc:
-        raise OutputError(f"is not valid JSON ({exc})", content=content) from None
-    return structure_output(data, cls, content=content)
-
-
-def structure_output(data: Any, cls: Any, *, content: str, path: str = "") -> Any:
-    """Structure parsed JSON *data* into *cls* with :data:`output_converter` (raising :class:`OutputError`).
-
-    *content* is the raw text the data came from (kept on the error); *path* prefixes the error's path.
-    """
-    if cls is dict or cls is Any or cls is object:
-        if cls is dict and not isinstance(data, dict):
-            raise OutputError(f"is {_type_name(data)}, not a JSON object", content=content, path=path)
-        return data
-    if isinstance(cls, type) and (attrs.has(cls) or is_dataclass(cls)) and not isinstance(data, Mapping):
-        raise OutputError(f"is {_type_name(data)}, not a JSON object ({cls.__name__})", content=content, path=path)
-    try:
-        return output_converter.structure(data, cls)
-    except RecursionError:
-        raise OutputError("is nested too deeply", content=content, path=path) from None
-    except Exception as exc:
-        problems = [(_nest(path, p), m) for p, m in _problems(exc)]
-        first_path, message = problems[0] if problems else (path, str(exc))
-        text = "; ".join(f"{p}: {m}" if p else m for p, m in problems) or message
-        raise OutputError(
-            f"does not fit {getattr(cls, '__name__', cls)} ({text})", content=content, path=first_path
-        ) from None
-
-
-def _make_output_converter() -> cattrs.Converter:
-    """A converter for user types (answers and tool arguments): strict keys, ISO dates."""
-    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
-    from collections.abc import Set as AbstractSet
-    from datetime import date
-    from typing import Union
-
-    from cattrs.strategies import configure_union_passthrough
-
-    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(_expect(v, str)))
-    conv.register_unstructure_hook(datetime, lambda v: v.isoformat())
-    conv.register_structure_hook(date, lambda v, _: date.fromisoformat(_expect(v, str)))
-    conv.register_unstructure_hook(date, lambda v: v.isoformat())
-    # JSON scalars are taken as they are: cattrs' defaults would turn "false" into True and 2.7 into 2.
-    conv.register_structure_hook(str, lambda v, _: _expect(v, str))
-    conv.register_structure_hook(bool, lambda v, _: _expect(v, bool))
-    conv.register_structure_hook(int, lambda v, _: _expect(v, int))
-    conv.register_structure_hook(float, lambda v, _: float(_expect(v, float)))
-    sets = (set, frozenset, AbstractSet)
-    conv.register_unstructure_hook_func(  # JSON has no sets: they are written as arrays
-        lambda t: t in sets or getattr(t, "__origin__", None) in sets,
-        lambda value: [conv.unstructure(item) for item in value],
-    )
-    _configure_json_shapes(conv)
-    configure_union_passthrough(Union[str, int, float, bool, None], conv)  # noqa: UP007 - a runtime union object
-    return conv
-
-
-def _configure_json_shapes(conv: cattrs.Converter) -> None:
-    """Make arrays need JSON arrays and objects need JSON objects (cattrs would take "abc" as a list)."""
-    from collections.abc import MutableMapping, MutableSequence, MutableSet, Sequence
-    from collections.abc import Set as AbstractSet
-    from types import GenericAlias
-
-    from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
-
-    sequences = (list, tuple, Sequence, MutableSequence)
-    sets = (set, frozenset, AbstractSet, MutableSet)
-    mappings = (dict, Mapping, MutableMapping)
-
-    def origin(tp: Any) -> Any:
-        return getattr(tp, "__origin__", None) or tp
-
-    def shaped(kind: type, what: str, inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        def structure(value: Any, tp: Any) -> Any:
-            if not isinstance(value, kind) or isinstance(value, str):
-                raise TypeError(f"{_short(value)} is {_type_name(value)}, not {what}")
-            return inner(value, tp)
-
-        return structure
-
-    def arrays(tp: Any) -> Callable[[Any, Any], Any]:
-        args = getattr(tp, "__args__", ())
-        inner: Callable[[Any, Any], Any]
-        if origin(tp) is tuple:
-            if not args:
-                inner = lambda value, _: tuple(value)  # noqa: E731
-            elif len(args) == 2 and args[1] is Ellipsis:
-                inner = homogenous_tuple_structure_factory(tp, conv)
-            else:
-                hetero = conv.gen_structure_hetero_tuple(tp)
-
-                def inner(value: Any, t: Any) -> Any:
-                    if len(value) != len(args):
-                        raise ValueError(f"has {len(value)} items, not {len(args)}")
-                    return hetero(value, t)
-
-        elif origin(tp) in sets:
-            item_list: Any = GenericAlias(list, args[:1]) if args else list
-            as_list = list_structure_factory(item_list, conv)
-            kind = set if origin(tp) in (set, MutableSet) else frozenset
-            inner = lambda value, _: kind(as_list(value, list))  # noqa: E731
-        else:
-            inner = list_structure_factory(tp, conv)
-        return shaped(list, "a JSON array", inner)
-
-    def objects(tp: Any) -> Callable[[Any, Any], Any]:
-        if isinstance(tp, type) and (attrs.has(tp) or is_dataclass(tp)):
-            cls: Any = tp
-            return shaped(Mapping, "a JSON object", conv.gen_structure_attrs_fromdict(cls))
-        return shaped(Mapping, "a JSON object", conv.gen_structure_mapping(tp))
-
-    conv.register_structure_hook_factory(lambda t: origin(t) in sequences or origin(t) in sets, arrays)
-    conv.register_structure_hook_factory(
-        lambda t: origin(t) in mappings or (isinstance(t, type) and (attrs.has(t) or is_dataclass(t))), objects
-    )
-
-
-def _expect(value: Any, kind: type) -> Any:
-    """Return *value* if JSON gave it as *kind* (a float may be any JSON number; a bool is no number)."""
-    ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
-    if not ok or (kind is not bool and isinstance(value, bool)):
-        names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
-        raise TypeError(f"{_short(value)} is {_type_name(value)}, not {names[kind]}")
-    return value
-
-
-output_converter: Final = _make_output_converter()
-"""Structures user-defined types from JSON answers (kept apart from the wire converter)."""

@@ -26,7 +26,7 @@ for more input.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -36,9 +36,9 @@ from chatdsl._errors import StreamError, ValidationError
 from chatdsl._types import short_repr
 from chatdsl.model.response import CompletionChunk
 from chatdsl.wire.converter import converter as _converter
-from chatdsl.wire.converter import structure_response
+from chatdsl.wire.responses import structure_response
 
-__all__ = ["DONE", "SSEDecoder", "ServerSentEvent", "decode_chunk", "describe_error_body", "iter_events"]
+__all__ = ["DONE", "SSEDecoder", "ServerSentEvent", "decode_chunk", "describe_error_body"]
 
 DONE: Final = "[DONE]"
 """The data of the event that ends a chat-completion stream."""
@@ -197,13 +197,6 @@ class SSEDecoder:
     def has_partial_event(self) -> bool:
         """Whether bytes of an unfinished line or event are waiting (at the end: a cut event)."""
         return bool(self._data or self._pending or self._event)
-
-
-def iter_events(chunks: Iterable[bytes], *, max_event_size: int | None = None) -> Iterator[ServerSentEvent]:
-    """Yield the events of a stream given as byte chunks (an unfinished last event is discarded)."""
-    decoder = SSEDecoder(max_event_size=max_event_size)
-    for chunk in chunks:
-        yield from decoder.feed(chunk)
 
 
 def describe_error_body(body: Any, *, limit: int = 200) -> str:

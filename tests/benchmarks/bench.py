@@ -152,6 +152,73 @@ def chatdsl_build(question: str) -> str:
     )
 
 
+def _answer_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "summary": {"type": "string"},
+            "temperature": {"type": "number"},
+            "advice": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["summary", "temperature", "advice"],
+        "additionalProperties": False,
+    }
+
+
+def floor_cold_build(question: str) -> str:
+    """The cold floor: every dict built in the call (tools with their schemas, the format), then ``json.dumps``."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": f"weather_{i}",
+                    "description": "Look up the current weather and forecast for a city, with options.",
+                    "parameters": _parameters(),
+                    "strict": True,
+                },
+            }
+            for i in range(3)
+        ],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": _answer_schema(), "strict": True},
+        },
+        "tool_choice": "auto",
+        **PARAMS,
+    }
+    return json.dumps(body)
+
+
+def chatdsl_cold_build(question: str) -> str:
+    """chatdsl, nothing shared: three tools with their schemas, a response format, 11 builder steps, ``to_json``."""
+    tools = [
+        Tool.of(
+            f"weather_{i}",
+            _parameters(),
+            description="Look up the current weather and forecast for a city, with options.",
+            strict=True,
+        )
+        for i in range(3)
+    ]
+    return (
+        chatdsl.chat(MODEL)
+        .system(SYSTEM)
+        .with_tools(tools)
+        .with_json_schema(_answer_schema(), name="answer", strict=True)
+        .with_temperature(0.3)
+        .with_top_p(0.9)
+        .with_max_tokens(512)
+        .with_random_seed(42)
+        .with_presence_penalty(0.1)
+        .with_frequency_penalty(0.2)
+        .user(question)
+        .to_json()
+    )
+
+
 def _mistralai_build() -> Callable[[str], Any] | None:
     try:
         from mistralai.client import models, utils
@@ -576,6 +643,10 @@ def main(argv: list[str] | None = None) -> None:
     if (mistral := _mistralai_build()) is not None:
         build["mistralai"] = lambda: mistral(QUESTION)
     rows.append(("build + serialize a 3 KB request from a template", interleaved(build, rounds=rounds), "time"))
+
+    assert json.loads(floor_cold_build(QUESTION)) == json.loads(chatdsl_cold_build(QUESTION))
+    cold = {"floor": lambda: floor_cold_build(QUESTION), "chatdsl": lambda: chatdsl_cold_build(QUESTION)}
+    rows.append(("cold build (tools, schemas, format, 11 steps) + serialize", interleaved(cold, rounds=rounds), "time"))
 
     parse = {
         "floor": lambda: json.loads(RESPONSE_TEXT),

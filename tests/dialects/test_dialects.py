@@ -43,7 +43,8 @@ from chatdsl import (
     UserMessage,
     ValidationError,
 )
-from chatdsl.wire.dialects import OPENAI_REQUEST_FIELDS, SAMPLING_EXTENSIONS, request_from_openai, to_wire
+from chatdsl.testing.openai_request import request_from_openai
+from chatdsl.wire.dialects import OPENAI_REQUEST_FIELDS, SAMPLING_EXTENSIONS, to_wire
 from tests import strategies as s
 
 SCHEMA_PATH = Path(__file__).parents[1] / "data" / "openai-chat-request.schema.json"

@@ -78,7 +78,7 @@ def modelled(value: Any) -> Any:
 def events(server: LocalServer, request: ChatCompletionRequest) -> list[Any]:
     """The JSON events the server streams for *request*, as it would send them to this client."""
     body = request.streaming().to_dict(dialect="openai")
-    recorded = chatdsl.wire.dialects.request_from_openai(json.loads(json.dumps(body)))
+    recorded = chatdsl.testing.openai_request.request_from_openai(json.loads(json.dumps(body)))
     wire = chatdsl.testing.wire.WIRES[Dialect.OPENAI]
     chunks = server.default_chunks(recorded)
     return [wire.chunk_body(chunk, first=i == 0) for i, chunk in enumerate(chunks)]
@@ -572,7 +572,7 @@ def test_the_mistral_dialect_is_unchanged() -> None:
 
 
 def test_local_server_default_chunks_join_to_its_default_response(server: LocalServer) -> None:
-    recorded = chatdsl.wire.dialects.request_from_openai(
+    recorded = chatdsl.testing.openai_request.request_from_openai(
         question().with_tools([WEATHER]).with_tool_choice("any").streaming().to_dict(dialect="openai")
     )
     chunks = server.default_chunks(recorded)

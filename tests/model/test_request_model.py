@@ -190,8 +190,8 @@ def test_derived_requests_share_structure(request: ChatCompletionRequest, messag
 
 
 # ------------------------------------------------------------------------------- memory layout
-# Rarely set fields share one slot (a tuple shared between derived requests): these tests hold the
-# layout to the behaviour of any frozen, slotted attrs class.
+# A request is a plain frozen slotted attrs class; builder steps copy it slot by slot. These tests
+# hold it to the behaviour of any frozen, slotted attrs class (the rarely set fields included).
 
 PACKED_VALUES: dict[str, Any] = {
     "parallel_tool_calls": False,
@@ -247,30 +247,23 @@ def test_all_rarely_set_fields_together_keep_their_places() -> None:
 
 
 @given(s.requests(), s.messages)
-def test_derived_requests_share_the_rarely_set_fields_and_copy_nothing_else(
+def test_derived_requests_share_the_unchanged_fields_and_copy_nothing_else(
     request: ChatCompletionRequest, message: Any
 ) -> None:
     for derived in (request.add(message), request.with_temperature(1).with_model("x"), request.without("stop")):
-        assert derived._packed is request._packed  # one reference, not a copy per derived request
-    assert ChatCompletionRequest(model="a")._packed is chatdsl.chat()._packed  # none set: one shared tuple
+        for name in PACKED_VALUES:  # one reference per field, not a copy per derived request
+            assert getattr(derived, name) is getattr(request, name), name
 
 
-def test_every_route_to_a_request_without_rarely_set_fields_shares_one_tuple() -> None:
-    none_set = chatdsl.chat()._packed
-    request = chatdsl.chat("m").user("hi")
-    routes = [
-        pickle.loads(pickle.dumps(request)),
-        copy.deepcopy(request),
-        request.with_safe_prompt(True).without("safe_prompt"),
-        request.with_extra(x_a=1).without("extra"),
-        request.with_extra(),
-        request.without("extra"),
-        Tagged(model="m"),
-        Tagged(extra=chatdsl.chat().extra),
-        pickle.loads(pickle.dumps(Tagged(model="m", team="t"))),
-    ]
+def test_every_route_to_a_request_keeps_its_fields() -> None:
+    request = chatdsl.chat("m").user("hi").with_safe_prompt(True).with_extra(x_a=1)
+    routes = [pickle.loads(pickle.dumps(request)), copy.deepcopy(request), copy.copy(request), attrs.evolve(request)]
     for index, derived in enumerate(routes):
-        assert derived._packed is none_set, index
+        assert derived == request, index
+        assert not hasattr(derived, "__dict__"), index
+    tagged = Tagged(model="m", team="t")
+    assert pickle.loads(pickle.dumps(tagged)) == tagged
+    assert request.without("safe_prompt").without("extra") == chatdsl.chat("m").user("hi")
 
 
 def test_a_rarely_set_field_is_still_validated_and_validators_can_be_disabled() -> None:

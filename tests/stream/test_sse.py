@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chatdsl import CompletionChunk, FinishReason, StreamError
-from chatdsl.wire.sse import DONE, ServerSentEvent, SSEDecoder, decode_chunk, describe_error_body, iter_events
+from chatdsl.wire.sse import DONE, ServerSentEvent, SSEDecoder, decode_chunk, describe_error_body
 
 # ------------------------------------------------------------------------------ a literal reference
 
@@ -163,8 +163,11 @@ def test_a_long_line_in_many_small_reads():
     assert events == [ServerSentEvent(payload.decode())]
 
 
-def test_iter_events_discards_an_unfinished_event():
-    assert list(iter_events([b"data: 1\n", b"\ndata: 2\n"])) == [ServerSentEvent("1")]
+def test_an_unfinished_last_event_is_not_yielded():
+    decoder = SSEDecoder()
+    events = [*decoder.feed(b"data: 1\n"), *decoder.feed(b"\ndata: 2\n")]
+    assert events == [ServerSentEvent("1")]
+    assert decoder.has_partial_event
 
 
 # ------------------------------------------------------------------------------ properties
@@ -307,7 +310,8 @@ def _outcome(event: ServerSentEvent) -> CompletionChunk | StreamError:
 
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_become_chunks_or_stream_error(stream):
-    for event in iter_events([stream, b"\n\n"]):
+    decoder = SSEDecoder()
+    for event in [*decoder.feed(stream), *decoder.feed(b"\n\n")]:
         if event.data == DONE:
             break
         assert isinstance(_outcome(event), (CompletionChunk, StreamError))

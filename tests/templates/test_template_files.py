@@ -470,7 +470,7 @@ def test_a_file_with_many_problems_reports_a_few_and_counts_the_rest_in_linear_t
 
 
 def test_a_library_reads_each_file_of_an_extends_chain_once(tmp_path, monkeypatch):
-    from chatdsl.templates import library as _templates
+    from chatdsl.templates import files as _templates
 
     count = 60
     for index in range(count):
@@ -494,7 +494,7 @@ def test_a_library_reads_each_file_of_an_extends_chain_once(tmp_path, monkeypatc
 
 
 def test_a_library_reports_a_broken_root_of_a_chain_once_and_reads_it_once(tmp_path, monkeypatch):
-    from chatdsl.templates import library as _templates
+    from chatdsl.templates import files as _templates
 
     write(tmp_path / "a.json", '{"temperature": 9}')
     for index, name in enumerate(("b", "c", "d")):
