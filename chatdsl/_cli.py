@@ -376,7 +376,7 @@ def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
 
 
 def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from chatdsl.client.sync import API_KEY_ENV, Client, _env_key_allowed
+    from chatdsl.client.sync import API_KEY_ENV, Client, env_key_allowed
     from chatdsl.wire.dialects import Dialect
 
     request = _rendered(args)
@@ -387,9 +387,7 @@ def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
     elif args.dialect == "openai":
         openai = Dialect.OPENAI
-        if _env_key_allowed(openai, args.base_url or openai.default_base_url) and not os.environ.get(
-            openai.api_key_env
-        ):
+        if env_key_allowed(openai, args.base_url or openai.default_base_url) and not os.environ.get(openai.api_key_env):
             raise _Failure(
                 f"{openai.api_key_env} is not set; OpenAI's API needs a key "
                 "(for an OpenAI-compatible server, give its --base-url)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypeVar, overload
 
 import attrs
 
@@ -21,7 +21,25 @@ from chatdsl.model.tools import Tool, ToolChoice
 from chatdsl.output.functions import FunctionTool, call_arguments, function_tool
 
 if TYPE_CHECKING:
-    from chatdsl.client.sync import ChatCompletionStream
+    from collections.abc import Iterator
+    from types import TracebackType
+
+    from chatdsl.model.response import CompletionChunk
+
+
+class ChunkStream(Protocol):
+    """What :func:`streaming_send` needs of a stream: a context manager over chunks with a final response."""
+
+    def __enter__(self) -> ChunkStream: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> object: ...
+
+    def __iter__(self) -> Iterator[CompletionChunk]: ...
+
+    def final_response(self) -> ChatCompletionResponse: ...
+
 
 __all__ = ["OnToolError", "ToolRunResult", "Tools", "run_tools", "streaming_send"]
 
@@ -131,7 +149,7 @@ def run_tools(
 
 
 def streaming_send(
-    open_stream: Callable[[ChatCompletionRequest], ChatCompletionStream], on_text: Callable[[str], object]
+    open_stream: Callable[[ChatCompletionRequest], ChunkStream], on_text: Callable[[str], object]
 ) -> Callable[[ChatCompletionRequest], ChatCompletionResponse]:
     """Return a ``send`` that streams each request, hands every text delta to *on_text*, and merges the chunks.
 

@@ -70,6 +70,7 @@ from chatdsl._errors import (
 )
 from chatdsl._json import dumps_bytes
 from chatdsl._types import UNSET, UnsetType
+from chatdsl.client.loop import DEFAULT_MAX_ROUNDS
 from chatdsl.client.merge import Merger
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
@@ -80,14 +81,11 @@ from chatdsl.wire.sse import DONE, SSEDecoder, decode_chunk, describe_error_body
 if TYPE_CHECKING:
     from chatdsl.client.loop import OnToolError, ToolRunResult, Tools
 
-__all__ = ["DEFAULT_BASE_URL", "ChatCompletionStream", "Client", "Limits", "RetryPolicy", "Timeout"]
+__all__ = ["ChatCompletionStream", "Client", "Limits", "RetryPolicy", "Timeout"]
 
 logger: Final = logging.getLogger("chatdsl")
 
 _T = TypeVar("_T")
-
-DEFAULT_BASE_URL: Final = "https://api.mistral.ai"
-"""The Mistral API."""
 
 API_KEY_ENV: Final = "MISTRAL_API_KEY"
 """The environment variable :class:`Client` reads when no ``api_key`` is given."""
@@ -357,7 +355,7 @@ def _redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, "***@" + parts.netloc.rpartition("@")[2], parts.path, parts.query, ""))
 
 
-def _env_key_allowed(dialect: Dialect, base_url: str) -> bool:
+def env_key_allowed(dialect: Dialect, base_url: str) -> bool:
     """Whether a client of *dialect* sending to *base_url* may read its key from the environment.
 
     ``MISTRAL_API_KEY`` is read for any host (proxies in front of Mistral's API are common);
@@ -778,7 +776,7 @@ class Client:
             env = self._dialect.api_key_env
             target = self._dialect.default_base_url if base_url is None else base_url
             self._key_given = api_key is not None
-            if api_key is None and _env_key_allowed(self._dialect, target):
+            if api_key is None and env_key_allowed(self._dialect, target):
                 api_key = os.environ.get(env)
                 if not api_key:  # Mistral's API, or OpenAI's own: both need a key
                     state = "is not set" if api_key is None else "is empty"
@@ -904,7 +902,7 @@ class Client:
         new_base_url = self._base_url if isinstance(base_url, UnsetType) else base_url
         if not isinstance(api_key, UnsetType):
             key: str | None = api_key
-        elif self._key_given or _env_key_allowed(new_dialect, new_base_url):
+        elif self._key_given or env_key_allowed(new_dialect, new_base_url):
             key = self._api_key or ""  # "": still no key
         else:
             key = ""  # a key from the environment does not travel to a host that would not have read it
@@ -1052,7 +1050,7 @@ class Client:
         request: ChatCompletionRequest,
         tools: Tools,
         *,
-        max_rounds: int = 10,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
         on_error: OnToolError = "report",
         on_text: Callable[[str], object] | None = None,
     ) -> ToolRunResult:
