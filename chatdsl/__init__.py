@@ -122,6 +122,7 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
     from chatdsl.output.functions import FunctionTool, tool
     from chatdsl.output.schema import json_schema
     from chatdsl.templates.library import RequestTemplate, TemplateInfo, TemplateLibrary, Variable
+    from chatdsl.tokens import TokenCount, TokenizerMissingError, count_tokens
 
 _LAZY: dict[str, str] = {
     "ChatCompletionStream": "chatdsl.client.sync",
@@ -137,6 +138,9 @@ _LAZY: dict[str, str] = {
     "TemplateInfo": "chatdsl.templates.library",
     "TemplateLibrary": "chatdsl.templates.library",
     "Variable": "chatdsl.templates.library",
+    "TokenCount": "chatdsl.tokens",
+    "TokenizerMissingError": "chatdsl.tokens",
+    "count_tokens": "chatdsl.tokens",
 }
 
 
@@ -157,6 +161,9 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "TokenCount",
+    "TokenizerMissingError",
+    "count_tokens",
     "UNSET",
     "APIConnectionError",
     "APIError",
