@@ -161,9 +161,6 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
-    "TokenCount",
-    "TokenizerMissingError",
-    "count_tokens",
     "UNSET",
     "APIConnectionError",
     "APIError",
@@ -229,6 +226,8 @@ __all__ = [
     "TextChunk",
     "ThinkChunk",
     "Timeout",
+    "TokenCount",
+    "TokenizerMissingError",
     "Tool",
     "ToolCall",
     "ToolChoice",
@@ -246,6 +245,7 @@ __all__ = [
     "Variable",
     "__version__",
     "chat",
+    "count_tokens",
     "json_schema",
     "new_chat_completion_request",
     "new_chat_completion_stream_request",
