@@ -6,6 +6,7 @@ files shipped inside the ``mistral-common`` wheel, or a file you name, are read.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING, Any, Final
 
@@ -60,6 +61,12 @@ def _mistral_common() -> Any:
     return mistral
 
 
+@functools.lru_cache(maxsize=8)
+def _shipped(model: str) -> Any:
+    """The tokenizer mistral-common's table gives *model*, loaded once (a tekken file takes ~1 s to load)."""
+    return _mistral_common().MODEL_NAME_TO_TOKENIZER_CLS[model]()
+
+
 def _tokenizer_for(model: str, tokenizer: Any) -> tuple[Any, str, bool, str | None]:
     mistral = _mistral_common()
     if tokenizer is not None:
@@ -71,13 +78,13 @@ def _tokenizer_for(model: str, tokenizer: Any) -> tuple[Any, str, bool, str | No
         return mistral.MistralTokenizer.from_file(path), os.path.basename(path), True, None
     table = mistral.MODEL_NAME_TO_TOKENIZER_CLS
     if model in table:
-        return table[model](), model, True, None
+        return _shipped(model), model, True, None
     nearest = next(known for prefix, known in _NEAREST if model.startswith(prefix))
     note = (
         f"approximate: the tokenizer of model {model!r} does not ship with mistral-common; "
         f"counted with the one of {nearest!r} (pass tokenizer= a tokenizer file for an exact count)"
     )
-    return table[nearest](), nearest, False, note
+    return _shipped(nearest), nearest, False, note
 
 
 _PARTS: Final = frozenset({"text", "image_url"})
