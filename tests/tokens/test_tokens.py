@@ -181,3 +181,24 @@ def test_import_chatdsl_does_not_import_mistral_common() -> None:
     code = "import sys, chatdsl; print('mistral_common' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_part_mistral_common_cannot_count_is_named() -> None:
+    request = chatdsl.ChatCompletionRequest.from_dict(
+        {
+            "model": "mistral-large-2411",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "read this"},
+                        {"type": "document_url", "document_url": "https://example.com/a.pdf"},
+                    ],
+                },
+            ],
+        }
+    )
+    with pytest.raises(ValueError, match=r"messages\[2\]\.content\[1\]: .*'document_url'"):
+        count_tokens(request)
