@@ -123,6 +123,7 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
     from chatdsl.output.schema import json_schema
     from chatdsl.templates.files import Variable
     from chatdsl.templates.library import RequestTemplate, TemplateInfo, TemplateLibrary
+    from chatdsl.tokens import TokenCount, TokenizerMissingError, count_tokens
 
 _LAZY: dict[str, str] = {
     "ChatCompletionStream": "chatdsl.client.sync",
@@ -138,6 +139,9 @@ _LAZY: dict[str, str] = {
     "TemplateInfo": "chatdsl.templates.library",
     "TemplateLibrary": "chatdsl.templates.library",
     "Variable": "chatdsl.templates.files",
+    "TokenCount": "chatdsl.tokens",
+    "TokenizerMissingError": "chatdsl.tokens",
+    "count_tokens": "chatdsl.tokens",
 }
 
 
@@ -223,6 +227,8 @@ __all__ = [
     "TextChunk",
     "ThinkChunk",
     "Timeout",
+    "TokenCount",
+    "TokenizerMissingError",
     "Tool",
     "ToolCall",
     "ToolChoice",
@@ -240,6 +246,7 @@ __all__ = [
     "Variable",
     "__version__",
     "chat",
+    "count_tokens",
     "json_schema",
     "new_chat_completion_request",
     "new_chat_completion_stream_request",

@@ -7,6 +7,7 @@
     chatdsl list DIRECTORY
     chatdsl send TEMPLATE [--var NAME=VALUE ...] [--stream] [--base-url URL] [--json] [--timeout SECONDS]
                  [--dialect D [--drop-unsupported]] [--api-key-env NAME]
+    chatdsl tokens TEMPLATE [--var NAME=VALUE ...] [--model M] [--tokenizer FILE]
     chatdsl serve [--port N] [--host HOST] [--api-key-env NAME] [--dialect D]
 
 ``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
@@ -221,6 +222,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also check every field maps to this wire format (openai: an OpenAI-compatible server)",
     )
     _add_max_size(validate)
+    _add_token_budget(validate)
 
     listing = commands.add_parser("list", help="list the templates of a folder with their variables")
     listing.add_argument("directory", metavar="DIRECTORY")
@@ -244,6 +246,8 @@ def _parser() -> argparse.ArgumentParser:
         "OPENAI_API_KEY for api.openai.com and no key for other servers)",
     )
     _add_max_size(send)
+
+    _add_tokens_command(commands)
 
     serve = commands.add_parser("serve", help="run chatdsl.testing.LocalServer until Ctrl-C or SIGTERM")
     serve.add_argument("--port", type=_port, default=0, help="the port (default 0: any free port)")
@@ -338,6 +342,8 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     found += [f"{name}: {line}" for line in _error_lines(exc)]
         except TemplateError as exc:
             found += exc.lines()
+        if args.max_prompt_tokens is not None and not found:
+            found += _over_budget(name, path, values, args)
         problems.update(dict.fromkeys(found))
     for line in problems:
         out.write(_safe(line) + "\n")
@@ -512,6 +518,62 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # ----------------------------------------------------------------------------------------- main
 
 
+# --------------------------------------------------------------------------------------- tokens
+
+
+def _add_token_budget(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-prompt-tokens",
+        metavar="N",
+        type=_positive_int,
+        help="fail a template whose rendered request (defaults and --var values; a required variable without "
+        "a value counts as its placeholder text) has more than N prompt tokens (needs chatdsl[tokens])",
+    )
+
+
+def _add_tokens_command(commands: Any) -> None:
+    tokens = commands.add_parser(
+        "tokens", help="print the prompt tokens of a rendered template (needs chatdsl[tokens])"
+    )
+    tokens.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
+    _add_vars(tokens)
+    tokens.add_argument("--model", metavar="M", help="count for this model instead of the template's")
+    tokens.add_argument("--tokenizer", metavar="FILE", help="a mistral-common tokenizer file (an exact count)")
+    _add_max_size(tokens)
+
+
+def _count(request: ChatCompletionRequest, tokenizer: str | None = None) -> Any:
+    from chatdsl.tokens import count_tokens
+
+    try:
+        return count_tokens(request, tokenizer=tokenizer)
+    except ImportError as exc:
+        raise _Failure(str(exc)) from None
+    except ValueError as exc:
+        raise _Failure(_one_line(str(exc))) from None
+
+
+def _tokens(args: argparse.Namespace, out: TextIO) -> int:
+    request = _rendered(args)
+    if args.model:
+        request = request.with_model(args.model)
+    result = _count(request, args.tokenizer)
+    out.write(f"{result.tokens}\n")
+    if result.note:
+        sys.stderr.write(f"{PROG}: {_safe(result.note)}\n")
+    return 0
+
+
+def _over_budget(name: str, path: Path, values: dict[str, str], args: argparse.Namespace) -> list[str]:
+    template = RequestTemplate.load(path, max_size=args.max_size)
+    filled = {missing: f"${{{missing}}}" for missing in template._missing(values)}
+    result = _count(template.render({**values, **filled}, allow_extra=True))
+    if result.tokens <= args.max_prompt_tokens:
+        return []
+    approximate = " (approximate)" if not result.exact else ""
+    return [f"{name}: {result.tokens} prompt tokens{approximate}, over the budget of {args.max_prompt_tokens}"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chatdsl`` command with *argv* (default ``sys.argv[1:]``) and return its exit status."""
     out, err = sys.stdout, sys.stderr
@@ -521,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _render(args, out)
         if args.command == "validate":
             return _validate(args, out, err)
+        if args.command == "tokens":
+            return _tokens(args, out)
         if args.command == "list":
             return _list(args, out)
         if args.command == "send":
