@@ -535,12 +535,11 @@ def default_chunks(
         chunks.append(CompletionChunk(choices=(opening,), **common))
     for choice in response.choices:
         message = choice.message
-        deltas = [AssistantMessage(content=piece) for piece in _pieces(message.text())]
-        if message.tool_calls:
+        text = message.text()
+        deltas = [AssistantMessage(content=piece) for piece in _pieces(text)] if text or not message.tool_calls else []
+        if message.tool_calls:  # whole, after the text if any
             calls = tuple(attrs.evolve(call, index=i) for i, call in enumerate(message.tool_calls))
             deltas.append(AssistantMessage(content="", tool_calls=calls))
-        if not deltas:  # an empty answer still ends its choice with a finish reason
-            deltas.append(AssistantMessage(content=""))
         for j, delta in enumerate(deltas):
             last = j == len(deltas) - 1
             stream_choice = CompletionResponseStreamChoice(

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import chatdsl
 from chatdsl import Client, FunctionCall, ToolCall, UsageInfo, ValidationError, chat
@@ -272,3 +274,32 @@ def test_chunk_delay_leaves_scripted_streams_alone() -> None:
         with requests.post(server.chat_completions_url, json=body, stream=True, timeout=5) as response:
             lines = [line for line in response.iter_lines() if line]
     assert lines == [b'data: {"id": "1", "choices": []}', b"data: [DONE]"]
+
+
+@pytest.mark.parametrize("dialect", ["mistral", "openai"])
+def test_tool_call_streams_with_the_default_framing(dialect: str) -> None:
+    """A scripted tool call streams as the default forced call does (same events, same id)."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "go"}],
+        "tools": [tool],
+        "tool_choice": "any" if dialect == "mistral" else "required",
+        "stream": True,
+    }
+    with LocalServer(dialect=dialect) as server:
+        default = raw_events(server, Reply.default(), body)
+        scripted = raw_events(server, Reply.tool_call("f", {}), body)
+    assert scripted == default
+    if dialect == "mistral":  # the role, then the call whole with its finish reason: no empty text event between
+        assert len(scripted) == 2
+        assert scripted[1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(st.characters(blacklist_categories=["Cs"]), max_size=40))
+def test_any_text_round_trips_plain_and_streamed(text: str) -> None:
+    with LocalServer() as server, Client(api_key=KEY, base_url=server.url, max_retries=0) as client:
+        server.enqueue(Reply.text(text), Reply.text(text))
+        assert read(client, ask(), streamed=False).text() == text
+        assert read(client, ask(), streamed=True).text() == text
