@@ -8,7 +8,7 @@
     chatdsl send TEMPLATE [--var NAME=VALUE ...] [--stream] [--base-url URL] [--json] [--timeout SECONDS]
                  [--dialect D [--drop-unsupported]] [--api-key-env NAME]
     chatdsl tokens TEMPLATE [--var NAME=VALUE ...] [--model M] [--tokenizer FILE]
-    chatdsl serve [--port N] [--host HOST] [--api-key-env NAME] [--dialect D]
+    chatdsl serve [--port N] [--host HOST] [--api-key-env NAME] [--dialect D] [--delay SECONDS]
 
 ``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
 Ollama, LM Studio, OpenAI); a field the dialect has no equivalent for is an error naming it, unless
@@ -123,6 +123,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _delay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds of 0 or more")
     return value
 
 
@@ -262,6 +272,13 @@ def _parser() -> argparse.ArgumentParser:
         "--api-key",
         metavar="KEY",
         help="deprecated: a key on the command line is visible to every user of the machine (ps); use --api-key-env",
+    )
+    serve.add_argument(
+        "--delay",
+        metavar="SECONDS",
+        type=_delay,
+        default=0.0,
+        help="wait this long before each streamed chunk, so streaming can be watched offline (default 0)",
     )
     _add_dialect(serve, drop=False)
     return parser
@@ -488,7 +505,14 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "the server; give one with --api-key-env NAME, or serve on 127.0.0.1\n"
         )
     # Nothing reads the recorded requests of `chatdsl serve`: keep none, so a long run holds no bodies.
-    server = LocalServer(host=args.host, port=args.port, api_key=api_key, dialect=args.dialect, max_recorded=0)
+    server = LocalServer(
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        dialect=args.dialect,
+        max_recorded=0,
+        chunk_delay=args.delay,
+    )
     try:
         server.start()
     except OSError as exc:

@@ -36,6 +36,7 @@ from chatdsl.model.response import (
     UsageInfo,
 )
 from chatdsl.model.tools import ResponseFormatType, ToolChoice
+from chatdsl.testing.replies import Answer
 from chatdsl.testing.wire import MistralWire, json_text
 
 __all__ = ["default_chunks", "default_response", "unmet_header", "unmet_notes"]
@@ -469,10 +470,24 @@ def _max_tokens(request: ChatCompletionRequest) -> int | None:
 
 
 def default_response(
-    request: ChatCompletionRequest, *, wire: MistralWire, model: str | None, created: int
+    request: ChatCompletionRequest,
+    *,
+    wire: MistralWire,
+    model: str | None,
+    created: int,
+    answer: Answer | None = None,
 ) -> ChatCompletionResponse:
-    """Return the answer to *request* when nothing is scripted (not streamed), as ``LocalServer.default_response``."""
-    message, finish = _answer(request, wire)
+    """Return the answer to *request* when nothing is scripted (not streamed), as ``LocalServer.default_response``.
+
+    A scripted *answer* (``Reply.text``, ``Reply.tool_calls``) replaces the derived message and finish
+    reason (and the usage and model when it names them); it is shaped just like the default one.
+    """
+    finish: FinishReason | str
+    if answer is None:
+        message, finish = _answer(request, wire)
+    else:
+        message, finish = _scripted(request, answer, wire), answer.finish_reason
+        model = answer.model or model
     if message.tool_calls:  # numbered, as the API numbers them (the stream's deltas carry the same index)
         calls = tuple(attrs.evolve(call, index=i) for i, call in enumerate(message.tool_calls))
         message = attrs.evolve(message, tool_calls=calls)
@@ -483,6 +498,8 @@ def default_response(
     else:
         completion = _words(message.text())
     usage = UsageInfo(prompt_tokens=prompt, completion_tokens=completion * n, total_tokens=prompt + completion * n)
+    if answer is not None and answer.usage is not None:
+        usage = answer.usage
     return ChatCompletionResponse(
         id=_response_id(request, wire),
         model=model or (request.model if isinstance(request.model, str) else "local"),
@@ -493,7 +510,12 @@ def default_response(
 
 
 def default_chunks(
-    request: ChatCompletionRequest, *, wire: MistralWire, model: str | None, created: int
+    request: ChatCompletionRequest,
+    *,
+    wire: MistralWire,
+    model: str | None,
+    created: int,
+    answer: Answer | None = None,
 ) -> list[CompletionChunk]:
     """Return the chunks the server streams for *request* when nothing is scripted.
 
@@ -502,9 +524,10 @@ def default_chunks(
     reason, and the very last one the usage. Joined, they give :meth:`default_response`. In the
     ``"openai"`` dialect each tool call is split over several chunks, the finish reason comes in a
     chunk of its own with an empty delta, and the usage comes in a last chunk of its own only
-    when the request's ``stream_options`` ask for it.
+    when the request's ``stream_options`` ask for it. A scripted *answer* streams the same way (its
+    text word by word, then its tool calls whole).
     """
-    response = default_response(request, wire=wire, model=model, created=created)
+    response = default_response(request, wire=wire, model=model, created=created, answer=answer)
     chunks: list[CompletionChunk] = []
     common: dict[str, Any] = {"id": response.id, "model": response.model, "created": response.created}
     for choice in response.choices:  # as the APIs do: the role first, with empty content
@@ -512,11 +535,11 @@ def default_chunks(
         chunks.append(CompletionChunk(choices=(opening,), **common))
     for choice in response.choices:
         message = choice.message
-        if message.tool_calls:
+        text = message.text()
+        deltas = [AssistantMessage(content=piece) for piece in _pieces(text)] if text or not message.tool_calls else []
+        if message.tool_calls:  # whole, after the text if any
             calls = tuple(attrs.evolve(call, index=i) for i, call in enumerate(message.tool_calls))
-            deltas = [AssistantMessage(content="", tool_calls=calls)]
-        else:
-            deltas = [AssistantMessage(content=piece) for piece in _pieces(message.text())]
+            deltas.append(AssistantMessage(content="", tool_calls=calls))
         for j, delta in enumerate(deltas):
             last = j == len(deltas) - 1
             stream_choice = CompletionResponseStreamChoice(
@@ -563,6 +586,19 @@ def _answer(request: ChatCompletionRequest, wire: MistralWire) -> tuple[Assistan
         if truncated:
             finish = FinishReason.LENGTH
     return AssistantMessage(content=text), finish
+
+
+def _scripted(request: ChatCompletionRequest, answer: Answer, wire: MistralWire) -> AssistantMessage:
+    """The assistant message of a scripted *answer*, its tool calls without an id given one as *wire* makes them."""
+    if not answer.tool_calls:
+        return AssistantMessage(content=answer.content)
+    earlier = sum(len(m.tool_calls or ()) for m in request.messages if isinstance(m, AssistantMessage))
+    response_id = _response_id(request, wire)
+    calls = tuple(
+        call if isinstance(call.id, str) else attrs.evolve(call, id=wire.tool_call_id(f"{response_id}:{earlier + i}"))
+        for i, call in enumerate(answer.tool_calls)
+    )
+    return AssistantMessage(content=answer.content, tool_calls=calls)
 
 
 def _tool_name(request: ChatCompletionRequest, message: ToolMessage) -> str:

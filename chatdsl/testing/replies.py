@@ -18,9 +18,11 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 
 from chatdsl._errors import ValidationError
-from chatdsl.model.response import ChatCompletionResponse, CompletionChunk
+from chatdsl.model.messages import FunctionCall, ToolCall
+from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, FinishReason, UsageInfo
 
 __all__ = [
+    "Answer",
     "Cut",
     "ErrorEvent",
     "Headers",
@@ -72,6 +74,75 @@ possible); :class:`Pause` waits and :class:`Cut` closes the connection.
 # ------------------------------------------------------------------------------------------ replies
 
 ReplyKind: TypeAlias = Literal["default", "body", "stream", "drop"]
+
+CallSpec: TypeAlias = "ToolCall | tuple[str, Mapping[str, Any] | str] | tuple[str, Mapping[str, Any] | str, str | None]"
+"""A tool call for :meth:`Reply.tool_calls`: a :class:`~chatdsl.ToolCall`, ``(name, arguments)`` or
+``(name, arguments, id)``."""
+
+
+def _arguments_text(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise ValidationError(where, f"{value!r} is not JSON text ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise ValidationError(where, f"{value!r} is not the JSON text of an object")
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(where, f"{value!r} is not a JSON object ({exc})") from None
+    raise ValidationError(where, f"{value!r} is not a mapping or the JSON text of an object")
+
+
+def _call(spec: Any, where: str) -> ToolCall:
+    if isinstance(spec, ToolCall):
+        return spec
+    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+        raise ValidationError(where, f"{spec!r} is not a ToolCall, (name, arguments) or (name, arguments, id)")
+    name, arguments, *rest = spec
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"{where}.name", f"{name!r} is not a non-empty string")
+    text = _arguments_text(arguments, f"{where}.arguments")
+    function = FunctionCall(name=name, arguments=text)
+    if rest and rest[0] is not None:
+        if not isinstance(rest[0], str) or not rest[0]:
+            raise ValidationError(f"{where}.id", f"{rest[0]!r} is not a non-empty string or None")
+        return ToolCall(id=rest[0], function=function)
+    return ToolCall(function=function)
+
+
+def _check_answer(instance: Answer) -> None:
+    if not isinstance(instance.content, str):
+        raise ValidationError("content", f"{instance.content!r} is not a string")
+    if not isinstance(instance.finish_reason, str) or not instance.finish_reason:
+        raise ValidationError("finish_reason", f"{instance.finish_reason!r} is not a non-empty string")
+    if instance.usage is not None and not isinstance(instance.usage, UsageInfo):
+        raise ValidationError("usage", f"{instance.usage!r} is not a UsageInfo or None")
+    if instance.model is not None and (not isinstance(instance.model, str) or not instance.model):
+        raise ValidationError("model", f"{instance.model!r} is not a non-empty string or None")
+
+
+@attrs.frozen(kw_only=True)
+class Answer:
+    """A scripted assistant answer (see :meth:`Reply.text`, :meth:`Reply.tool_calls`).
+
+    The server shapes it at answer time like its default answers: in its dialect, plain or streamed
+    as the request asks, tool calls without an id given one as the dialect makes them, and the
+    usage (``None``) counted as for default answers.
+    """
+
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str = "stop"
+    usage: UsageInfo | None = None
+    model: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check_answer(self)
+
 
 _BROKEN_EVENT: Final = 'data: {"id": "broken", "choices": [{"delta": {"content": "unterminated\n\n'
 
@@ -181,6 +252,8 @@ class Reply:
     """…waiting this many seconds between writes."""
     reset: bool = False
     """For ``drop`` replies: abort with a TCP reset instead of an orderly close."""
+    answer: Answer | None = None
+    """The scripted answer the server shapes for the request (``None``: the default answer)."""
 
     @body.validator
     def _check_body(self, attribute: Any, value: Any) -> None:
@@ -199,6 +272,65 @@ class Reply:
     def default(cls, *, headers: Mapping[str, str | None] | None = None) -> Reply:
         """Return the reply the server gives when nothing is scripted (a stream iff the request streams)."""
         return cls(kind="default", headers=headers)
+
+    @classmethod
+    def text(
+        cls,
+        content: str,
+        *,
+        finish_reason: FinishReason | str = FinishReason.STOP,
+        usage: UsageInfo | None = None,
+        model: str | None = None,
+        headers: Mapping[str, str | None] | None = None,
+    ) -> Reply:
+        """Return an answer whose assistant message is *content*, plain or streamed as the request asks.
+
+        It is shaped as the server's default answers are (the dialect's ids and framing; streamed one
+        word per chunk). *usage* defaults to the count the default answers make; *model* to theirs.
+        """
+        answer = Answer(content=content, finish_reason=_finish(finish_reason), usage=usage, model=model)
+        return cls(kind="default", answer=answer, headers=headers)
+
+    @classmethod
+    def tool_call(
+        cls,
+        name: str,
+        arguments: Mapping[str, Any] | str | None = None,
+        *,
+        id: str | None = None,
+        content: str = "",
+        usage: UsageInfo | None = None,
+        model: str | None = None,
+        headers: Mapping[str, str | None] | None = None,
+    ) -> Reply:
+        """Return an answer calling the tool *name* with *arguments* (a mapping or JSON text; default ``{}``).
+
+        *id* defaults to one made as the server's dialect makes them (9 characters of ``[a-zA-Z0-9]``
+        for Mistral, ``call_…`` for OpenAI). The finish reason is ``tool_calls``. For several calls
+        at once, use :meth:`tool_calls`.
+        """
+        spec = (name, {} if arguments is None else arguments, id)
+        return cls.tool_calls(spec, content=content, usage=usage, model=model, headers=headers)
+
+    @classmethod
+    def tool_calls(
+        cls,
+        *calls: CallSpec,
+        content: str = "",
+        usage: UsageInfo | None = None,
+        model: str | None = None,
+        headers: Mapping[str, str | None] | None = None,
+    ) -> Reply:
+        """Return an answer calling several tools at once, in order, with finish reason ``tool_calls``.
+
+        Each call is a :class:`~chatdsl.ToolCall`, ``(name, arguments)`` or ``(name, arguments, id)``;
+        a call without an id gets one made as the server's dialect makes them.
+        """
+        if not calls:
+            raise ValidationError("calls", "() is empty; give at least one tool call")
+        made = tuple(_call(spec, f"calls[{i}]") for i, spec in enumerate(calls))
+        answer = Answer(content=content, tool_calls=made, finish_reason="tool_calls", usage=usage, model=model)
+        return cls(kind="default", answer=answer, headers=headers)
 
     @classmethod
     def json(
@@ -403,6 +535,12 @@ class Reply:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValidationError("chunk_size", f"{chunk_size!r} is not a positive integer")
         return attrs.evolve(reply or cls.default(), write_size=chunk_size, write_delay=delay)
+
+
+def _finish(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError("finish_reason", f"{value!r} is not a non-empty string")
+    return str(value)
 
 
 def _count(value: int, name: str) -> int:

@@ -15,6 +15,7 @@ import hmac
 import http.server
 import json
 import logging
+import math
 import selectors
 import socket
 import struct
@@ -180,6 +181,9 @@ class LocalServer:
     ``0``: none, as ``chatdsl serve`` does).
     *max_connections*: serve at most this many connections at once (default 64); further clients
     wait to be accepted until one of them closes.
+    *chunk_delay*: seconds to wait before each event of a stream the server shapes itself (the
+    default answer, :meth:`Reply.text`, :meth:`Reply.tool_calls`), so streaming can be watched
+    (default 0; ``chatdsl serve --delay``). Scripted streams keep their own delays.
     *dialect*: ``"mistral"`` (default) or ``"openai"`` — the wire format spoken, as a real server of
     that kind would: with ``"openai"`` bodies are read as OpenAI's API reads them (a Mistral-only
     field such as ``random_seed``, ``safe_prompt`` or an assistant ``prefix`` is a 400), errors
@@ -216,6 +220,7 @@ class LocalServer:
         dialect: Dialect | str = Dialect.MISTRAL,
         max_recorded: int | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        chunk_delay: float = 0.0,
     ) -> None:
         if max_recorded is not None and (
             isinstance(max_recorded, bool) or not isinstance(max_recorded, int) or max_recorded < 0
@@ -223,6 +228,14 @@ class LocalServer:
             raise ValidationError("max_recorded", f"{max_recorded!r} is not None or a whole number of 0 or more")
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValidationError("max_connections", f"{max_connections!r} is not a whole number of 1 or more")
+        if (
+            isinstance(chunk_delay, bool)
+            or not isinstance(chunk_delay, (int, float))
+            or not 0 <= chunk_delay < math.inf
+        ):
+            raise ValidationError("chunk_delay", f"{chunk_delay!r} is not a finite number of seconds >= 0")
+        self.chunk_delay: Final = float(chunk_delay)
+        """Seconds waited before each event of a stream the server shapes (default and ``Reply.text`` answers)."""
         self.dialect: Final[Dialect] = Dialect.coerce(dialect)
         """The wire dialect this server speaks."""
         self._wire = WIRES[self.dialect]
@@ -685,7 +698,10 @@ class LocalServer:
         elif reply.body is None:
             assert request is not None
             with unmet_notes() as notes:
-                body = self._wire.response_body(self.default_response(request))
+                response = default_response(
+                    request, wire=self._wire, model=self.model, created=self.created, answer=reply.answer
+                )
+                body = self._wire.response_body(response)
         elif isinstance(reply.body, ChatCompletionResponse):
             body = self._wire.response_body(reply.body)
         else:
@@ -711,11 +727,16 @@ class LocalServer:
         else:
             assert request is not None
             with unmet_notes() as notes:
-                items = self.default_chunks(request)
+                items = default_chunks(
+                    request, wire=self._wire, model=self.model, created=self.created, answer=reply.answer
+                )
         extra = [*unmet_header(notes), *reply.headers]
         head = self._head(ex, reply.status, EVENT_STREAM, ("Transfer-Encoding", "chunked"), extra)
         self._write(ex, head)
         self._sleep(ex, reply.stall_seconds)
+        delay, first_delay = reply.delay, reply.first_delay
+        if reply.kind == "default" and not delay and first_delay is None:  # an unscripted stream: chunk_delay
+            delay = self.chunk_delay
         first = True
         for item in stream_events(reply, items):
             if isinstance(item, Pause):
@@ -728,7 +749,7 @@ class LocalServer:
                 data = whole[: max(1, len(whole) // 2)]
             else:
                 data = encode_event(self._wire, item, first=first)
-            self._sleep(ex, reply.first_delay if first and reply.first_delay is not None else reply.delay)
+            self._sleep(ex, first_delay if first and first_delay is not None else delay)
             if data:
                 self._write(ex, b"%x\r\n%s\r\n" % (len(data), data), reply)
             first = False

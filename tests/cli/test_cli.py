@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,6 +174,35 @@ def test_serve_runs_until_sigterm_or_ctrl_c(signum):
         assert "serving chat completions on" in stderr
         assert stderr.endswith("chatdsl: stopped\n")
         assert "Traceback" not in stderr
+
+
+def test_serve_delay_paces_each_streamed_chunk():
+    """`serve --delay 0.05`: every event of a streamed default answer comes 0.05 s after the previous one."""
+    with serving("--delay", "0.05") as (url, process):
+        with chatdsl.Client(api_key="anything", base_url=url, timeout=10) as client:
+            request = chatdsl.chat("m").user("one two")
+            times = []
+            start = time.monotonic()
+            with client.chat_completion_stream(request) as stream:
+                for _ in stream:
+                    times.append(time.monotonic() - start)
+                answer = stream.final_response()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert answer.text() == "echo: one two"
+    assert len(times) == 4  # role, "echo:", " one", " two"
+    assert times[-1] >= 3 * 0.05
+    assert all(later - earlier >= 0.04 for earlier, later in itertools.pairwise(times))
+
+
+@pytest.mark.parametrize("bad", ["-1", "abc", "inf", "nan"])
+def test_serve_delay_must_be_seconds_of_zero_or_more(bad, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--delay", bad])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--delay" in err
+    assert repr(bad) in err
 
 
 # ------------------------------------------------------------------------------------ in-process
