@@ -50,7 +50,6 @@ from chatdsl.templates.files import (
     to_variables,
     write,
 )
-from chatdsl.templates.toml import dumps_toml
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -67,7 +66,6 @@ __all__ = [
 ]
 
 _R = TypeVar("_R", bound=ChatCompletionRequest)
-_dumps_toml = dumps_toml  # the name tests/reliability/test_fuzz.py imports
 
 
 def _reader() -> Reader:

@@ -46,7 +46,7 @@ from chatdsl import (
     Timeout,
     ValidationError,
 )
-from chatdsl.templates.library import _dumps_toml
+from chatdsl.templates.toml import dumps_toml
 from chatdsl.testing import LocalServer, Reply
 from chatdsl.wire.sse import DONE, SSEDecoder, decode_chunk
 from tests import strategies as s
@@ -116,7 +116,7 @@ def template_files(draw: st.DrawFn) -> tuple[str, bytes]:
     if suffix == ".json":
         return suffix, json.dumps(body).encode()
     try:
-        return suffix, _dumps_toml(body).encode()
+        return suffix, dumps_toml(body).encode()
     except (TemplateError, TypeError, ValueError):  # TOML cannot hold it (a null): write JSON instead
         return suffix, json.dumps(body).encode()
 

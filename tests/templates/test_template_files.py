@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import chatdsl
 from chatdsl import ChatCompletionRequest, RequestTemplate, TemplateError, TemplateLibrary, Variable, chat
-from chatdsl.templates.library import DEFAULT_MAX_SIZE, _dumps_toml
+from chatdsl.templates.library import DEFAULT_MAX_SIZE
+from chatdsl.templates.toml import dumps_toml
 from tests.strategies import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ toml_data = st.recursive(
 
 @given(st.dictionaries(_keys, toml_data, max_size=4))
 def test_the_toml_writer_is_read_back_equal_by_tomllib(data):
-    assert tomllib.loads(_dumps_toml(data)) == data
+    assert tomllib.loads(dumps_toml(data)) == data
 
 
 def test_toml_files_are_readable(tmp_path):
