@@ -38,8 +38,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
@@ -53,17 +52,10 @@ from chatdsl._errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
     ChatDSLError,
     ClientClosedError,
-    InternalServerError,
     MalformedResponseError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
     StreamError,
-    UnprocessableEntityError,
     ValidationError,
 )
 from chatdsl._json import dumps_bytes
@@ -85,6 +77,8 @@ from chatdsl.client.config import (
 )
 from chatdsl.client.loop import DEFAULT_MAX_ROUNDS
 from chatdsl.client.merge import Merger
+from chatdsl.client.retry import attempt_timeouts, retry_delay, retryable_status
+from chatdsl.client.status import _lower, _request_id, _retry_after, api_error
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
 from chatdsl.wire.dialects import Dialect, to_wire
@@ -108,14 +102,6 @@ _DRAIN_WAIT: Final = 0.05  # after [DONE]: how long to wait for the end of the H
 _DRAIN_LIMIT: Final = 1 << 16
 _SHOWN_BODY: Final = 1000  # bytes of an oversized body kept on the error
 
-_STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
 
 # Everything a read from an open response may raise on a transport problem.
 _READ_ERRORS: Final = (urllib3.exceptions.HTTPError, requests.RequestException, http.client.HTTPException, OSError)
@@ -211,39 +197,6 @@ def _reason(exc: BaseException) -> str:
         return "the connection closed before the body ended"
     text = _OBJECT_REPR.sub("", str(current)).strip() or type(current).__name__
     return text if len(text) <= 200 else text[:199] + "…"
-
-
-_DECIMAL: Final = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Return the server's requested wait in seconds (``retry-after-ms`` or ``Retry-After``), if any."""
-    value = headers.get("retry-after-ms")
-    if value is not None and _DECIMAL.fullmatch(value.strip()):
-        return float(value) / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if _DECIMAL.fullmatch(value):  # not float(): it takes "1_0", "inf", "-1", "nan", " 1e3"
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
-
-
-def _request_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("mistral-correlation-id") or headers.get("x-request-id") or None
 
 
 _set = object.__setattr__
@@ -927,15 +880,12 @@ class Client:
             while True:
                 error: APIError | APIConnectionError
                 retry_after: float | None = None
-                connect, read = limits.connect, limits.read
-                if deadline is not None:
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:  # a backoff sleep overran the deadline (checked before sleeping)
-                        passed = f"the total deadline of {limits.total} s passed before attempt {retries + 1}"
-                        late = APITimeoutError(f"POST {log_url}: {passed}")
-                        raise late from previous
-                    connect = remaining if connect is None else min(connect, remaining)
-                    read = remaining if read is None else min(read, remaining)
+                timeouts = attempt_timeouts(limits, deadline, time.perf_counter())
+                if timeouts is None:  # a backoff sleep overran the deadline (checked before sleeping)
+                    passed = f"the total deadline of {limits.total} s passed before attempt {retries + 1}"
+                    late = APITimeoutError(f"POST {log_url}: {passed}")
+                    raise late from previous
+                connect, read = timeouts
                 if retries and self.closed:
                     raise ClientClosedError("this Client was closed while the call waited to retry") from previous
                 logger.debug("POST %s (attempt %d, stream=%s)", log_url, retries + 1, stream)
@@ -982,13 +932,13 @@ class Client:
                         time.perf_counter() - sent_at,
                         error.request_id,
                     )
-                    if not policy.should_retry_status(status):
+                    if not retryable_status(policy, status):
                         raise error
                 finally:
                     if deadline is not None:
                         _attempt.watchdog = None
-                delay = policy.backoff(retries, retry_after) if retries < policy.max_retries else None
-                if delay is None or (deadline is not None and time.perf_counter() + delay >= deadline):
+                delay = retry_delay(policy, retries, retry_after, deadline, time.perf_counter())
+                if delay is None:
                     raise error
                 retries += 1
                 previous = error
@@ -1248,26 +1198,7 @@ def _status_error(response: requests.Response, watchdog: _Watchdog) -> APIError:
         raw = bytearray()
     finally:
         _close(response, watchdog)
-    text = raw.decode("utf-8", "replace")
-    body: Any = text
-    if text.strip():
-        try:
-            body = json.loads(text)
-        except (ValueError, RecursionError):
-            body = text
-    status = response.status_code
-    message = describe_error_body(body) or response.reason or f"HTTP {status}"
-    cls = _STATUS_ERRORS.get(status) or (InternalServerError if 500 <= status <= 599 else APIError)
-    headers = _lower(response.headers)
-    common: dict[str, Any] = {
-        "status_code": status,
-        "body": body,
-        "request_id": _request_id(response.headers),
-        "headers": headers,
-    }
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=_retry_after(response.headers), **common)
-    return cls(message, **common)
+    return api_error(response.status_code, response.reason, response.headers, raw)
 
 
 # ------------------------------------------------------------------------------------ streaming
