@@ -38,7 +38,6 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
-from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
@@ -79,6 +78,17 @@ from chatdsl.client.loop import DEFAULT_MAX_ROUNDS
 from chatdsl.client.merge import Merger
 from chatdsl.client.retry import attempt_timeouts, retry_delay, retryable_status
 from chatdsl.client.status import _lower, _request_id, _retry_after, api_error
+from chatdsl.client.stream import (
+    _CLOSED_BY_CALLER,
+    _ZERO,
+    _elapsed,
+    _fold_usage,
+    _set,
+    _set_chunk_latency,
+    _set_is_last_chunk,
+    _set_total_latency,
+    cut_body_error,
+)
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
 from chatdsl.wire.dialects import Dialect, to_wire
@@ -197,24 +207,6 @@ def _reason(exc: BaseException) -> str:
         return "the connection closed before the body ended"
     text = _OBJECT_REPR.sub("", str(current)).strip() or type(current).__name__
     return text if len(text) <= 200 else text[:199] + "…"
-
-
-_set = object.__setattr__
-_set_is_last_chunk = CompletionChunk.__dict__["is_last_chunk"].__set__
-_set_chunk_latency = CompletionChunk.__dict__["chunk_latency"].__set__
-_set_total_latency = CompletionChunk.__dict__["total_latency"].__set__
-
-
-_MICROSECOND: Final = timedelta(microseconds=1)
-
-
-def _elapsed(start: float, end: float) -> timedelta:
-    # timedelta * int is several times cheaper than timedelta(seconds=float): it is paid twice per chunk
-    seconds = end - start
-    return _MICROSECOND * round(seconds * 1_000_000) if seconds > 0 else _ZERO
-
-
-_ZERO: Final = timedelta(0)
 
 
 class _Scheduler:
@@ -1203,8 +1195,6 @@ def _status_error(response: requests.Response, watchdog: _Watchdog) -> APIError:
 
 # ------------------------------------------------------------------------------------ streaming
 
-_CLOSED_BY_CALLER: Final = "the stream was closed by the caller before it ended"
-
 
 class ChatCompletionStream(Iterator[CompletionChunk]):
     """The chunks of a streamed completion, handed over as soon as each event arrives.
@@ -1584,35 +1574,7 @@ class _Reader:
             error = StreamError(f"the stream was stopped: the total deadline of {total} s passed")
             error.__cause__ = APITimeoutError(f"the total deadline of {total} s passed", response_started=True)
             return error
-        if decoder.has_partial_event:
-            return StreamError("the stream was cut in the middle of an event (the body ended)")
-        return StreamError("the stream ended without [DONE] (the body ended)")
-
-
-def _fold_usage(chunks: Generator[CompletionChunk]) -> Generator[CompletionChunk]:
-    """Fold a trailing usage-only chunk into the chunk marked last before it (see :class:`ChatCompletionStream`)."""
-    held: CompletionChunk | None = None
-    try:
-        for chunk in chunks:
-            if held is not None:
-                if chunk.usage is not None and not chunk.choices and chunk.error is None:
-                    # both were stamped by this stream and are not shared: fold in place
-                    _set(held, "usage", chunk.usage)
-                    if held.chunk_latency is not None and chunk.chunk_latency is not None:
-                        _set(held, "chunk_latency", held.chunk_latency + chunk.chunk_latency)
-                    _set(held, "total_latency", chunk.total_latency)
-                    chunk, held = held, None
-                else:
-                    yield held
-                    held = None
-            elif chunk.is_last_chunk and chunk.choices and chunk.usage is None and chunk.error is None:
-                held = chunk
-                continue
-            yield chunk
-        if held is not None:
-            yield held
-    finally:
-        chunks.close()
+        return cut_body_error(decoder)
 
 
 def _drain(response: requests.Response) -> None:
