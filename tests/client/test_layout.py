@@ -12,7 +12,7 @@ import pytest
 import chatdsl.client
 
 CLIENT = Path(chatdsl.client.__file__).parent
-TRANSPORT_FREE = ("config", "status", "retry", "stream")
+TRANSPORT_FREE = ("config", "status", "retry", "stream", "deadline")
 HTTP_STACK = {"requests", "urllib3"}
 
 
@@ -52,9 +52,8 @@ def test_the_import_checker_sees_the_http_stack_of_the_sync_client() -> None:
 
 
 def test_importing_the_transport_free_modules_loads_no_http_stack() -> None:
-    code = (
-        "import sys, chatdsl.client.config, chatdsl.client.status, chatdsl.client.retry, chatdsl.client.stream; "
-        "print(sorted(m for m in ('requests', 'urllib3', 'chatdsl.client.sync') if m in sys.modules))"
-    )
+    imports = "".join(f"import chatdsl.client.{name}; " for name in TRANSPORT_FREE)
+    shown = "print(sorted(m for m in ('requests', 'urllib3', 'chatdsl.client.sync') if m in sys.modules))"
+    code = f"import sys; {imports}{shown}"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "[]"
