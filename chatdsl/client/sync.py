@@ -59,6 +59,9 @@ from chatdsl._errors import (
 from chatdsl._json import dumps_bytes
 from chatdsl._types import UNSET, UnsetType
 from chatdsl.client.config import (
+    API_KEY_ENV as API_KEY_ENV,  # re-exported: it was defined here before the split
+)
+from chatdsl.client.config import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
     Limits,
