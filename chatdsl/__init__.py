@@ -117,8 +117,9 @@ from chatdsl.model.tools import (
 from chatdsl.wire.dialects import Dialect
 
 if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` stays cheap
+    from chatdsl.client.config import Limits, RetryPolicy, Timeout
     from chatdsl.client.loop import ToolRunResult
-    from chatdsl.client.sync import ChatCompletionStream, Client, Limits, RetryPolicy, Timeout
+    from chatdsl.client.sync import ChatCompletionStream, Client
     from chatdsl.output.functions import FunctionTool, tool
     from chatdsl.output.schema import json_schema
     from chatdsl.templates.files import Variable
@@ -128,9 +129,9 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
 _LAZY: dict[str, str] = {
     "ChatCompletionStream": "chatdsl.client.sync",
     "Client": "chatdsl.client.sync",
-    "Limits": "chatdsl.client.sync",
-    "RetryPolicy": "chatdsl.client.sync",
-    "Timeout": "chatdsl.client.sync",
+    "Limits": "chatdsl.client.config",
+    "RetryPolicy": "chatdsl.client.config",
+    "Timeout": "chatdsl.client.config",
     "FunctionTool": "chatdsl.output.functions",
     "tool": "chatdsl.output.functions",
     "ToolRunResult": "chatdsl.client.loop",

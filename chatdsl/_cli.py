@@ -399,7 +399,8 @@ def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
 
 
 def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from chatdsl.client.sync import API_KEY_ENV, Client, env_key_allowed
+    from chatdsl.client.config import API_KEY_ENV, env_key_allowed
+    from chatdsl.client.sync import Client
     from chatdsl.wire.dialects import Dialect
 
     request = _rendered(args)

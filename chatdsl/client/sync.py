@@ -24,15 +24,12 @@ The API key lives only in the ``Authorization`` header (set by a ``requests`` au
 from __future__ import annotations
 
 import contextlib
-import heapq
 import http.client
 import http.cookiejar
-import ipaddress
 import json
 import logging
 import math
 import os
-import random
 import re
 import socket
 import threading
@@ -40,11 +37,9 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import attrs
 import requests
@@ -55,23 +50,48 @@ from chatdsl._errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
     ChatDSLError,
     ClientClosedError,
-    InternalServerError,
     MalformedResponseError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
     StreamError,
-    UnprocessableEntityError,
     ValidationError,
 )
 from chatdsl._json import dumps_bytes
 from chatdsl._types import UNSET, UnsetType
+from chatdsl.client.config import (
+    API_KEY_ENV as API_KEY_ENV,  # re-exported: it was defined here before the split
+)
+from chatdsl.client.config import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUT,
+    Limits,
+    RetryPolicy,
+    Timeout,
+    _check_base_url,
+    _check_headers,
+    _check_key,
+    _flag,
+    _is_loopback,
+    _is_openai_service,
+    _redact_url,
+    env_key_allowed,
+)
+from chatdsl.client.deadline import _Watchdog
 from chatdsl.client.loop import DEFAULT_MAX_ROUNDS
 from chatdsl.client.merge import Merger
+from chatdsl.client.retry import attempt_timeouts, retry_delay, retryable_status
+from chatdsl.client.status import _lower, _request_id, _retry_after, api_error
+from chatdsl.client.stream import (
+    _CLOSED_BY_CALLER,
+    _ZERO,
+    _elapsed,
+    _fold_usage,
+    _set,
+    _set_chunk_latency,
+    _set_is_last_chunk,
+    _set_total_latency,
+    cut_body_error,
+)
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
 from chatdsl.wire.dialects import Dialect, to_wire
@@ -87,8 +107,6 @@ logger: Final = logging.getLogger("chatdsl")
 
 _T = TypeVar("_T")
 
-API_KEY_ENV: Final = "MISTRAL_API_KEY"
-"""The environment variable :class:`Client` reads when no ``api_key`` is given."""
 
 _PATH: Final = "/v1/chat/completions"
 _READ_SIZE: Final = 65536
@@ -97,14 +115,6 @@ _DRAIN_WAIT: Final = 0.05  # after [DONE]: how long to wait for the end of the H
 _DRAIN_LIMIT: Final = 1 << 16
 _SHOWN_BODY: Final = 1000  # bytes of an oversized body kept on the error
 
-_STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
 
 # Everything a read from an open response may raise on a transport problem.
 _READ_ERRORS: Final = (urllib3.exceptions.HTTPError, requests.RequestException, http.client.HTTPException, OSError)
@@ -117,143 +127,6 @@ _NOT_SENT: Final = (
     requests.exceptions.InvalidHeader,
     urllib3.exceptions.LocationValueError,
 )
-
-
-# ------------------------------------------------------------------------------------ settings
-
-
-def _seconds(name: str) -> Callable[[Any, Any, Any], None]:
-    def check(_: Any, attribute: Any, value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValidationError(f"{name}.{attribute.name}", f"{value!r} is not a positive number of seconds or None")
-
-    return check
-
-
-@attrs.frozen(kw_only=True)
-class Timeout:
-    """How long a call may take, in seconds (``None``: no limit).
-
-    ``connect``: to open the connection. ``read``: the longest silence between two received bytes
-    (for a non-streamed call this includes the whole generation before the first byte; a stalled
-    stream ends with an error chunk after it). ``total``: a deadline for the whole call — connecting,
-    sending, the response headers and the body, retries and backoff included; a stream still open at
-    the deadline ends with an error chunk. One scheduler thread serves every deadline: at the deadline
-    it shuts the call's socket down, so a server trickling bytes (header lines included) cannot hold
-    a call past it. (With a ``session`` you pass, whose pools chatdsl does not make, connecting,
-    sending and the headers are bounded by ``connect`` and ``read`` capped at the time left; the
-    body is cut at the deadline all the same.) It is ``None``
-    by default, because one deadline for every call would cut long streams and slow plain answers
-    alike; set it when a call must end by a given time (a server trickling bytes faster than
-    ``read`` is stopped by nothing else).
-    """
-
-    connect: float | None = attrs.field(default=5.0, validator=_seconds("timeout"))
-    read: float | None = attrs.field(default=120.0, validator=_seconds("timeout"))
-    total: float | None = attrs.field(default=None, validator=_seconds("timeout"))
-
-    @classmethod
-    def coerce(cls, value: Timeout | float) -> Timeout:
-        """Return *value* as a :class:`Timeout`; a number sets ``connect`` and ``read`` (like ``requests``)."""
-        if isinstance(value, Timeout):
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValidationError("timeout", f"{value!r} is not a Timeout or a number of seconds")
-        return cls(connect=value, read=value)
-
-
-def _non_negative(_: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValidationError(f"retry.{attribute.name}", f"{value!r} is not a non-negative number")
-
-
-def _retries(_: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(attribute.name, f"{value!r} is not a non-negative integer")
-
-
-def _fraction(_: Any, attribute: Any, value: Any) -> None:
-    _non_negative(_, attribute, value)
-    if value > 1:
-        raise ValidationError(f"retry.{attribute.name}", f"{value!r} is above 1")
-
-
-@attrs.frozen(kw_only=True)
-class RetryPolicy:
-    """When and how long to wait before sending a call again.
-
-    Retried: connection errors, timeouts before any response byte, HTTP 408, 409, 429 and 5xx, up
-    to ``max_retries`` times. Never: other 4xx, or anything after a success status arrived — a
-    malformed, cut or stalled body, a stream — since the server has accepted (and may have billed)
-    the request. A read timeout before the first byte is retried, so an answer slower to start than
-    ``Timeout.read`` may be generated more than once.
-    The n-th retry (n = 0, 1, …) waits ``min(max_delay, initial_delay * multiplier ** n)`` reduced
-    by a random fraction of up to ``jitter`` — unless the server sent ``Retry-After`` (seconds or
-    an HTTP date) or ``retry-after-ms``: then exactly that. A wait longer than ``max_retry_after``
-    is not done: the error is raised at once (a :class:`~chatdsl.RateLimitError` keeps
-    ``retry_after``). No retry starts if its wait would pass the call's total deadline.
-    """
-
-    max_retries: int = attrs.field(default=2, validator=_retries)
-    initial_delay: float = attrs.field(default=0.5, validator=_non_negative)
-    multiplier: float = attrs.field(default=2.0, validator=_non_negative)
-    max_delay: float = attrs.field(default=8.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.25, validator=_fraction)
-    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative)
-
-    def should_retry_status(self, status: int) -> bool:
-        """Return whether an answer with HTTP *status* is worth sending again."""
-        return status in (408, 409, 429) or 500 <= status <= 599
-
-    def backoff(self, retry: int, retry_after: float | None = None, *, rand: float | None = None) -> float | None:
-        """Return the seconds to wait before retry number *retry* (from 0), or ``None`` to give up.
-
-        *retry_after* is the server's wait, if it gave one; *rand* (in [0, 1)) replaces the random
-        draw of the jitter, for tests.
-        """
-        if retry_after is not None:
-            return None if retry_after > self.max_retry_after else max(0.0, retry_after)
-        base = min(self.max_delay, self.initial_delay * self.multiplier**retry)
-        draw = random.random() if rand is None else rand
-        return base * (1.0 - self.jitter * draw)
-
-
-DEFAULT_TIMEOUT: Final = Timeout()
-
-
-def _size(_: Any, attribute: Any, value: Any) -> None:
-    if value is None and attribute.name != "pool_maxsize":
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        allowed = "a positive integer" if attribute.name == "pool_maxsize" else "a positive number of bytes or None"
-        raise ValidationError(f"limits.{attribute.name}", f"{value!r} is not {allowed}")
-
-
-@attrs.frozen(kw_only=True)
-class Limits:
-    """Resource bounds of a :class:`Client` (``None``: no limit).
-
-    ``max_response_size``: the most bytes of one plain response body (counted after
-    decompression); a body past it is a :class:`~chatdsl.MalformedResponseError` (not retried).
-    ``max_stream_size``: the most bytes of one streamed body (default ``None``: unbounded — a long
-    reasoning stream is legitimate; a stream keeps one event at a time, plus the merged answer for
-    ``final_response()``); a stream past it ends with an error chunk. ``max_event_size``: the most
-    bytes of one server-sent event; a stream with a larger event ends with an error chunk.
-    ``pool_maxsize``: how
-    many connections per host are kept open for reuse (for the session the client makes; a
-    ``session`` you pass keeps its own adapters) — keep it at least the number of threads sharing
-    the client, or connections beyond it are closed after each call and opened again.
-    """
-
-    max_response_size: int | None = attrs.field(default=32 << 20, validator=_size)
-    max_stream_size: int | None = attrs.field(default=None, validator=_size)
-    max_event_size: int | None = attrs.field(default=4 << 20, validator=_size)
-    pool_maxsize: int = attrs.field(default=20, validator=_size)
-
-
-DEFAULT_LIMITS: Final = Limits()
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -285,92 +158,6 @@ class _NoAuth(requests.auth.AuthBase):
 
     def __repr__(self) -> str:
         return "<NoAuth>"
-
-
-def _check_key(api_key: Any, env: str = API_KEY_ENV) -> str:
-    if not isinstance(api_key, str):
-        raise ValidationError("api_key", f"is {type(api_key).__name__}, not a string")
-    if not api_key:
-        raise ValidationError("api_key", f"is empty; pass api_key=... or set the {env} environment variable")
-    if not api_key.isascii() or not api_key.isprintable() or any(ch.isspace() for ch in api_key):
-        raise ValidationError("api_key", "holds whitespace, control or non-ASCII characters; a key is one token")
-    return api_key
-
-
-def _is_loopback(host: str) -> bool:
-    """Whether *host* is this machine: ``localhost``, a loopback address, or a ``*.localhost`` name
-    that resolves to loopback addresses only (such names are not loopback by themselves everywhere)."""
-    host = host.lower().rstrip(".")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    if not host.endswith(".localhost"):
-        return False
-    try:
-        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return False
-    addresses = {info[4][0] for info in found}
-    return bool(addresses) and all(_loopback_address(address) for address in addresses)
-
-
-def _loopback_address(address: object) -> bool:
-    try:
-        return ipaddress.ip_address(str(address).partition("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
-    if not isinstance(base_url, str):
-        raise ValidationError("base_url", f"{base_url!r} is not a string")
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError("base_url", f"{base_url!r} is not an http:// or https:// URL with a host")
-    if parts.query or parts.fragment:
-        raise ValidationError("base_url", f"{_redact_url(base_url)!r} has a query or fragment; give the base only")
-    if "@" in parts.netloc:
-        raise ValidationError(
-            "base_url",
-            f"{_redact_url(base_url)!r} holds user:password@ credentials, which chatdsl would not send (the "
-            "Authorization header carries the API key); pass a proxy's credentials with headers=... or a session=...",
-        )
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
-        raise ValidationError(
-            "base_url",
-            f"{_redact_url(base_url)!r} is plain http to a remote host, which would send the API key "
-            "unencrypted; use https, or pass allow_insecure_http=True if you mean it",
-        )
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _redact_url(url: str) -> str:
-    """Return *url* without a ``user:password@`` part (for logs and messages)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit((parts.scheme, "***@" + parts.netloc.rpartition("@")[2], parts.path, parts.query, ""))
-
-
-def env_key_allowed(dialect: Dialect, base_url: str) -> bool:
-    """Whether a client of *dialect* sending to *base_url* may read its key from the environment.
-
-    ``MISTRAL_API_KEY`` is read for any host (proxies in front of Mistral's API are common);
-    ``OPENAI_API_KEY`` only for OpenAI's own host, so a key for OpenAI never travels to a local or
-    third-party server by accident.
-    """
-    if dialect is not Dialect.OPENAI:
-        return True
-    host = urlsplit(base_url.strip()).hostname if isinstance(base_url, str) else None
-    return host == urlsplit(dialect.default_base_url).hostname
-
-
-def _is_openai_service(base_url: str) -> bool:
-    """Whether *base_url* is OpenAI's own API (which refuses the sampling fields self-hosted servers take)."""
-    return urlsplit(base_url).hostname == urlsplit(Dialect.OPENAI.default_base_url).hostname
 
 
 def _scrub(exc: BaseException) -> None:
@@ -425,178 +212,9 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-_DECIMAL: Final = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Return the server's requested wait in seconds (``retry-after-ms`` or ``Retry-After``), if any."""
-    value = headers.get("retry-after-ms")
-    if value is not None and _DECIMAL.fullmatch(value.strip()):
-        return float(value) / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if _DECIMAL.fullmatch(value):  # not float(): it takes "1_0", "inf", "-1", "nan", " 1e3"
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
-
-
-def _request_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("mistral-correlation-id") or headers.get("x-request-id") or None
-
-
-_set = object.__setattr__
-_set_is_last_chunk = CompletionChunk.__dict__["is_last_chunk"].__set__
-_set_chunk_latency = CompletionChunk.__dict__["chunk_latency"].__set__
-_set_total_latency = CompletionChunk.__dict__["total_latency"].__set__
-
-
-_MICROSECOND: Final = timedelta(microseconds=1)
-
-
-def _elapsed(start: float, end: float) -> timedelta:
-    # timedelta * int is several times cheaper than timedelta(seconds=float): it is paid twice per chunk
-    seconds = end - start
-    return _MICROSECOND * round(seconds * 1_000_000) if seconds > 0 else _ZERO
-
-
-_ZERO: Final = timedelta(0)
-
-
-class _Scheduler:
-    """One daemon thread that fires every pending :class:`_Watchdog` at its deadline (a heap of
-    deadlines, not a thread per call). Started on first use; a cancelled watchdog stays in the heap
-    until its time comes, unless cancelled ones pile up (then the heap is rebuilt without them)."""
-
-    __slots__ = ("_cancelled", "_condition", "_heap", "_order", "_thread")
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, _Watchdog]] = []
-        self._order = 0
-        self._cancelled = 0
-        self._thread: threading.Thread | None = None
-
-    def add(self, watchdog: _Watchdog, deadline: float) -> None:
-        with self._condition:
-            self._order += 1
-            heapq.heappush(self._heap, (deadline, self._order, watchdog))
-            if self._thread is None or not self._thread.is_alive():  # none yet, or a fork left it behind
-                self._thread = threading.Thread(target=self._run, name="chatdsl-deadlines", daemon=True)
-                self._thread.start()
-            elif self._heap[0][2] is watchdog:
-                self._condition.notify()
-
-    def discard(self) -> None:
-        """Note that a pending watchdog was cancelled (its entry is dropped lazily)."""
-        with self._condition:
-            self._cancelled += 1
-            if self._cancelled > 256 and self._cancelled * 2 > len(self._heap):
-                self._heap = [entry for entry in self._heap if not entry[2].settled]
-                heapq.heapify(self._heap)
-                self._cancelled = 0
-
-    def _run(self) -> None:
-        heap = self._heap
-        while True:
-            with self._condition:
-                heap = self._heap
-                while not heap:
-                    self._condition.wait()
-                    heap = self._heap
-                deadline, _, watchdog = heap[0]
-                wait = deadline - time.perf_counter()
-                if wait > 0:
-                    self._condition.wait(wait)
-                    continue
-                heapq.heappop(heap)
-                if watchdog.settled and self._cancelled:
-                    self._cancelled -= 1
-            watchdog.fire()
-
-
-_SCHEDULER: Final = _Scheduler()
-
 _attempt: Final = threading.local()
 """The :class:`_Watchdog` of the call the current thread is sending (``watchdog``), for the pools
 of the client's own sessions to point it at each connection they use (:class:`_DeadlinePool`)."""
-
-
-class _Watchdog:
-    """Enforces a call's total deadline: at the deadline it interrupts what the call is waiting on
-    — the connection sending the request or receiving the headers (its socket is shut down), then
-    the response being read (``HTTPResponse.shutdown``) — so a blocked read or write returns at once.
-
-    :meth:`watch` (point it at something else, or at nothing) and :meth:`fire` take one lock, so
-    once ``watch(None)`` or :meth:`cancel` returns, the former target is never touched again (it
-    may be a connection back in the pool, serving another call). A response whose watchdog fired
-    is closed with its connection, never pooled (see :func:`_close`). Without a deadline it does
-    nothing and costs nothing.
-    """
-
-    __slots__ = ("_lock", "_target", "fired", "settled")
-
-    def __init__(self, deadline: float | None) -> None:
-        self.fired = False
-        self.settled = deadline is None
-        self._target: Callable[[], object] | None = None
-        if deadline is None:
-            return
-        self._lock = threading.Lock()
-        _SCHEDULER.add(self, deadline)
-
-    def watch(self, target: Callable[[], object] | None) -> None:
-        """Interrupt *target* (a callable) at the deadline, instead of the former one; at once if it passed."""
-        if self.settled and not self.fired:
-            return
-        with self._lock:
-            if self.fired:
-                _interrupt(target)
-            elif not self.settled:
-                self._target = target
-
-    def fire(self) -> None:
-        """The deadline passed: interrupt the current target (unless cancelled)."""
-        with self._lock:
-            if self.settled:
-                return
-            self.settled = self.fired = True
-            _interrupt(self._target)
-            self._target = None
-
-    def cancel(self) -> bool:
-        """Stop watching for good and return whether the deadline had fired."""
-        if self.settled:
-            return self.fired
-        with self._lock:
-            self.settled = True
-            self._target = None
-            fired = self.fired  # it may have fired meanwhile
-        if not fired:
-            _SCHEDULER.discard()
-        return fired
-
-
-def _interrupt(target: Callable[[], object] | None) -> None:
-    if target is None:
-        return
-    try:
-        target()
-    except Exception:  # released or closed meanwhile: nothing left to interrupt
-        logger.debug("total deadline: nothing left to interrupt")
 
 
 def _shutdown_connection(connection: Any) -> Callable[[], object]:
@@ -1139,15 +757,12 @@ class Client:
             while True:
                 error: APIError | APIConnectionError
                 retry_after: float | None = None
-                connect, read = limits.connect, limits.read
-                if deadline is not None:
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:  # a backoff sleep overran the deadline (checked before sleeping)
-                        passed = f"the total deadline of {limits.total} s passed before attempt {retries + 1}"
-                        late = APITimeoutError(f"POST {log_url}: {passed}")
-                        raise late from previous
-                    connect = remaining if connect is None else min(connect, remaining)
-                    read = remaining if read is None else min(read, remaining)
+                timeouts = attempt_timeouts(limits, deadline, time.perf_counter())
+                if timeouts is None:  # a backoff sleep overran the deadline (checked before sleeping)
+                    passed = f"the total deadline of {limits.total} s passed before attempt {retries + 1}"
+                    late = APITimeoutError(f"POST {log_url}: {passed}")
+                    raise late from previous
+                connect, read = timeouts
                 if retries and self.closed:
                     raise ClientClosedError("this Client was closed while the call waited to retry") from previous
                 logger.debug("POST %s (attempt %d, stream=%s)", log_url, retries + 1, stream)
@@ -1194,13 +809,13 @@ class Client:
                         time.perf_counter() - sent_at,
                         error.request_id,
                     )
-                    if not policy.should_retry_status(status):
+                    if not retryable_status(policy, status):
                         raise error
                 finally:
                     if deadline is not None:
                         _attempt.watchdog = None
-                delay = policy.backoff(retries, retry_after) if retries < policy.max_retries else None
-                if delay is None or (deadline is not None and time.perf_counter() + delay >= deadline):
+                delay = retry_delay(policy, retries, retry_after, deadline, time.perf_counter())
+                if delay is None:
                     raise error
                 retries += 1
                 previous = error
@@ -1301,42 +916,6 @@ def _checked(request: ChatCompletionRequest) -> ChatCompletionRequest:
     if not isinstance(request, ChatCompletionRequest):
         raise TypeError(f"expected a ChatCompletionRequest, got {type(request).__name__}")
     return request.validate()
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValidationError(name, f"{value!r} is not True or False")
-    return value
-
-
-_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_VALUE: Final = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\x20-\x7e\x80-\xff\t]*[\x21-\x7e\x80-\xff])?)?")
-
-
-def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Return *headers* as a dict, each name a token and each value one line of visible characters.
-
-    A refused value is never shown (it may be a token read from a file, with its trailing newline).
-    """
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise ValidationError("headers", f"is {type(headers).__name__}, not a mapping of names to values")
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            shown = repr(name) if isinstance(name, str) and len(name) <= 40 else f"a {type(name).__name__}"
-            raise ValidationError("headers", f"{shown} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)")
-        if not isinstance(value, str):
-            raise ValidationError(f"headers[{name!r}]", f"is {type(value).__name__}, not a string")
-        if not _HEADER_VALUE.fullmatch(value):
-            raise ValidationError(
-                f"headers[{name!r}]",
-                "is not one line of visible characters (a newline, control character, leading or trailing "
-                "whitespace, or a character beyond Latin-1); the value is not shown, as it may be a secret",
-            )
-        out[name] = value
-    return out
 
 
 def _short(error: BaseException) -> str:
@@ -1496,31 +1075,10 @@ def _status_error(response: requests.Response, watchdog: _Watchdog) -> APIError:
         raw = bytearray()
     finally:
         _close(response, watchdog)
-    text = raw.decode("utf-8", "replace")
-    body: Any = text
-    if text.strip():
-        try:
-            body = json.loads(text)
-        except (ValueError, RecursionError):
-            body = text
-    status = response.status_code
-    message = describe_error_body(body) or response.reason or f"HTTP {status}"
-    cls = _STATUS_ERRORS.get(status) or (InternalServerError if 500 <= status <= 599 else APIError)
-    headers = _lower(response.headers)
-    common: dict[str, Any] = {
-        "status_code": status,
-        "body": body,
-        "request_id": _request_id(response.headers),
-        "headers": headers,
-    }
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=_retry_after(response.headers), **common)
-    return cls(message, **common)
+    return api_error(response.status_code, response.reason, response.headers, raw)
 
 
 # ------------------------------------------------------------------------------------ streaming
-
-_CLOSED_BY_CALLER: Final = "the stream was closed by the caller before it ended"
 
 
 class ChatCompletionStream(Iterator[CompletionChunk]):
@@ -1901,35 +1459,7 @@ class _Reader:
             error = StreamError(f"the stream was stopped: the total deadline of {total} s passed")
             error.__cause__ = APITimeoutError(f"the total deadline of {total} s passed", response_started=True)
             return error
-        if decoder.has_partial_event:
-            return StreamError("the stream was cut in the middle of an event (the body ended)")
-        return StreamError("the stream ended without [DONE] (the body ended)")
-
-
-def _fold_usage(chunks: Generator[CompletionChunk]) -> Generator[CompletionChunk]:
-    """Fold a trailing usage-only chunk into the chunk marked last before it (see :class:`ChatCompletionStream`)."""
-    held: CompletionChunk | None = None
-    try:
-        for chunk in chunks:
-            if held is not None:
-                if chunk.usage is not None and not chunk.choices and chunk.error is None:
-                    # both were stamped by this stream and are not shared: fold in place
-                    _set(held, "usage", chunk.usage)
-                    if held.chunk_latency is not None and chunk.chunk_latency is not None:
-                        _set(held, "chunk_latency", held.chunk_latency + chunk.chunk_latency)
-                    _set(held, "total_latency", chunk.total_latency)
-                    chunk, held = held, None
-                else:
-                    yield held
-                    held = None
-            elif chunk.is_last_chunk and chunk.choices and chunk.usage is None and chunk.error is None:
-                held = chunk
-                continue
-            yield chunk
-        if held is not None:
-            yield held
-    finally:
-        chunks.close()
+        return cut_body_error(decoder)
 
 
 def _drain(response: requests.Response) -> None:

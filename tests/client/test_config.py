@@ -153,7 +153,7 @@ def test_a_loopback_base_url_never_goes_through_a_proxy(server: LocalServer, mon
 
 
 def test_a_dot_localhost_name_is_loopback_only_if_it_resolves_there(monkeypatch: pytest.MonkeyPatch) -> None:
-    from chatdsl.client import sync as _client
+    from chatdsl.client import config as _client
 
     answers = {"api.localhost": "127.0.0.1", "evil.localhost": "203.0.113.7"}
 

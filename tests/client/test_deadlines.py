@@ -39,7 +39,7 @@ class _RecordingRaw:
 
 
 def test_a_cancelled_watchdog_never_touches_the_socket_even_if_its_deadline_was_already_firing() -> None:
-    from chatdsl.client.sync import _Watchdog
+    from chatdsl.client.deadline import _Watchdog
 
     raw = _RecordingRaw()
     watchdog = _Watchdog(time.perf_counter() + 60)
@@ -60,7 +60,7 @@ def test_a_cancelled_watchdog_never_touches_the_socket_even_if_its_deadline_was_
 
 
 def test_one_scheduler_thread_serves_every_deadline() -> None:
-    from chatdsl.client.sync import _Watchdog
+    from chatdsl.client.deadline import _Watchdog
 
     before = {thread.ident for thread in threading.enumerate()}
     raws = [_RecordingRaw() for _ in range(50)]

@@ -29,7 +29,8 @@ from chatdsl import (
     UnprocessableEntityError,
     ValidationError,
 )
-from chatdsl.client.sync import _retry_after
+from chatdsl.client.retry import attempt_timeouts, retry_delay, retryable_status
+from chatdsl.client.status import _retry_after, api_error
 from chatdsl.testing import Reply
 from tests._secrets import TEST_KEY
 
@@ -300,6 +301,43 @@ def test_backoff_values():
         assert 0.375 <= policy.backoff(0) <= 0.5
     assert policy.should_retry_status(429)
     assert not policy.should_retry_status(400)
+
+
+def test_retry_delay_gives_up_without_attempts_past_the_cap_or_at_the_deadline():
+    policy = RetryPolicy(jitter=0)
+    assert retry_delay(policy, 0, None, None, now=100.0) == 0.5
+    assert retry_delay(policy, 1, None, 102.0, now=100.0) == 1.0
+    assert retry_delay(policy, 1, None, 101.0, now=100.0) is None  # the wait would reach the deadline
+    assert retry_delay(policy, 2, None, None, now=0.0) is None  # max_retries=2 used up
+    assert retry_delay(policy, 0, 3.0, None, now=0.0) == 3.0  # Retry-After exactly
+    assert retry_delay(policy, 0, 61.0, None, now=0.0) is None  # beyond max_retry_after
+    assert retry_delay(RetryPolicy(max_retries=0), 0, None, None, now=0.0) is None
+
+
+def test_attempt_timeouts_are_capped_at_the_time_left():
+    limits = Timeout(connect=5.0, read=120.0, total=10.0)
+    assert attempt_timeouts(limits, None, now=0.0) == (5.0, 120.0)
+    assert attempt_timeouts(limits, 10.0, now=7.0) == (3.0, 3.0)
+    assert attempt_timeouts(Timeout(connect=None, read=None), 10.0, now=4.0) == (6.0, 6.0)
+    assert attempt_timeouts(limits, 10.0, now=10.0) is None
+    assert retryable_status(RetryPolicy(), 503)
+    assert not retryable_status(RetryPolicy(), 404)
+
+
+def test_api_error_is_built_from_status_headers_and_body_bytes():
+    headers = {"retry-after": "2", "x-request-id": "req-9", "Content-Type": "application/json"}
+    error = api_error(429, "Too Many Requests", headers, b'{"message": "slow down"}')
+    assert type(error) is RateLimitError
+    assert (error.status_code, error.retry_after, error.request_id) == (429, 2.0, "req-9")
+    assert error.body == {"message": "slow down"}
+    assert error.headers["content-type"] == "application/json"
+    assert "slow down" in str(error)
+    assert type(api_error(503, "Service Unavailable", {}, b"")) is InternalServerError
+    assert type(api_error(404, None, {}, b"")) is NotFoundError
+    teapot = api_error(418, None, {}, b"<html>\xff")
+    assert type(teapot) is APIError
+    assert teapot.body == "<html>\ufffd"
+    assert "HTTP 418" in str(api_error(418, None, {}, b""))
 
 
 @pytest.mark.parametrize(

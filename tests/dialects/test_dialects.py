@@ -674,7 +674,7 @@ def test_sampling_extensions_go_to_self_hosted_servers_and_are_refused_by_openai
 
 
 def test_a_client_treats_only_openai_s_own_host_as_openai_s_service() -> None:
-    from chatdsl.client.sync import _is_openai_service
+    from chatdsl.client.config import _is_openai_service
 
     assert _is_openai_service("https://api.openai.com")
     assert _is_openai_service("https://api.openai.com:443/proxy")
