@@ -14,11 +14,11 @@ import attrs
 
 from chatdsl._errors import ChatDSLError, OutputError, ToolLoopError, ValidationError
 from chatdsl._types import UNSET
-from chatdsl.model.messages import AssistantMessage, ToolCall, ToolMessage
+from chatdsl.model.messages import AssistantMessage, ToolCall, ToolMessage, call_arguments
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse
 from chatdsl.model.tools import Tool, ToolChoice
-from chatdsl.output.functions import FunctionTool, call_arguments, function_tool
+from chatdsl.output.functions import FunctionTool, function_tool
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -262,7 +262,7 @@ def _encode_result(result: Any) -> str:
     """A tool's result as message content: a string as it is, anything else as JSON."""
     if isinstance(result, str):
         return result
-    from chatdsl.wire.converter import output_converter
+    from chatdsl.output.convert import output_converter
 
     try:
         return json.dumps(output_converter.unstructure(result), ensure_ascii=False, allow_nan=False)

@@ -50,7 +50,6 @@ from chatdsl.model.messages import (
 )
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.tools import Function, JsonSchema, Prediction, ResponseFormat, Tool, ToolChoice
-from chatdsl.output.convert import output_converter as output_converter  # re-exported for client/loop.py
 from chatdsl.output.convert import problems
 
 _T = TypeVar("_T")

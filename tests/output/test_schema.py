@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 
 import chatdsl
 from chatdsl import AssistantMessage, FunctionCall, OutputError, ToolCall, ValidationError, json_schema
-from chatdsl.wire.converter import output_converter
+from chatdsl.output.convert import output_converter
 
 # --------------------------------------------------------------------------- generated attrs classes
 #
