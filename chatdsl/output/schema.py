@@ -28,13 +28,14 @@ import attrs
 
 from chatdsl._errors import ValidationError
 from chatdsl._types import UNSET, UnsetType, short_repr
+from chatdsl.output.pydantic_models import is_pydantic_model, pydantic_schema
 
 __all__ = ["json_schema", "parse_docstring", "schema_for_response"]
 
 _SUPPORTED: Final = (
     "str, int, float, bool, None, typing.Any, datetime, date, enum.Enum subclasses, Literal[...], "
     "X | None, unions, list[T], set[T], tuple[T, ...], tuple[A, B], dict[str, T], Annotated[T, ...], "
-    "attrs classes and dataclasses"
+    "attrs classes, dataclasses and pydantic models"
 )
 
 _SEQUENCES: Final = (list, cabc.Sequence, cabc.MutableSequence)
@@ -168,6 +169,11 @@ class Builder:
             return {"type": "object"}
         if is_record(tp):
             return self.reference(tp, path)
+        if is_pydantic_model(tp):  # pydantic's own schema; its $defs join the document's
+            schema, defs = pydantic_schema(tp)
+            for name, definition in defs.items():
+                self.defs.setdefault(name, definition)
+            return schema
         raise _unsupported(tp, path)
 
     def union(self, members: tuple[Any, ...], path: str) -> dict[str, Any]:
