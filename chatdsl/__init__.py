@@ -157,7 +157,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public API only (``__all__``), for ``dir(chatdsl)`` and autocompletion."""
+    return sorted(__all__)
 
 
 __version__ = "0.1.0"

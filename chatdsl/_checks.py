@@ -28,7 +28,9 @@ def _article(name: str) -> str:
 
 
 def type_name(value: Any) -> str:
-    """Return the type of *value* with its article: ``a str``, ``an int``."""
+    """Return the type of *value* with its article: ``a str``, ``an int`` (``UNSET``: ``the UNSET marker``)."""
+    if value is UNSET:
+        return "the UNSET marker"
     return _article(type(value).__name__)
 
 

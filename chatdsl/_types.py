@@ -31,6 +31,12 @@ class UnsetType(enum.Enum):
     def __repr__(self) -> str:
         return "UNSET"
 
+    def __str__(self) -> str:  # Enum's would be "UnsetType.UNSET"
+        return "UNSET"
+
+    def __format__(self, spec: str) -> str:
+        return format("UNSET", spec)
+
     def __bool__(self) -> Literal[False]:
         return False
 

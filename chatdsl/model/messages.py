@@ -368,7 +368,7 @@ class AssistantMessage:
         """Return the content parsed as JSON and structured into *tp* (default: a plain ``dict``).
 
         *tp* may be anything :func:`chatdsl.json_schema` describes: attrs classes, dataclasses,
-        enums, datetimes, ``list[...]``, ... Raises :class:`~chatdsl.OutputError` carrying the raw
+        pydantic models, enums, datetimes, ``list[...]``, ... Raises :class:`~chatdsl.OutputError` carrying the raw
         content and the path that did not fit.
         """
         from chatdsl.output.convert import parse_output

@@ -218,8 +218,14 @@ class ChatCompletionRequest:
 
     # ---------------------------------------------------------------- messages
 
-    def add(self, *messages: Message) -> Self:
-        """Return a copy with *messages* appended to the conversation."""
+    def add(self, *messages: Message | Mapping[str, Any]) -> Self:
+        """Return a copy with *messages* appended to the conversation.
+
+        A message may also be a wire dict (``{"role": "user", "content": "Hi"}``), read as strictly
+        as :meth:`from_dict` reads one (errors name its path: ``messages[1].content: ...``).
+        """
+        if any(isinstance(m, Mapping) for m in messages):
+            messages = _read_messages(messages, len(self.messages))
         if not _validators_disabled():
             try:
                 _check_messages(self, _MESSAGES_ATTRIBUTE, messages)  # only the new ones: the rest were checked
@@ -229,9 +235,9 @@ class ChatCompletionRequest:
         _set(new, "messages", self.messages + messages)
         return new
 
-    def with_messages(self, messages: Iterable[Message]) -> Self:
-        """Return a copy whose conversation is *messages* (replacing any)."""
-        return self._replace(messages=tuple(messages))
+    def with_messages(self, messages: Iterable[Message | Mapping[str, Any]]) -> Self:
+        """Return a copy whose conversation is *messages* (replacing any); wire dicts are read as in :meth:`add`."""
+        return self._replace(messages=_read_messages(tuple(messages), 0))
 
     def system(self, content: str | Sequence[ContentChunk]) -> Self:
         """Return a copy with a system message appended."""
@@ -605,6 +611,17 @@ _MESSAGES_ATTRIBUTE = attrs.fields(ChatCompletionRequest).messages
 _check_messages = c.items_of(*MESSAGE_TYPES, what="message")
 _set = object.__setattr__
 _validators_disabled = attrs.validators.get_disabled
+
+
+def _read_messages(messages: Sequence[Message | Mapping[str, Any]], offset: int) -> tuple[Message, ...]:
+    """Return *messages* with each wire dict read into its message (``messages[offset + i]`` in errors)."""
+    if not any(isinstance(m, Mapping) for m in messages):
+        return tuple(messages)  # type: ignore[arg-type]
+    from chatdsl.wire.converter import structure_message
+
+    return tuple(
+        structure_message(m, f"messages[{offset + i}]") if isinstance(m, Mapping) else m for i, m in enumerate(messages)
+    )
 
 
 def _renumber(error: ValidationError, offset: int) -> ValidationError:

@@ -10,6 +10,7 @@ from typing import Any, Final
 import attrs
 
 from chatdsl import _checks as c
+from chatdsl._errors import OutputError
 from chatdsl._types import FrozenDict
 from chatdsl.model.messages import AssistantMessage
 
@@ -169,6 +170,21 @@ class ChatCompletionResponse:
     def assistant_message(self) -> AssistantMessage | None:
         """Return the first choice's assistant message, or ``None`` when there is no choice."""
         return self.choices[0].message if self.choices else None
+
+    @property
+    def message(self) -> AssistantMessage:
+        """The first choice's assistant message (never ``None``: ``response.message.output(City)`` type-checks).
+
+        Raises :class:`~chatdsl.OutputError` naming the response (id, model) when it has no choice:
+        like content that does not parse, there is no answer to read (one ``except`` covers both).
+        """
+        if not self.choices:
+            raise OutputError(
+                f"response {self.id!r} (model {self.model!r}) has no choice, so no assistant message",
+                content="",
+                path="choices",
+            )
+        return self.choices[0].message
 
     def text(self) -> str:
         """Return the first choice's text (``""`` when there is none)."""

@@ -158,7 +158,7 @@ class Tool:
         description: str | UnsetType | None = None,
         strict: bool | UnsetType | None = UNSET,
     ) -> Tool:
-        """Return the tool whose arguments are an instance of the attrs class or dataclass *tp*.
+        """Return the tool whose arguments are an instance of *tp* (an attrs class, dataclass or pydantic model).
 
         The name defaults to the class name, the description to its docstring's first paragraph;
         read a call's arguments back with ``tool_call.parse_arguments(tp)``.

@@ -20,12 +20,14 @@ from cattrs.errors import (
     ForbiddenExtraKeysError,
     IterableValidationError,
     IterableValidationNote,
+    StructureHandlerNotFoundError,
 )
 
 from chatdsl import _json
 from chatdsl._checks import type_name
 from chatdsl._errors import OutputError, ValidationError, _nest
 from chatdsl._types import short_repr
+from chatdsl.output.pydantic_models import is_pydantic_model, validate_pydantic
 
 
 def problems(exc: BaseException, path: str = "") -> list[tuple[str, str]]:
@@ -53,7 +55,21 @@ def problems(exc: BaseException, path: str = "") -> list[tuple[str, str]]:
         return out
     if isinstance(exc, KeyError):
         return [(path, "is required")]
+    if isinstance(exc, StructureHandlerNotFoundError):
+        return [(path, unsupported_output_type(exc.type_))]
     return [(path, f"{type(exc).__name__}: {exc}")]
+
+
+_OUTPUT_TYPES: Final = (
+    "use attrs classes, dataclasses, TypedDicts, pydantic models (with pydantic installed), enums, "
+    "str, int, float, bool, None, datetime, date, Literal[...], unions, list[T], set[T], tuple[...], dict[str, T]"
+)
+
+
+def unsupported_output_type(tp: Any) -> str:
+    """Return the message for a type the output converter cannot read (naming no converter internals)."""
+    label = getattr(tp, "__qualname__", None) if isinstance(tp, type) else None
+    return f"{label or short_repr(tp, 200)} is not a supported output type: {_OUTPUT_TYPES}"
 
 
 def parse_output(content: str, cls: Any) -> Any:
@@ -80,6 +96,9 @@ def structure_output(data: Any, cls: Any, *, content: str, path: str = "") -> An
         return output_converter.structure(data, cls)
     except RecursionError:
         raise OutputError("is nested too deeply", content=content, path=path) from None
+    except StructureHandlerNotFoundError as exc:  # a programming error, not the content's: no "does not fit"
+        where = "" if exc.type_ is cls else f" (in {getattr(cls, '__qualname__', short_repr(cls))})"
+        raise OutputError(unsupported_output_type(exc.type_) + where, content=content, path=path) from None
     except Exception as exc:
         found = [(_nest(path, p), m) for p, m in problems(exc)]
         first_path, message = found[0] if found else (path, str(exc))
@@ -113,6 +132,7 @@ def _make_output_converter() -> cattrs.Converter:
         lambda value: [conv.unstructure(item) for item in value],
     )
     _configure_json_shapes(conv)
+    conv.register_structure_hook_func(is_pydantic_model, validate_pydantic)
     configure_union_passthrough(Union[str, int, float, bool, None], conv)  # noqa: UP007 - a runtime union object
     return conv
 

@@ -23,6 +23,7 @@ from chatdsl._types import UNSET, UnsetType, none_if_unset, thaw, unset_if_none
 from chatdsl.model.messages import ToolCall, call_arguments, raw_arguments
 from chatdsl.model.tools import Function, Tool
 from chatdsl.output.convert import structure_output
+from chatdsl.output.pydantic_models import is_pydantic_model
 from chatdsl.output.schema import (
     NO_DEFAULT,
     Builder,
@@ -244,8 +245,10 @@ def type_tool(
 ) -> Tool:
     """Return the tool whose arguments are an instance of the attrs class or dataclass *tp*."""
     name, description, strict = none_if_unset(name), none_if_unset(description), unset_if_none(strict)
-    if not is_record(tp):
-        raise ValidationError("tp", f"{tp!r} is not an attrs class or a dataclass; Tool.from_type needs one")
+    if not is_record(tp) and not is_pydantic_model(tp):
+        raise ValidationError(
+            "tp", f"{tp!r} is not an attrs class, a dataclass or a pydantic model; Tool.from_type needs one"
+        )
     return Tool(
         function=Function(
             name=_tool_name(tp, name),

@@ -28,13 +28,14 @@ import attrs
 
 from chatdsl._errors import ValidationError
 from chatdsl._types import UNSET, UnsetType, short_repr
+from chatdsl.output.pydantic_models import is_pydantic_model, pydantic_schema
 
 __all__ = ["json_schema", "parse_docstring", "schema_for_response"]
 
 _SUPPORTED: Final = (
     "str, int, float, bool, None, typing.Any, datetime, date, enum.Enum subclasses, Literal[...], "
     "X | None, unions, list[T], set[T], tuple[T, ...], tuple[A, B], dict[str, T], Annotated[T, ...], "
-    "attrs classes and dataclasses"
+    "attrs classes, dataclasses and pydantic models"
 )
 
 _SEQUENCES: Final = (list, cabc.Sequence, cabc.MutableSequence)
@@ -45,10 +46,11 @@ _MAPPINGS: Final = (dict, cabc.Mapping, cabc.MutableMapping)
 def json_schema(tp: Any, *, strict: bool = False) -> dict[str, Any]:
     """Return a JSON schema (Draft 2020-12) describing *tp*, as a new plain ``dict``.
 
-    *tp* may be an attrs class, a dataclass or any type form listed in the README ("Structured
-    outputs"). A class's docstring (its first paragraph) becomes the object's ``description``; a
-    field's description comes from ``metadata={"description": ...}``, else from an
-    ``Attributes:`` section of the class docstring, else from a string in ``Annotated[T, "..."]``.
+    *tp* may be an attrs class, a dataclass, a pydantic model (its own ``model_json_schema()``,
+    with pydantic installed) or any type form listed in the README ("Structured outputs"). A
+    class's docstring (its first paragraph) becomes the object's ``description``; a field's
+    description comes from ``metadata={"description": ...}``, else from an ``Attributes:``
+    section of the class docstring, else from a string in ``Annotated[T, "..."]``.
     Fields without defaults are ``required``; defaults that JSON can carry are given as
     ``default``. Objects from classes always have ``additionalProperties: false`` (the parser
     refuses unknown keys).
@@ -168,6 +170,11 @@ class Builder:
             return {"type": "object"}
         if is_record(tp):
             return self.reference(tp, path)
+        if is_pydantic_model(tp):  # pydantic's own schema; its $defs join the document's
+            schema, defs = pydantic_schema(tp)
+            for name, definition in defs.items():
+                self.defs.setdefault(name, definition)
+            return schema
         raise _unsupported(tp, path)
 
     def union(self, members: tuple[Any, ...], path: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from chatdsl.model.messages import (
     FileChunk,
     FunctionCall,
     ImageURLChunk,
+    Message,
     ReferenceChunk,
     SystemMessage,
     TextChunk,
@@ -449,6 +450,18 @@ _structure_think_part = _tagged(
 _MESSAGE_TAGS: Final[dict[str, type]] = {cls.role.value: cls for cls in MESSAGE_TYPES}  # type: ignore[attr-defined]
 """The messages by their ``role`` tag (derived from the classes' ``role``)."""
 _structure_message = _tagged("role", _MESSAGE_TAGS, "message")
+
+
+def structure_message(data: Any, path: str = "") -> Message:
+    """Return the message a wire dict describes (strict, as ``from_dict``); errors are nested under *path*."""
+    try:
+        return _structure_message(data, None)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise exc.with_prefix(path) from None
+    except RecursionError:
+        raise ValidationError(path, "is nested too deeply") from None
+    except Exception as exc:
+        raise as_validation_error(exc, path) from None
 
 
 _REJECT: Final = object()

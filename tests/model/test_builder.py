@@ -419,3 +419,45 @@ def test_add_names_the_position_the_message_would_take() -> None:
     request = chatdsl.chat("m").user("a").user("b")
     with pytest.raises(ValidationError, match=r"^messages\[3\]: 'oops' is a str, not a message$"):
         request.add(chatdsl.UserMessage(content="c"), "oops")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ messages as wire dicts (SDK habit)
+
+
+@settings(max_examples=50)
+@given(st.lists(s.messages, max_size=4))
+def test_messages_given_as_wire_dicts_read_like_from_dict(messages: list[Any]) -> None:
+    wire = chatdsl.chat().with_messages(messages).to_dict().get("messages", [])
+    assert chatdsl.chat().with_messages(wire).messages == tuple(messages)
+    assert chatdsl.chat().add(*wire).messages == tuple(messages)
+    mixed = [m if i % 2 else w for i, (m, w) in enumerate(zip(messages, wire, strict=True))]
+    assert chatdsl.chat().user("first").with_messages(mixed).messages == tuple(messages)
+
+
+def test_add_takes_a_dict_message_after_existing_ones() -> None:
+    request = chatdsl.chat("m").system("Be brief.").add({"role": "user", "content": "Hi"}, UserMessage(content="x"))
+    assert request.messages[1:] == (UserMessage(content="Hi"), UserMessage(content="x"))
+
+
+@pytest.mark.parametrize(
+    ("call", "path", "rule"),
+    [
+        (lambda r: r.add({"role": "user", "content": 5}), "messages[1].content", "5 is an int, not a string"),
+        (lambda r: r.add(UserMessage(content="x"), {"role": "usr"}), "messages[2].role", "'usr' is not one of"),
+        (lambda r: r.add({"content": "x"}), "messages[1].role", "is missing"),
+        (lambda r: r.add({"role": "user", "content": "x", "foo": 1}), "messages[1].foo", "is not a known field"),
+        (lambda r: r.with_messages([UserMessage(content="x"), {"role": "tool"}]), "messages[1].content", "required"),
+        (
+            lambda r: r.with_messages([{"role": "user", "content": [{"type": "text", "text": 3}]}]),
+            "messages[0].content[0].text",
+            "3 is an int, not a string",
+        ),
+    ],
+)
+def test_dict_messages_are_read_strictly_and_errors_name_the_path(call: Any, path: str, rule: str) -> None:
+    request = chatdsl.chat("m").user("first")
+    with pytest.raises(ValidationError) as caught:
+        call(request)
+    assert caught.value.path == path
+    assert rule in caught.value.rule
+    assert request.messages == (UserMessage(content="first"),)

@@ -151,6 +151,17 @@ def test_unset_is_a_falsy_singleton_distinct_from_none() -> None:
     assert pickle.loads(pickle.dumps(UNSET)) is UNSET
 
 
+def test_unset_shows_as_unset_in_text_reprs_and_errors() -> None:
+    assert (str(UNSET), f"{UNSET}", f"{UNSET:>6}", str([UNSET])) == ("UNSET", "UNSET", " UNSET", "[UNSET]")
+    shown = repr(chatdsl.chat().user("hi")) + str(chatdsl.chat().user("hi").messages)
+    assert "model=UNSET" in shown
+    with pytest.raises(chatdsl.ValidationError) as caught:
+        chatdsl.chat().with_messages([UNSET])  # type: ignore[list-item]
+    assert str(caught.value) == "messages[0]: UNSET is the UNSET marker, not a message"
+    for text in (shown, str(caught.value)):
+        assert "UnsetType" not in text
+
+
 def test_positional_arguments_are_refused() -> None:
     with pytest.raises(TypeError):
         TextChunk("hi")  # type: ignore[misc]

@@ -318,7 +318,7 @@ def test_tool_from_type() -> None:
     assert strict.function.parameters["required"] == ["start", "end"]
     call = ToolCall(id="1", function=FunctionCall(name="Place", arguments='{"city": "Oslo", "country": "NO"}'))
     assert call.parse_arguments(Place) == Place("Oslo", "NO")
-    with pytest.raises(ValidationError, match="not an attrs class or a dataclass"):
+    with pytest.raises(ValidationError, match="not an attrs class, a dataclass or a pydantic model"):
         Tool.from_type(int)
 
 
