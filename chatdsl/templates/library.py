@@ -36,7 +36,7 @@ import attrs
 from chatdsl._errors import TemplateError, ValidationError
 from chatdsl._types import UNSET
 from chatdsl.model.request import ChatCompletionRequest, chat
-from chatdsl.model.templating import merge, render, variables
+from chatdsl.model.templating import did_you_mean, mark_if_variables, marked, merge, render, variables
 from chatdsl.templates.files import (
     DEFAULT_MAX_SIZE,
     MAX_PROBLEMS,
@@ -84,8 +84,14 @@ def load(path: str | Path, *, max_size: int = DEFAULT_MAX_SIZE) -> ChatCompletio
 
     Message text is taken as it is: placeholders are checked when the request is rendered (or by
     :meth:`RequestTemplate.load`), so a saved request holding a lone ``$`` loads back unchanged.
+    A file whose messages hold variables gives a template: render it before sending.
     """
-    return load_file(Path(path), max_size, placeholders=False, reader=_reader())[0]  # type: ignore[no-any-return]
+    return mark_if_variables(load_file(Path(path), max_size, placeholders=False, reader=_reader())[0])  # type: ignore[no-any-return]
+
+
+def _as_template(request: Any) -> Any:
+    """Mark a template's request as unrendered: it is sent only through :meth:`RequestTemplate.render`."""
+    return marked(request) if isinstance(request, ChatCompletionRequest) else request
 
 
 @attrs.frozen(kw_only=True)
@@ -103,12 +109,14 @@ class RequestTemplate:
     """A request with placeholders plus its header: a description and declared variables.
 
     ``variables`` are the declared ones (with descriptions and defaults); the names the messages
-    use are ``request.variables``. A template's message text must hold only valid placeholders.
+    use are ``request.variables``. ``request`` is marked unrendered (``validate()`` refuses it, and
+    so does every client): send ``template.render(...)``, never ``template.request``.
+    A template's message text must hold only valid placeholders.
     Load one with :meth:`load`; fill it in with :meth:`render`.
     """
 
     request: ChatCompletionRequest = attrs.field(
-        factory=chat, validator=attrs.validators.instance_of(ChatCompletionRequest)
+        factory=chat, converter=_as_template, validator=attrs.validators.instance_of(ChatCompletionRequest)
     )
     description: str = attrs.field(default="", validator=check_description)
     variables: tuple[Variable, ...] = attrs.field(default=(), converter=to_variables, validator=check_variables)
@@ -156,18 +164,23 @@ class RequestTemplate:
         """
         given = {**(values or {}), **kwargs}
         used = set(self.request.variables)
+        known = self._names()
+        listed = ", ".join(known) or "none"
+        problems = [
+            (name, f"is a variable of the request but has no value and no default (variables: {listed})")
+            for name in self._missing(given)
+        ]
         if not allow_extra:
-            unknown = self._unknown(given)
-            if unknown:
-                known = ", ".join(self._names()) or "none"
-                raise ValidationError(
-                    "",
-                    "",
-                    errors=[
-                        (name, f"is not a variable of the template (variables: {known}); pass allow_extra=True")
-                        for name in unknown
-                    ],
+            problems += [
+                (
+                    name,
+                    f"is not a variable of the template{did_you_mean(name, known)} (variables: {listed}); "
+                    "pass allow_extra=True",
                 )
+                for name in self._unknown(given)
+            ]
+        if problems:
+            raise ValidationError("", "", errors=problems)
         filled = {name: value for name, value in {**self.defaults, **given}.items() if name in used}
         return render(self.request, filled)
 
