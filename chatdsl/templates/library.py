@@ -102,6 +102,8 @@ class TemplateInfo:
     description: str
     variables: tuple[Variable, ...]
     path: Path | None = None
+    abstract: bool = False
+    """Whether the template is meant only to be extended (its header says ``abstract = true``)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -121,6 +123,8 @@ class RequestTemplate:
     description: str = attrs.field(default="", validator=check_description)
     variables: tuple[Variable, ...] = attrs.field(default=(), converter=to_variables, validator=check_variables)
     path: Path | None = attrs.field(default=None, eq=False)
+    abstract: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    """Whether the template is meant only to be extended (``abstract = true`` in its header; not inherited)."""
 
     def __attrs_post_init__(self) -> None:
         variables(self.request)  # refuse invalid placeholders once, on construction
@@ -138,6 +142,7 @@ class RequestTemplate:
             description=self.description,
             variables=tuple(declared.get(n) or Variable(name=n) for n in self._names()),
             path=self.path,
+            abstract=self.abstract,
         )
 
     def _names(self) -> list[str]:
@@ -190,8 +195,8 @@ class RequestTemplate:
 
         Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
         """
-        request, description, declared = load_file(Path(path), max_size, placeholders=True, reader=_reader())
-        return cls(request=request, description=description, variables=declared, path=Path(path))
+        request, description, declared, abstract = load_file(Path(path), max_size, placeholders=True, reader=_reader())
+        return cls(request=request, description=description, variables=declared, path=Path(path), abstract=abstract)
 
     def save(self, path: str | Path) -> None:
         """Write this template (header and body; ``extends`` is already resolved) as ``.json`` or ``.toml``."""
@@ -200,6 +205,8 @@ class RequestTemplate:
             header["description"] = self.description
         if self.variables:
             header["variables"] = {v.name: _variable_dict(v) for v in self.variables}
+        if self.abstract:
+            header["abstract"] = True
         write(Path(path), self.request, header)
 
 
@@ -242,9 +249,9 @@ class TemplateLibrary(Mapping[str, RequestTemplate]):
                 problems[str(file), "", f"has the same name as {templates[file.stem].path}"] = None
                 continue
             try:
-                request, description, declared = loader.load(file)
+                request, description, declared, abstract = loader.load(file)
                 templates[file.stem] = RequestTemplate(
-                    request=request, description=description, variables=declared, path=file
+                    request=request, description=description, variables=declared, path=file, abstract=abstract
                 )
             except TemplateError as exc:
                 problems.update(dict.fromkeys(exc.problems))
