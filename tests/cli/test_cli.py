@@ -87,7 +87,8 @@ def test_validate_reports_one_line_per_problem(tmp_path):
     assert lines == [
         f"{tmp_path / 'price.json'}: messages[0].content: has an invalid placeholder '$5' at character 6; "
         "write $name or ${name} for a variable and $$ for a literal dollar",
-        f"{tmp_path / 'typo.toml'}: template.descripton: is not a known field (known: description, extends, variables)",
+        f"{tmp_path / 'typo.toml'}: template.descripton: is not a known field "
+        "(known: description, extends, variables, abstract)",
         f"{tmp_path / 'typo.toml'}: temprature: is not a known field (known: {', '.join(_request_fields())})",
     ]
     assert result.stderr == "chatdsl: 3 problems in 8 template file(s)\n"
