@@ -204,6 +204,9 @@ class ChatCompletionRequest(_Marked):
 
     # ---------------------------------------------------------------- plumbing
 
+    def __attrs_post_init__(self) -> None:
+        _set(self, "_unrendered", False)  # see _Marked: a new request is not a template
+
     def _replace(self, **changes: Any) -> Self:
         """Return a shallow copy with *changes*, converting and validating only the changed fields.
 
@@ -667,8 +670,16 @@ def _make_copier() -> Callable[[ChatCompletionRequest], ChatCompletionRequest]:
     for name in _FIELD_NAMES:
         namespace[f"_set_{name}"] = ChatCompletionRequest.__dict__[name].__set__
         lines.append(f"    _set_{name}(new, self.{name})")
-    lines += ["    if _marked(self):", "        _set_mark(new, True)", "    return new"]
-    namespace["_marked"] = _is_marked
+    # The mark: every request made by __init__, this copier or unpickling has the slot set, so reading it
+    # raises nothing (an exception on every builder step would cost it a sixth of its time).
+    lines += [
+        "    try:",
+        "        _set_mark(new, _get_mark(self))",
+        "    except AttributeError:",
+        "        pass",
+        "    return new",
+    ]
+    namespace["_get_mark"] = _Marked._unrendered.__get__  # type: ignore[attr-defined]
     namespace["_set_mark"] = _Marked._unrendered.__set__  # type: ignore[attr-defined]
     exec("\n".join(lines), namespace)  # generated from the class's own slot names
     copier: Callable[[ChatCompletionRequest], ChatCompletionRequest] = namespace["copy"]
@@ -687,6 +698,7 @@ def _getstate(self: ChatCompletionRequest) -> dict[str, Any]:
 
 
 def _setstate(self: ChatCompletionRequest, state: Mapping[str, Any]) -> None:
+    _set(self, "_unrendered", False)
     for name, value in state.items():
         _set(self, name, value)
 
