@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from chatdsl._errors import ChatDSLError, TemplateError, ValidationError
+from chatdsl.model.templating import did_you_mean
 from chatdsl.templates.files import template_files
 from chatdsl.templates.library import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary
 
@@ -223,7 +224,8 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--complete",
         action="store_true",
-        help="also render each template with its defaults (and --var values) and check it can be sent",
+        help="also render each template with its defaults (and --var values) and check it can be sent "
+        "(templates whose header says abstract = true are meant to be extended and are skipped)",
     )
     _add_vars(validate)
     _add_dialect(
@@ -295,9 +297,10 @@ def _rendered(args: argparse.Namespace) -> ChatCompletionRequest:
     template = RequestTemplate.load(args.template, max_size=args.max_size)
     values = _values(args.vars)
     # The template's own checks, reported together and worded for the command line.
-    known = ", ".join(template._names()) or "none"
+    names = template._names()
+    known = ", ".join(names) or "none"
     problems = [
-        (args.template, name, f"is not a variable of the template (variables: {known})")
+        (args.template, name, f"is not a variable of the template{did_you_mean(name, names)} (variables: {known})")
         for name in template._unknown(values)
     ]
     problems += [
@@ -338,6 +341,7 @@ def _files_named(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
 def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     problems: dict[str, None] = {}  # each line once, in order
     checked = 0
+    abstract = 0  # templates meant only to be extended: --complete and the token budget skip them
     values = _values(args.vars)
     for name, path in _files_named(args.paths):
         if path is None:
@@ -352,30 +356,33 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     template.request.to_dict(dialect=args.dialect)
                 except ValidationError as exc:
                     found += [f"{name}: {_as_options(line, 'validate')}" for line in _error_lines(exc)]
-            if args.complete:
+            if template.abstract and (args.complete or args.max_prompt_tokens is not None):
+                abstract += 1
+            elif args.complete:
                 try:
                     template.render(values, allow_extra=True).validate()
                 except ValidationError as exc:
                     found += [f"{name}: {line}" for line in _error_lines(exc)]
         except TemplateError as exc:
             found += exc.lines()
-        if args.max_prompt_tokens is not None and not found:
+        if args.max_prompt_tokens is not None and not found and not template.abstract:
             found += _over_budget(name, path, values, args)
         problems.update(dict.fromkeys(found))
     for line in problems:
         out.write(_safe(line) + "\n")
     count = len(problems)
+    skipped = f" ({abstract} abstract, not rendered: meant to be extended)" if abstract else ""
     if count:
-        err.write(f"{PROG}: {count} problem{'s' if count != 1 else ''} in {checked} template file(s)\n")
+        err.write(f"{PROG}: {count} problem{'s' if count != 1 else ''} in {checked} template file(s){skipped}\n")
         return 1
-    err.write(f"{PROG}: {checked} template file(s) OK\n")
+    err.write(f"{PROG}: {checked} template file(s) OK{skipped}\n")
     return 0
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
     library = TemplateLibrary(args.directory, max_size=args.max_size)
     for info in library.describe():
-        description = _safe(info.description)
+        description = " ".join(filter(None, ("[abstract]" if info.abstract else "", _safe(info.description))))
         out.write(f"{info.name}\t{description}\n" if description else f"{info.name}\n")
         for var in info.variables:
             default = "required" if var.required else f"default {var.default!r}"

@@ -567,6 +567,7 @@ METHOD_ARGS: dict[str, S[tuple[tuple[Any, ...], dict[str, Any]]]] = {
     "streaming": _call() | _call(st.booleans()),
     "render": _call(st.dictionaries(identifiers, texts | st.integers(), max_size=2), allow_extra=st.just(True)),
     "merge": _call(requests()),
+    "as_template": _call(),
 }
 """For every chained builder method: a strategy of ``(args, kwargs)`` that calls it validly."""
 

@@ -121,12 +121,29 @@ def _to_service_tier(value: Any) -> Any:
 _EMPTY_EXTRA = FrozenDict()
 
 
+class _Marked:
+    """The slot of a request's "unrendered template" mark: no attrs field, so never on the wire nor compared.
+
+    A request read from a template file with variables, taken from a :class:`~chatdsl.RequestTemplate`, or
+    marked with :meth:`ChatCompletionRequest.as_template` carries it; every builder step, ``merge`` (with a
+    marked side) and pickling keep it; :meth:`~ChatCompletionRequest.render` clears it. A request carrying it
+    fails :meth:`~ChatCompletionRequest.validate`, so an unrendered template is never sent. Read it with
+    :func:`chatdsl.model.templating.is_unrendered` (an unset slot means "not marked").
+    """
+
+    __slots__ = ("_unrendered",)
+
+
 @attrs.frozen(kw_only=True, weakref_slot=False)
-class ChatCompletionRequest:
+class ChatCompletionRequest(_Marked):
     """A chat-completion request: immutable, validated on every construction, unset fields not sent.
 
     Build one with :func:`chat` and the chained ``with_*`` methods; each returns a new request
     and never changes the receiver, so one template can be shared and derived everywhere.
+
+    A request that came from a template (see :meth:`as_template`) must be rendered before it is sent.
+    The mark is not a field: two requests that differ only in it compare (and hash) equal, as their
+    wire bodies are equal.
     """
 
     __slots__ = ()
@@ -187,6 +204,9 @@ class ChatCompletionRequest:
 
     # ---------------------------------------------------------------- plumbing
 
+    def __attrs_post_init__(self) -> None:
+        _set(self, "_unrendered", False)  # see _Marked: a new request is not a template
+
     def _replace(self, **changes: Any) -> Self:
         """Return a shallow copy with *changes*, converting and validating only the changed fields.
 
@@ -195,7 +215,10 @@ class ChatCompletionRequest:
         attrs, it honours ``attrs.validators.set_disabled()``.
         """
         if type(self) is not ChatCompletionRequest:
-            return attrs.evolve(self, **changes)
+            evolved = attrs.evolve(self, **changes)
+            if getattr(self, "_unrendered", False):
+                _set(evolved, "_unrendered", True)
+            return evolved
         new = _copy_request(self)
         for name, value in changes.items():
             field = _FIELD_SPECS.get(name)
@@ -553,15 +576,34 @@ class ChatCompletionRequest:
         """Read the request a template file holds (``.json`` or ``.toml``; ``extends`` followed).
 
         The header's variable defaults are not applied: use :class:`~chatdsl.RequestTemplate` for them.
-        Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
+        A file whose messages hold variables gives a template (see :meth:`as_template`): render it before
+        sending. Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
         """
+        from chatdsl.model.templating import mark_if_variables
         from chatdsl.templates.files import DEFAULT_MAX_SIZE, load_file
         from chatdsl.wire.converter import structure_request
 
         loaded = load_file(Path(path), DEFAULT_MAX_SIZE, placeholders=False, reader=(structure_request, chat))
-        return loaded[0]  # type: ignore[no-any-return]
+        return mark_if_variables(loaded[0])  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- templates
+
+    def as_template(self) -> Self:
+        """Return a copy marked as an unrendered template: :meth:`validate` refuses it until :meth:`render`.
+
+        The mark is kept by every builder step and by ``merge`` (a merge with a marked side is marked);
+        only :meth:`render` clears it, so text added after rendering is never read as a template.
+        """
+        from chatdsl.model.templating import marked
+
+        return marked(self)
+
+    @property
+    def is_template(self) -> bool:
+        """Whether this request is an unrendered template (see :meth:`as_template`)."""
+        from chatdsl.model.templating import is_unrendered
+
+        return is_unrendered(self)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -645,17 +687,35 @@ def _make_copier() -> Callable[[ChatCompletionRequest], ChatCompletionRequest]:
     for name in _FIELD_NAMES:
         namespace[f"_set_{name}"] = ChatCompletionRequest.__dict__[name].__set__
         lines.append(f"    _set_{name}(new, self.{name})")
-    lines.append("    return new")
+    # The mark: every request made by __init__, this copier or unpickling has the slot set, so reading it
+    # raises nothing (an exception on every builder step would cost it a sixth of its time).
+    lines += [
+        "    try:",
+        "        _set_mark(new, _get_mark(self))",
+        "    except AttributeError:",
+        "        pass",
+        "    return new",
+    ]
+    namespace["_get_mark"] = _Marked._unrendered.__get__  # type: ignore[attr-defined]
+    namespace["_set_mark"] = _Marked._unrendered.__set__  # type: ignore[attr-defined]
     exec("\n".join(lines), namespace)  # generated from the class's own slot names
     copier: Callable[[ChatCompletionRequest], ChatCompletionRequest] = namespace["copy"]
     return copier
 
 
+def _is_marked(request: ChatCompletionRequest) -> bool:
+    return getattr(request, "_unrendered", False)
+
+
 def _getstate(self: ChatCompletionRequest) -> dict[str, Any]:
-    return {a.name: getattr(self, a.name) for a in attrs.fields(type(self))}  # a subclass's fields too
+    state = {a.name: getattr(self, a.name) for a in attrs.fields(type(self))}  # a subclass's fields too
+    if _is_marked(self):
+        state["_unrendered"] = True
+    return state
 
 
 def _setstate(self: ChatCompletionRequest, state: Mapping[str, Any]) -> None:
+    _set(self, "_unrendered", False)
     for name, value in state.items():
         _set(self, name, value)
 
@@ -696,6 +756,8 @@ def _completeness_errors(request: ChatCompletionRequest, *, any_last: bool = Fal
     *any_last*: any message may end the conversation (OpenAI's API answers after any), so the rule
     on the last message is skipped.
     """
+    if _is_marked(request):
+        yield _unrendered_error(request)
     if request.model is UNSET:
         yield ("model", "is not set; a request needs a model to be sent")
     messages = request.messages
@@ -733,6 +795,24 @@ def _completeness_errors(request: ChatCompletionRequest, *, any_last: bool = Fal
             yield ("tool_choice", f"{choice.function!r} names no tool in tools (tools: {known})")
         elif choice.forces_call and not names:
             yield ("tool_choice", f"{str(choice.mode)!r} forces a tool call but no tools are set")
+
+
+def _unrendered_error(request: ChatCompletionRequest) -> tuple[str, str]:
+    try:
+        names = request.variables
+    except ValidationError as exc:
+        return ("messages", f"come from a template that is not rendered and cannot be: {exc}")
+    if names:
+        return (
+            "messages",
+            f"come from a template that is not rendered (variables to fill: {', '.join(names)}); "
+            "call render() with their values before sending",
+        )
+    return (
+        "messages",
+        "come from a template that is not rendered (it has no variables); call render() with no values "
+        "to mark it ready to send",
+    )
 
 
 def chat(model: str | UnsetType | None = None) -> ChatCompletionRequest:

@@ -11,16 +11,24 @@ Composition
     by name (the overlay's replace the base's of the same name, in the base's order; new ones are
     appended) and ``extra`` is merged key by key. Associative, with ``chat()`` as identity.
 
+Unrendered templates
+    A request that came from a template carries a private mark (a slot, not a field: never sent,
+    not compared): :func:`marked` sets it, every builder step and :func:`merge` (with a marked side)
+    keep it, :func:`render` clears it, and ``validate()`` refuses a marked request. Plain builder
+    text is never marked, so ``$x`` in a request built with ``chat()`` is sent as it is; text added
+    after rendering is never read as a template.
+
 This module does not import :mod:`chatdsl.model.request` (whose methods call it), so no import
 circle forms; requests are typed structurally here.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -31,13 +39,45 @@ from chatdsl._types import UNSET
 from chatdsl.model.messages import TextChunk
 from chatdsl.model.tools import IMPLIED_AUTO
 
-__all__ = ["merge", "render", "variables"]
+__all__ = ["is_unrendered", "mark_if_variables", "marked", "merge", "render", "variables"]
 
 _R = TypeVar("_R")
 """A :class:`~chatdsl.ChatCompletionRequest` (or subclass), typed loosely: importing the request module here
 would close an import circle (its methods call these functions)."""
 _PATTERN: Final = string.Template.pattern
 _SNIPPET: Final = re.compile(r"\$\S{0,10}")
+
+# ------------------------------------------------------------------------------------------ mark
+
+_MARK: Final = "_unrendered"
+
+
+def is_unrendered(request: Any) -> bool:
+    """Return whether *request* is a template still to render (see the module docs)."""
+    return getattr(request, _MARK, False)
+
+
+def _with_mark(request: _R, flag: bool) -> _R:
+    if is_unrendered(request) is flag:
+        return request
+    new: Any = request._replace()  # type: ignore[attr-defined]
+    object.__setattr__(new, _MARK, flag)
+    return new  # type: ignore[no-any-return]
+
+
+def marked(request: _R) -> _R:
+    """Return *request* marked as an unrendered template (``validate()`` refuses it until ``render()``)."""
+    return _with_mark(request, True)
+
+
+def mark_if_variables(request: _R) -> _R:
+    """Return *request* marked as a template if its text holds variables (text with an invalid ``$`` is literal)."""
+    try:
+        names = variables(request)
+    except ValidationError:
+        return request
+    return marked(request) if names else request
+
 
 # ------------------------------------------------------------------------------------- variables
 
@@ -87,6 +127,12 @@ def variables(request: Any) -> tuple[str, ...]:
     if problems:
         raise ValidationError("", "", errors=problems)
     return tuple(sorted(names))
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the name in *known* closest to *name*, or ``""`` if none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def value_text(name: str, value: object) -> str:
@@ -143,14 +189,18 @@ def render(
     ]
     if not allow_extra:
         problems += [
-            (name, f"is not a variable of the request (variables: {known}); pass allow_extra=True to allow it")
+            (
+                name,
+                f"is not a variable of the request{did_you_mean(name, names)} (variables: {known}); "
+                "pass allow_extra=True to allow it",
+            )
             for name in given
             if name not in names
         ]
     if problems:
         raise ValidationError("", "", errors=problems)
     if not any("$" in text for _, text in _texts(request)):
-        return request
+        return _with_mark(request, False)
     messages = []
     original: Any = request
     for message in original.messages:
@@ -165,7 +215,7 @@ def render(
         else:
             new = content
         messages.append(message if new == content else attrs.evolve(message, content=new))
-    return attrs.evolve(original, messages=tuple(messages))  # type: ignore[no-any-return]
+    return _with_mark(attrs.evolve(original, messages=tuple(messages)), False)  # type: ignore[no-any-return]
 
 
 # ----------------------------------------------------------------------------------- composition
@@ -216,4 +266,5 @@ def merge(base: _R, overlay: Any) -> _R:
         changes["tools"] = _merge_tools(base_.tools, overlay.tools)
     if overlay.extra:
         changes["extra"] = {**base_.extra, **overlay.extra}
-    return attrs.evolve(base_, **changes) if changes else base
+    merged = attrs.evolve(base_, **changes) if changes else base
+    return marked(merged) if is_unrendered(base) or is_unrendered(overlay) else merged

@@ -2,11 +2,12 @@
 
 Files (``.json`` or ``.toml``, UTF-8, at most :data:`DEFAULT_MAX_SIZE` bytes by default)
     The top level is the wire body of the request (``to_dict()``) with two reserved keys:
-    ``template`` (the optional header: ``description``, ``extends``, ``variables``) and ``extra``
+    ``template`` (the optional header: ``description``, ``extends``, ``variables``, ``abstract``) and ``extra``
     (body fields sent as they are, as with ``with_extra()``). Reading is strict: an unknown key is
     a :class:`~chatdsl.TemplateError` naming the file and the key path. ``extends`` names another
     template file, relative to this one; this file's body is merged over the parent's, its
-    variables over the parent's field by field; a description belongs to its own file. Cycles are
+    variables over the parent's field by field; a description belongs to its own file, and so does
+    ``abstract = true`` (a template meant only to be extended, not rendered on its own). Cycles are
     refused, listing the chain. Files are data only: nothing in them is ever executed.
 
 This module does not import the request module nor the wire converter (which does): callers pass
@@ -56,7 +57,7 @@ DEFAULT_MAX_SIZE: Final = 1 << 20
 
 _IDENTIFIER: Final = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*\Z")
 _SUFFIXES: Final = (".json", ".toml")
-_HEADER_KEYS: Final = ("description", "extends", "variables")
+_HEADER_KEYS: Final = ("description", "extends", "variables", "abstract")
 _VARIABLE_KEYS: Final = ("description", "default")
 
 # ------------------------------------------------------------------------------------- templates
@@ -269,10 +270,10 @@ def _read(path: Path, max_size: int) -> dict[str, Any]:
     return data
 
 
-def _read_header(header: Any, problems: list[tuple[str, str]]) -> tuple[str, str | None, tuple[Variable, ...]]:
+def _read_header(header: Any, problems: list[tuple[str, str]]) -> tuple[str, str | None, tuple[Variable, ...], bool]:
     if not isinstance(header, dict):
         problems.append(("template", f"is {type_name(header)}, not a table"))
-        return "", None, ()
+        return "", None, (), False
     for key in header:
         if key not in _HEADER_KEYS:
             problems.append((f"template.{key}", f"is not a known field (known: {', '.join(_HEADER_KEYS)})"))
@@ -280,6 +281,10 @@ def _read_header(header: Any, problems: list[tuple[str, str]]) -> tuple[str, str
     if not isinstance(description, str):
         problems.append(("template.description", f"{description!r} is not a string"))
         description = ""
+    abstract = header.get("abstract", False)
+    if not isinstance(abstract, bool):
+        problems.append(("template.abstract", f"{abstract!r} is {type_name(abstract)}, not true or false"))
+        abstract = False
     extends = header.get("extends")
     if extends is not None and (not isinstance(extends, str) or not extends):
         problems.append(("template.extends", f"{extends!r} is not a non-empty string (a path to a template file)"))
@@ -303,7 +308,7 @@ def _read_header(header: Any, problems: list[tuple[str, str]]) -> tuple[str, str
             )
         except ValidationError as exc:
             problems += [(_nest(where, "" if p == "name" else p), m) for p, m in exc.errors]
-    return description, extends, tuple(declared)
+    return description, extends, tuple(declared), abstract
 
 
 def _read_body(data: dict[str, Any], problems: list[tuple[str, str]], *, placeholders: bool, reader: Reader) -> Any:
@@ -368,7 +373,8 @@ def _every_problem(
     return list(found) or list(first.errors)
 
 
-_Loaded = tuple[Any, str, tuple[Variable, ...]]
+_Loaded = tuple[Any, str, tuple[Variable, ...], bool]
+"""A loaded file: its merged request, its own description, the merged variables, whether it says ``abstract``."""
 
 MAX_PROBLEMS: Final = 10
 """The most problems reported for one template file; the rest are counted in a last line ("… and 49,990 more")."""
@@ -401,11 +407,13 @@ class Loader:
         self._max_size = max_size
         self._placeholders = placeholders
         self._root = root
-        # resolved path -> (merged request, the file's own description, merged variables), or the error
+        # resolved path -> (merged request, the file's own description, merged variables, own abstract), or the error
         self._done: dict[Path, _Loaded | TemplateError] = {}
 
     def load(self, path: Path) -> _Loaded:
-        """Return the request, description and declared variables of the file at *path*, ``extends`` followed.
+        """Return the request, description, declared variables and ``abstract`` of the file at *path*.
+
+        ``extends`` is followed; the description and ``abstract`` are the file's own.
 
         With *placeholders*, message text must hold only valid placeholders (it is template text).
         The chain is followed in a loop (any length), then merged from its root down to *path*.
@@ -413,7 +421,7 @@ class Loader:
         resolved = self._resolve(path)
         if self._root is not None and not resolved.is_relative_to(self._root):
             raise TemplateError([(str(path), "", f"leads outside the library's folder {self._root} (to {resolved})")])
-        links: list[tuple[Path, Any, str, tuple[Variable, ...]]] = []
+        links: list[tuple[Path, Any, str, tuple[Variable, ...], bool]] = []
         followed: list[Path] = []
         walked: set[Path] = set()
         current: Path | None = path
@@ -431,8 +439,8 @@ class Loader:
                     raise TemplateError([(str(followed[-1]), "template.extends", f"forms a cycle: {cycle}")])
                 followed.append(current)
                 walked.add(resolved)
-                request, description, declared, parent = self._read_one(current)
-                links.append((resolved, request, description, declared))
+                request, description, declared, abstract, parent = self._read_one(current)
+                links.append((resolved, request, description, declared, abstract))
                 current = parent
                 if current is not None:
                     resolved = self._resolve(current)
@@ -443,11 +451,11 @@ class Loader:
             raise
         loaded = base
         while links:
-            resolved, request, description, declared = links.pop()
+            resolved, request, description, declared, abstract = links.pop()
             if loaded is not None:
                 request = merge(loaded[0], request)
                 declared = merge_variables(loaded[2], declared)
-            loaded = (request, description, declared)
+            loaded = (request, description, declared, abstract)
             self._done[resolved] = loaded
         assert loaded is not None
         return loaded
@@ -463,16 +471,16 @@ class Loader:
                 message = _os_problem(exc) if isinstance(exc, OSError) else "cannot be resolved (a symlink loop)"
             raise TemplateError([(str(path), "", message)]) from None
 
-    def _read_one(self, path: Path) -> tuple[Any, str, tuple[Variable, ...], Path | None]:
-        """Return the file's own request, description and declared variables, and its ``extends`` parent."""
+    def _read_one(self, path: Path) -> tuple[Any, str, tuple[Variable, ...], bool, Path | None]:
+        """Return the file's own request, description, declared variables and ``abstract``, and its parent."""
         data = _read(path, self._max_size)
         problems: list[tuple[str, str]] = []
-        description, extends, declared = _read_header(data.pop("template", {}), problems)
+        description, extends, declared, abstract = _read_header(data.pop("template", {}), problems)
         request = _read_body(data, problems, placeholders=self._placeholders, reader=self._reader)
         parent = self._parent(path, extends, problems) if extends is not None else None
         if problems:
             raise TemplateError(_capped(str(path), problems))
-        return request, description, declared, parent
+        return request, description, declared, abstract, parent
 
     def _parent(self, path: Path, extends: str, problems: list[tuple[str, str]]) -> Path | None:
         where = "template.extends"
@@ -506,5 +514,5 @@ class Loader:
 
 
 def load_file(path: Path, max_size: int, *, placeholders: bool, reader: Reader) -> _Loaded:
-    """Return the request, description and declared variables of the one file at *path*, ``extends`` followed."""
+    """Return the request, description, declared variables and ``abstract`` of the file at *path* (see Loader)."""
     return Loader(max_size, placeholders=placeholders, reader=reader).load(path)

@@ -36,7 +36,7 @@ import attrs
 from chatdsl._errors import TemplateError, ValidationError
 from chatdsl._types import UNSET
 from chatdsl.model.request import ChatCompletionRequest, chat
-from chatdsl.model.templating import merge, render, variables
+from chatdsl.model.templating import did_you_mean, mark_if_variables, marked, merge, render, variables
 from chatdsl.templates.files import (
     DEFAULT_MAX_SIZE,
     MAX_PROBLEMS,
@@ -84,8 +84,14 @@ def load(path: str | Path, *, max_size: int = DEFAULT_MAX_SIZE) -> ChatCompletio
 
     Message text is taken as it is: placeholders are checked when the request is rendered (or by
     :meth:`RequestTemplate.load`), so a saved request holding a lone ``$`` loads back unchanged.
+    A file whose messages hold variables gives a template: render it before sending.
     """
-    return load_file(Path(path), max_size, placeholders=False, reader=_reader())[0]  # type: ignore[no-any-return]
+    return mark_if_variables(load_file(Path(path), max_size, placeholders=False, reader=_reader())[0])  # type: ignore[no-any-return]
+
+
+def _as_template(request: Any) -> Any:
+    """Mark a template's request as unrendered: it is sent only through :meth:`RequestTemplate.render`."""
+    return marked(request) if isinstance(request, ChatCompletionRequest) else request
 
 
 @attrs.frozen(kw_only=True)
@@ -96,6 +102,8 @@ class TemplateInfo:
     description: str
     variables: tuple[Variable, ...]
     path: Path | None = None
+    abstract: bool = False
+    """Whether the template is meant only to be extended (its header says ``abstract = true``)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -103,16 +111,20 @@ class RequestTemplate:
     """A request with placeholders plus its header: a description and declared variables.
 
     ``variables`` are the declared ones (with descriptions and defaults); the names the messages
-    use are ``request.variables``. A template's message text must hold only valid placeholders.
+    use are ``request.variables``. ``request`` is marked unrendered (``validate()`` refuses it, and
+    so does every client): send ``template.render(...)``, never ``template.request``.
+    A template's message text must hold only valid placeholders.
     Load one with :meth:`load`; fill it in with :meth:`render`.
     """
 
     request: ChatCompletionRequest = attrs.field(
-        factory=chat, validator=attrs.validators.instance_of(ChatCompletionRequest)
+        factory=chat, converter=_as_template, validator=attrs.validators.instance_of(ChatCompletionRequest)
     )
     description: str = attrs.field(default="", validator=check_description)
     variables: tuple[Variable, ...] = attrs.field(default=(), converter=to_variables, validator=check_variables)
     path: Path | None = attrs.field(default=None, eq=False)
+    abstract: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    """Whether the template is meant only to be extended (``abstract = true`` in its header; not inherited)."""
 
     def __attrs_post_init__(self) -> None:
         variables(self.request)  # refuse invalid placeholders once, on construction
@@ -130,6 +142,7 @@ class RequestTemplate:
             description=self.description,
             variables=tuple(declared.get(n) or Variable(name=n) for n in self._names()),
             path=self.path,
+            abstract=self.abstract,
         )
 
     def _names(self) -> list[str]:
@@ -156,18 +169,23 @@ class RequestTemplate:
         """
         given = {**(values or {}), **kwargs}
         used = set(self.request.variables)
+        known = self._names()
+        listed = ", ".join(known) or "none"
+        problems = [
+            (name, f"is a variable of the request but has no value and no default (variables: {listed})")
+            for name in self._missing(given)
+        ]
         if not allow_extra:
-            unknown = self._unknown(given)
-            if unknown:
-                known = ", ".join(self._names()) or "none"
-                raise ValidationError(
-                    "",
-                    "",
-                    errors=[
-                        (name, f"is not a variable of the template (variables: {known}); pass allow_extra=True")
-                        for name in unknown
-                    ],
+            problems += [
+                (
+                    name,
+                    f"is not a variable of the template{did_you_mean(name, known)} (variables: {listed}); "
+                    "pass allow_extra=True",
                 )
+                for name in self._unknown(given)
+            ]
+        if problems:
+            raise ValidationError("", "", errors=problems)
         filled = {name: value for name, value in {**self.defaults, **given}.items() if name in used}
         return render(self.request, filled)
 
@@ -177,8 +195,8 @@ class RequestTemplate:
 
         Every problem is a :class:`~chatdsl.TemplateError` naming the file and the key path.
         """
-        request, description, declared = load_file(Path(path), max_size, placeholders=True, reader=_reader())
-        return cls(request=request, description=description, variables=declared, path=Path(path))
+        request, description, declared, abstract = load_file(Path(path), max_size, placeholders=True, reader=_reader())
+        return cls(request=request, description=description, variables=declared, path=Path(path), abstract=abstract)
 
     def save(self, path: str | Path) -> None:
         """Write this template (header and body; ``extends`` is already resolved) as ``.json`` or ``.toml``."""
@@ -187,6 +205,8 @@ class RequestTemplate:
             header["description"] = self.description
         if self.variables:
             header["variables"] = {v.name: _variable_dict(v) for v in self.variables}
+        if self.abstract:
+            header["abstract"] = True
         write(Path(path), self.request, header)
 
 
@@ -229,9 +249,9 @@ class TemplateLibrary(Mapping[str, RequestTemplate]):
                 problems[str(file), "", f"has the same name as {templates[file.stem].path}"] = None
                 continue
             try:
-                request, description, declared = loader.load(file)
+                request, description, declared, abstract = loader.load(file)
                 templates[file.stem] = RequestTemplate(
-                    request=request, description=description, variables=declared, path=file
+                    request=request, description=description, variables=declared, path=file, abstract=abstract
                 )
             except TemplateError as exc:
                 problems.update(dict.fromkeys(exc.problems))

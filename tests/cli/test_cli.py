@@ -87,7 +87,8 @@ def test_validate_reports_one_line_per_problem(tmp_path):
     assert lines == [
         f"{tmp_path / 'price.json'}: messages[0].content: has an invalid placeholder '$5' at character 6; "
         "write $name or ${name} for a variable and $$ for a literal dollar",
-        f"{tmp_path / 'typo.toml'}: template.descripton: is not a known field (known: description, extends, variables)",
+        f"{tmp_path / 'typo.toml'}: template.descripton: is not a known field "
+        "(known: description, extends, variables, abstract)",
         f"{tmp_path / 'typo.toml'}: temprature: is not a known field (known: {', '.join(_request_fields())})",
     ]
     assert result.stderr == "chatdsl: 3 problems in 8 template file(s)\n"
@@ -592,3 +593,37 @@ def test_a_too_long_file_name_is_one_error_line_not_a_traceback(tmp_path, capsys
     (tmp_path / "child.json").write_text(json.dumps({"template": {"extends": "y" * 300 + ".json"}}))
     assert main(["render", str(tmp_path / "child.json")]) == 1
     assert "template.extends: " in one_error_line(capsys.readouterr().err)
+
+
+def test_validate_complete_skips_abstract_templates_and_list_marks_them(tmp_path, capsys):
+    def write_base(abstract: bool) -> None:
+        (tmp_path / "base.toml").write_text(
+            f'model = "m"\n[template]\nabstract = {str(abstract).lower()}\ndescription = "Shared."\n'
+            'variables.tone.default = "calm"\n[[messages]]\nrole = "system"\ncontent = "Be $tone."\n'
+        )
+
+    write_base(abstract=True)
+    (tmp_path / "ask.toml").write_text(
+        '[template]\nextends = "base.toml"\n[[messages]]\nrole = "user"\ncontent = "$question"\n'
+    )
+    assert main(["validate", "--complete", str(tmp_path), "--var", "question=q"]) == 0
+    summary = "chatdsl: 2 template file(s) OK (1 abstract, not rendered: meant to be extended)\n"
+    assert capsys.readouterr().err == summary
+    assert main(["validate", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == "chatdsl: 2 template file(s) OK\n"
+    assert main(["list", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == ["ask", "    $question (required)", "    $tone (default 'calm')"]
+    assert main(["list", str(tmp_path)]) == 0
+    assert "base\t[abstract] Shared.\n" in capsys.readouterr().out
+    write_base(abstract=False)
+    assert main(["validate", "--complete", str(tmp_path), "--var", "question=q"]) == 1  # the base alone ends on system
+    captured = capsys.readouterr()
+    assert "base.toml: messages[0]: is a system message" in captured.out
+    assert "abstract" not in captured.err
+
+
+def test_render_suggests_the_near_name(tmp_path, capsys):
+    template = tmp_path / "t.toml"
+    template.write_text('[[messages]]\nrole = "user"\ncontent = "$language"\n')
+    assert main(["render", str(template), "--var", "langauge=fr"]) == 1
+    assert "langauge: is not a variable of the template; did you mean 'language'?" in capsys.readouterr().err

@@ -616,3 +616,32 @@ def test_a_nul_character_in_a_name_is_a_template_error(tmp_path):
     assert "NUL character" in info.value.problems[0][2]
     with pytest.raises(TemplateError, match="NUL character"):
         RequestTemplate.load(str(tmp_path / "a\0.json"))
+
+
+def test_abstract_header_is_read_in_both_formats_not_inherited_and_round_trips(tmp_path):
+    (tmp_path / "base.toml").write_text(
+        '[template]\nabstract = true\ndescription = "Shared."\n[[messages]]\nrole = "system"\ncontent = "Be $tone."\n'
+    )
+    (tmp_path / "child.json").write_text(
+        json.dumps({"template": {"extends": "base.toml"}, "messages": [{"role": "user", "content": "hi"}]})
+    )
+    (tmp_path / "also.json").write_text(json.dumps({"template": {"abstract": True}, "model": "m"}))
+    base = RequestTemplate.load(tmp_path / "base.toml")
+    assert base.abstract
+    assert base.describe().abstract
+    assert RequestTemplate.load(tmp_path / "also.json").abstract
+    assert not RequestTemplate.load(tmp_path / "child.json").abstract  # like a description, it is the file's own
+    library = TemplateLibrary(tmp_path)
+    assert {info.name: info.abstract for info in library.describe()} == {"also": True, "base": True, "child": False}
+    for name in ("saved.json", "saved.toml"):
+        base.save(tmp_path / name)
+        assert RequestTemplate.load(tmp_path / name) == base
+    assert not RequestTemplate(request=chat("m")).abstract
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", "[]"])
+def test_abstract_must_be_a_boolean(tmp_path, value):
+    path = tmp_path / "t.toml"
+    path.write_text(f"[template]\nabstract = {value}\n")
+    with pytest.raises(TemplateError, match=r"template\.abstract: .* not true or false"):
+        RequestTemplate.load(path)
