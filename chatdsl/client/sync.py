@@ -38,7 +38,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -58,6 +58,7 @@ from chatdsl._errors import (
 )
 from chatdsl._json import dumps_bytes
 from chatdsl._types import UNSET, UnsetType
+from chatdsl.client.batch import BatchMethods
 from chatdsl.client.config import (
     API_KEY_ENV as API_KEY_ENV,  # re-exported: it was defined here before the split
 )
@@ -306,7 +307,7 @@ class _SessionState:
 # ------------------------------------------------------------------------------------ the client
 
 
-class Client:
+class Client(BatchMethods):
     """A client of the chat-completions endpoint, around one ``requests.Session``.
 
     ``api_key`` falls back to the ``MISTRAL_API_KEY`` environment variable (for any ``base_url``: a
@@ -692,6 +693,49 @@ class Client:
         send = self.chat_completion if on_text is None else streaming_send(self.chat_completion_stream, on_text)
         return run_tools(send, request, tools, max_rounds=max_rounds, on_error=on_error)
 
+    # ------------------------------------------------------------------ files and batch jobs
+
+    # The methods are BatchMethods' (chatdsl/client/batch.py); these two move their bytes.
+
+    def _api_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | IO[bytes] | None = None,
+        content_type: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> tuple[Any, str | None]:
+        """Send a Files or Batch API call; return the answer's JSON value and request id."""
+        return self._exchange(
+            method,
+            path,
+            body,
+            _read_json,
+            content_type=content_type,
+            accept="application/json",
+            stream=False,
+            timeout=None,
+            max_retries=None,
+            headers=None,
+            params=params,
+        )
+
+    def _api_download(self, path: str, write: Callable[[bytes], object]) -> int:
+        """Download *path*, handing each piece to *write* as it arrives; return the byte count."""
+        return self._exchange(
+            "GET",
+            path,
+            None,
+            _read_into(write),
+            content_type=None,
+            accept="application/octet-stream",
+            stream=False,
+            timeout=None,
+            max_retries=None,
+            headers=None,
+        )
+
     # ------------------------------------------------------------------ the exchange
 
     def _send(
@@ -713,32 +757,64 @@ class Client:
         status — the request is sent again; a request whose answer is slow to start (longer than
         ``timeout.read``) may thus be generated more than once.
         """
-        if self._closed or self._shared.closed:
-            owner = "" if self._closed else " (the client that owns its session was closed)"
-            raise ClientClosedError(f"this Client is closed{owner}; it sends nothing more")
-        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
-        policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
         data = request.to_dict()
         if self._dialect is not Dialect.MISTRAL:
             drop = self._drop_unsupported if drop_unsupported is None else _flag("drop_unsupported", drop_unsupported)
             openai_service = _is_openai_service(self._base_url)
             data = to_wire(data, self._dialect, drop_unsupported=drop, openai_service=openai_service)
-        body = dumps_bytes(data)
-        send_headers = {
-            "User-Agent": self._user_agent,
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if stream else "application/json",
-        }
+        return self._exchange(
+            "POST",
+            _PATH,
+            dumps_bytes(data),
+            reader,
+            content_type="application/json",
+            accept="text/event-stream" if stream else "application/json",
+            stream=stream,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+        )
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | IO[bytes] | None,
+        reader: Callable[[_Exchange], _T],
+        *,
+        content_type: str | None,
+        accept: str,
+        stream: bool,
+        timeout: Timeout | float | None,
+        max_retries: int | None,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> _T:
+        """Send *method* to ``base_url + path`` with *body*, with retries; once a success status arrives,
+        return ``reader(exchange)`` (see :meth:`_send`). A file-object *body* is rewound before each attempt."""
+        rewind = getattr(body, "seek", None)
+        if self._closed or self._shared.closed:
+            owner = "" if self._closed else " (the client that owns its session was closed)"
+            raise ClientClosedError(f"this Client is closed{owner}; it sends nothing more")
+        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
+        policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
+        send_headers = {"User-Agent": self._user_agent, "Accept": accept}
+        if content_type is not None:
+            send_headers["Content-Type"] = content_type
         if stream:
             send_headers["Accept-Encoding"] = "identity"  # compression would hold events back
         send_headers.update(self._headers)
         if headers:
             send_headers.update(_check_headers(headers))
         session = self._session
-        url, log_url = self._url, self._log_url
+        if path == _PATH:
+            url, log_url = self._url, self._log_url
+        else:
+            url = self._base_url + path
+            log_url = _redact_url(url)
         try:  # before anything is sent: a failure here is never retried (nor does it show what it refused)
             prepared = session.prepare_request(
-                requests.Request("POST", url, data=body, headers=send_headers, auth=self._auth)
+                requests.Request(method, url, data=body, params=params, headers=send_headers, auth=self._auth)
             )
             settings = session.merge_environment_settings(url, {}, True, None, None)
         except (requests.RequestException, ValueError, TypeError) as exc:
@@ -760,12 +836,14 @@ class Client:
                 timeouts = attempt_timeouts(limits, deadline, time.perf_counter())
                 if timeouts is None:  # a backoff sleep overran the deadline (checked before sleeping)
                     passed = f"the total deadline of {limits.total} s passed before attempt {retries + 1}"
-                    late = APITimeoutError(f"POST {log_url}: {passed}")
+                    late = APITimeoutError(f"{method} {log_url}: {passed}")
                     raise late from previous
                 connect, read = timeouts
                 if retries and self.closed:
                     raise ClientClosedError("this Client was closed while the call waited to retry") from previous
-                logger.debug("POST %s (attempt %d, stream=%s)", log_url, retries + 1, stream)
+                logger.debug("%s %s (attempt %d, stream=%s)", method, log_url, retries + 1, stream)
+                if rewind is not None:
+                    rewind(0)
                 sent_at = time.perf_counter()
                 if deadline is not None:
                     _attempt.watchdog = watchdog
@@ -774,17 +852,18 @@ class Client:
                 except _NOT_SENT as exc:
                     _scrub(exc)
                     raise APIConnectionError(
-                        f"POST {log_url}: the request could not be sent ({type(exc).__name__}); nothing was sent"
+                        f"{method} {log_url}: the request could not be sent ({type(exc).__name__}); nothing was sent"
                     ) from None
                 except _READ_ERRORS as exc:
                     watchdog.watch(None)
-                    error = _transport_error(exc, log_url, limits, deadline, fired=watchdog.fired)
+                    error = _transport_error(exc, log_url, limits, deadline, fired=watchdog.fired, method=method)
                 else:
                     watchdog.watch(response.raw.shutdown)
                     if watchdog.fired:  # the headers came as the deadline passed: too late all the same
                         _close(response, watchdog)
                         raise APITimeoutError(
-                            f"POST {log_url}: the total deadline of {limits.total} s passed while the headers arrived"
+                            f"{method} {log_url}: the total deadline of {limits.total} s passed "
+                            "while the headers arrived"
                         )
                     status = response.status_code
                     if 200 <= status < 300:
@@ -803,7 +882,8 @@ class Client:
                     error = _status_error(response, watchdog)
                     retry_after = _retry_after(response.headers)
                     logger.debug(
-                        "POST %s -> %d in %.3f s (request id %s)",
+                        "%s %s -> %d in %.3f s (request id %s)",
+                        method,
                         log_url,
                         status,
                         time.perf_counter() - sent_at,
@@ -820,7 +900,8 @@ class Client:
                 retries += 1
                 previous = error
                 logger.info(
-                    "POST %s failed (%s); retry %d of %d in %.2f s",
+                    "%s %s failed (%s); retry %d of %d in %.2f s",
+                    method,
                     log_url,
                     _short(error),
                     retries,
@@ -932,6 +1013,7 @@ def _transport_error(
     *,
     response_started: bool = False,
     fired: bool = False,
+    method: str = "POST",
 ) -> APIConnectionError:
     """Return the chatdsl error for a ``requests``/``urllib3`` failure (chained to it, scrubbed).
 
@@ -945,16 +1027,18 @@ def _transport_error(
     error: APIConnectionError
     if fired or (deadline is not None and time.perf_counter() >= deadline - 1e-3 and isinstance(exc, requests.Timeout)):
         error = APITimeoutError(
-            f"POST {url}: the total deadline of {limits.total} s passed{after} ({reason})", response_started=started
+            f"{method} {url}: the total deadline of {limits.total} s passed{after} ({reason})", response_started=started
         )
     elif isinstance(exc, requests.exceptions.ConnectTimeout):
-        error = APITimeoutError(f"POST {url}: connecting timed out after {limits.connect} s ({reason})")
+        error = APITimeoutError(f"{method} {url}: connecting timed out after {limits.connect} s ({reason})")
     elif isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
-        error = APITimeoutError(f"POST {url}: no data for {limits.read} s{after} ({reason})", response_started=started)
+        error = APITimeoutError(
+            f"{method} {url}: no data for {limits.read} s{after} ({reason})", response_started=started
+        )
     elif isinstance(exc, requests.exceptions.SSLError):
-        error = APIConnectionError(f"POST {url}: TLS failed{after} ({reason})", response_started=started)
+        error = APIConnectionError(f"{method} {url}: TLS failed{after} ({reason})", response_started=started)
     else:
-        error = APIConnectionError(f"POST {url} failed{after}: {reason}", response_started=started)
+        error = APIConnectionError(f"{method} {url} failed{after}: {reason}", response_started=started)
     error.__cause__ = exc
     return error
 
@@ -985,35 +1069,10 @@ def _content_length(response: requests.Response) -> int | None:
 def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
     """Read and parse a success body; a transport failure raises ``APIConnectionError`` with
     ``response_started=True`` (not retried: the server already generated the answer)."""
+    body = _read_success_body(exchange)
     response = exchange.response
-    limit = exchange.limits.max_response_size
-    announced = _content_length(response)
-    too_large = limit is not None and announced is not None and announced > limit
-    watchdog = exchange.watchdog
-    watchdog.watch(response.raw.shutdown)
-    try:
-        body = b"" if too_large else _read_body(response, None if limit is None else limit + 1)
-    except _READ_ERRORS as exc:
-        _scrub(exc)
-        if watchdog.fired:
-            error: APIConnectionError = APITimeoutError(_deadline_message(exchange), response_started=True)
-            raise error from exc
-        raise _transport_error(exc, exchange.url, exchange.timeout, None, response_started=True) from exc
-    finally:
-        _close(response, watchdog)
-    if watchdog.fired:
-        raise APITimeoutError(_deadline_message(exchange), response_started=True)
     headers = response.headers
     request_id = _request_id(headers)
-    if too_large or (limit is not None and len(body) > limit):
-        size = f"{announced} bytes announced" if too_large else "more bytes"
-        raise MalformedResponseError(
-            f"the body is larger than max_response_size ({size}; the limit is {limit} bytes)",
-            status_code=response.status_code,
-            body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
-            request_id=request_id,
-            headers=_lower(headers),
-        )
     try:
         data = _json.loads(body)
     except (ValueError, RecursionError):
@@ -1054,6 +1113,89 @@ def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
         request_id=request_id,
         headers=_lower(headers),
     )
+
+
+def _read_success_body(exchange: _Exchange) -> bytearray | bytes:
+    """Read a success body up to ``limits.max_response_size`` (else :class:`MalformedResponseError`); a
+    transport failure raises ``APIConnectionError`` with ``response_started=True`` (never sent again)."""
+    response = exchange.response
+    limit = exchange.limits.max_response_size
+    announced = _content_length(response)
+    too_large = limit is not None and announced is not None and announced > limit
+    watchdog = exchange.watchdog
+    watchdog.watch(response.raw.shutdown)
+    try:
+        body = b"" if too_large else _read_body(response, None if limit is None else limit + 1)
+    except _READ_ERRORS as exc:
+        _scrub(exc)
+        if watchdog.fired:
+            error: APIConnectionError = APITimeoutError(_deadline_message(exchange), response_started=True)
+            raise error from exc
+        raise _transport_error(exc, exchange.url, exchange.timeout, None, response_started=True) from exc
+    finally:
+        _close(response, watchdog)
+    if watchdog.fired:
+        raise APITimeoutError(_deadline_message(exchange), response_started=True)
+    if too_large or (limit is not None and len(body) > limit):
+        size = f"{announced} bytes announced" if too_large else "more bytes"
+        raise MalformedResponseError(
+            f"the body is larger than max_response_size ({size}; the limit is {limit} bytes)",
+            status_code=response.status_code,
+            body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
+            request_id=_request_id(response.headers),
+            headers=_lower(response.headers),
+        )
+    return body
+
+
+def _read_json(exchange: _Exchange) -> tuple[Any, str | None]:
+    """Read a success body (as :func:`_read_completion` does) and return its JSON value and the request id."""
+    body = _read_success_body(exchange)
+    response = exchange.response
+    try:
+        return _json.loads(body), _request_id(response.headers)
+    except (ValueError, RecursionError):
+        raise MalformedResponseError(
+            f"the body is not JSON: {describe_error_body(body.decode('utf-8', 'replace'))!r}",
+            status_code=response.status_code,
+            body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
+            request_id=_request_id(response.headers),
+            headers=_lower(response.headers),
+        ) from None
+
+
+def _read_into(write: Callable[[bytes], object]) -> Callable[[_Exchange], int]:
+    """Return the reader of a download: each piece of the body handed to *write* as it arrives; the byte count."""
+
+    def read(exchange: _Exchange) -> int:
+        response = exchange.response
+        watchdog = exchange.watchdog
+        watchdog.watch(response.raw.shutdown)
+        size = 0
+        try:
+            while data := response.raw.read1(_READ_SIZE, decode_content=True):
+                write(data)
+                size += len(data)
+        except _READ_ERRORS as exc:
+            _scrub(exc)
+            if watchdog.fired:
+                error: APIConnectionError = APITimeoutError(_deadline_message(exchange), response_started=True)
+                raise error from exc
+            raise _transport_error(
+                exc, exchange.url, exchange.timeout, None, response_started=True, method="GET"
+            ) from exc
+        finally:
+            _close(response, watchdog)
+        if watchdog.fired:
+            raise APITimeoutError(_deadline_message(exchange), response_started=True)
+        announced = _content_length(response)
+        if announced is not None and size != announced:
+            raise APIConnectionError(
+                f"GET {exchange.url}: the body ended after {size} of {announced} bytes", response_started=True
+            )
+        return size
+
+    return read
 
 
 def _deadline_message(exchange: _Exchange) -> str:
