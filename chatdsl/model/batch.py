@@ -57,6 +57,7 @@ class BatchJobStatus(enum.StrEnum):
         return self in _TERMINAL
 
 
+_STATUSES: Final[dict[str, BatchJobStatus]] = {status.value: status for status in BatchJobStatus}
 _TERMINAL: Final = frozenset(
     {BatchJobStatus.SUCCESS, BatchJobStatus.FAILED, BatchJobStatus.TIMEOUT_EXCEEDED, BatchJobStatus.CANCELLED}
 )
@@ -93,6 +94,13 @@ class _Wire:
         from chatdsl._json import dumps
 
         return dumps(self.to_dict(), indent=indent)
+
+
+def _to_status(value: Any) -> Any:
+    """A converter turning a known status string into its :class:`BatchJobStatus` (others stay as given)."""
+    if isinstance(value, str) and not isinstance(value, BatchJobStatus):
+        return _STATUSES.get(value, value)
+    return value
 
 
 def _frozen_objects(value: Any) -> Any:
@@ -136,7 +144,7 @@ class BatchJob(_Wire):
     error_file: str | None = None
     errors: tuple[BatchError, ...] = attrs.field(default=(), converter=c.to_tuple)
     outputs: tuple[FrozenDict, ...] | None = attrs.field(default=None, converter=_frozen_objects)
-    status: BatchJobStatus | str = BatchJobStatus.QUEUED
+    status: BatchJobStatus | str = attrs.field(default=BatchJobStatus.QUEUED, converter=_to_status)
     created_at: datetime | None = None
     total_requests: int = 0
     completed_requests: int = 0

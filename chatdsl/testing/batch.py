@@ -125,7 +125,8 @@ class BatchStore:
 
     ``start_delay`` (seconds a job stays ``QUEUED``) and ``line_delay`` (seconds per line while
     ``RUNNING``) let a test watch a job move (both 0 by default: a job of a few lines ends in
-    milliseconds). :attr:`files` and :attr:`jobs` show what is stored.
+    milliseconds). :attr:`files` and :attr:`jobs` show what is stored; :meth:`fail_next` scripts
+    errors of the Files and Batch API calls themselves (a job's lines take the server's script).
     """
 
     def __init__(self, server: Any, *, max_stored_bytes: int = 256 << 20) -> None:
@@ -141,6 +142,14 @@ class BatchStore:
         """Seconds a new job stays ``QUEUED`` before it runs."""
         self.line_delay = 0.0
         """Seconds each line of a running job takes."""
+        self._failures: list[tuple[int, str]] = []
+
+    def fail_next(self, status: int, message: str, *, times: int = 1) -> None:
+        """Answer the next *times* Files or Batch API calls with the error *status* and *message* (then as usual)."""
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValidationError("status", f"{status!r} is not an error status (400 to 599)")
+        with self._lock:
+            self._failures += [(status, message)] * times
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
@@ -170,6 +179,10 @@ class BatchStore:
         """Return the answer to *method* on *target* (path and query) with *body*."""
         path, _, query = target.partition("?")
         params = parse_qs(query)
+        with self._lock:
+            failure = self._failures.pop(0) if self._failures else None
+        if failure is not None:
+            return self._error(*failure)
         try:
             if path == FILES:
                 if method == "POST":
