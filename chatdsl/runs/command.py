@@ -22,13 +22,14 @@ are in the output: ``--resume`` tries them again).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from chatdsl._cli import (
     PROG,
@@ -48,6 +49,9 @@ from chatdsl.model.templating import did_you_mean
 from chatdsl.runs.core import RunResult
 from chatdsl.runs.rows import OutputState, RecordWriter, Row, error_record, read_rows, scan_output
 from chatdsl.templates.library import RequestTemplate
+
+if TYPE_CHECKING:
+    from chatdsl.client.sync import Client
 
 __all__ = ["add_run_command", "run_command"]
 
@@ -297,56 +301,75 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.output is None:
         raise _Failure("--output FILE is required (unless --dry-run)")
     output = Path(args.output)
-    state = scan_output(output) if args.resume else OutputState()
     if not args.resume and output.exists() and output.stat().st_size > 0:
         raise _Failure(f"{output} already exists; pass --resume to continue that run, or choose another --output")
     options = _client_options(args)
+    from chatdsl.client.sync import Client
+
+    with contextlib.ExitStack() as stack:
+        try:
+            state = scan_output(output) if args.resume else OutputState()
+            writer = stack.enter_context(RecordWriter(output))
+        except OSError as exc:
+            raise _Failure(f"{output}: cannot be written ({exc.strerror or exc})") from None
+        return _run(args, template, state, writer, stack.enter_context(Client(**options, limits=_limits(args))), err)
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the with block returns)
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from chatdsl.client.config import Limits
+
+    return Limits(pool_maxsize=max(20, args.concurrency))
+
+
+def _run(
+    args: argparse.Namespace,
+    template: RequestTemplate,
+    state: OutputState,
+    writer: RecordWriter,
+    client: Client,
+    err: TextIO,
+) -> int:
+    output = writer.path
     rows = _Rows(args, template, state.done)
     total = sum(1 for row in rows.rows() if row.key not in state.done)
     if args.resume:
-        torn = f"; a torn last line ({state.torn} bytes) is cut" if state.torn else ""
+        torn = f"; a torn last line ({state.torn} bytes) was cut" if state.torn else ""
         err.write(f"{PROG}: resuming: {_rows(len(state.done))} already answered, {total:,} to go{torn}\n")
-    from chatdsl.client.config import Limits
-    from chatdsl.client.sync import Client
-
     stats = _Stats(total)
     progress = _Progress(stats, err, args.progress_every)
     stopped = False
     limit = math.inf if args.max_errors is None else args.max_errors
     try:
-        with (
-            RecordWriter(output) as writer,
-            Client(**options, limits=Limits(pool_maxsize=max(20, args.concurrency))) as client,
-        ):
 
-            def items() -> Iterator[tuple[str, ChatCompletionRequest]]:
-                for row, request in rows.requests():
-                    if isinstance(request, RowError):
-                        writer.write(error_record(row.key, request, attempts=0))
-                        stats.bad()
-                        progress.update()
-                        if stats.failed > limit:
-                            return
-                        continue
-                    yield row.key, request
-
-            results = client.run_many(
-                items(),
-                concurrency=args.concurrency,
-                ordered=False,
-                requests_per_second=args.requests_per_second,
-                tokens_per_minute=args.tokens_per_minute,
-            )
-            try:
-                for result in results:
-                    writer.write(result.record())
-                    stats.add(result)
+        def items() -> Iterator[tuple[str, ChatCompletionRequest]]:
+            for row, request in rows.requests():
+                if isinstance(request, RowError):
+                    writer.write(error_record(row.key, request, attempts=0))
+                    stats.bad()
                     progress.update()
                     if stats.failed > limit:
-                        break
-            finally:
-                results.close()  # type: ignore[attr-defined]
-            stopped = stats.failed > limit
+                        return
+                    continue
+                yield row.key, request
+
+        results = client.run_many(
+            items(),
+            concurrency=args.concurrency,
+            ordered=False,
+            requests_per_second=args.requests_per_second,
+            tokens_per_minute=args.tokens_per_minute,
+        )
+        try:
+            for result in results:
+                writer.write(result.record())
+                stats.add(result)
+                progress.update()
+                if stats.failed > limit:
+                    break
+        finally:
+            results.close()  # type: ignore[attr-defined]
+        stopped = stats.failed > limit
     except KeyboardInterrupt:
         progress.close()
         _summary(stats, rows.skipped, output, err, note="interrupted")

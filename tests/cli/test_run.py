@@ -190,6 +190,8 @@ def test_unknown_var_and_missing_output_are_usage_errors(
         _run(str(files / "sort.toml"), "--input", str(files / "missing.csv"), "--output", str(files / "o.jsonl")) == 1
     )
     assert "missing.csv: cannot be read (No such file or directory)" in capsys.readouterr().err
+    assert _run(str(files / "sort.toml"), "--input", str(rows), "--output", str(files / "no" / "o.jsonl")) == 1
+    assert "o.jsonl: cannot be written (No such file or directory)" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------- dry runs
