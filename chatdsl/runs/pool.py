@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from chatdsl.client.sync import Client
 
 __all__ = ["RunItem", "run_many"]
+
+_T = TypeVar("_T")
 
 RunItem = ChatCompletionRequest | tuple[Any, ChatCompletionRequest]
 """An item of a run: a request, or a ``(key, request)`` pair."""
@@ -88,7 +91,7 @@ class _Run:
         self.stop = threading.Event()
 
     def results(self, items: Iterable[RunItem], *, ordered: bool) -> Iterator[RunResult]:
-        executor = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="chatdsl-run")
+        workers = _Workers(self.concurrency)
         source = enumerate(items)
         ahead = 2 * self.concurrency  # taken but not handed back: keeps every worker busy, bounds memory
         try:
@@ -96,7 +99,7 @@ class _Run:
                 window: collections.deque[concurrent.futures.Future[RunResult]] = collections.deque()
                 while True:
                     while len(window) < ahead and (item := next(source, None)) is not None:
-                        window.append(executor.submit(self.one, *_unpack(*item)))
+                        window.append(workers.submit(self.one, *_unpack(*item)))
                     if not window:
                         return
                     yield window.popleft().result()
@@ -104,7 +107,7 @@ class _Run:
                 pending: set[concurrent.futures.Future[RunResult]] = set()
                 while True:
                     while len(pending) < ahead and (item := next(source, None)) is not None:
-                        pending.add(executor.submit(self.one, *_unpack(*item)))
+                        pending.add(workers.submit(self.one, *_unpack(*item)))
                     if not pending:
                         return
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -112,7 +115,7 @@ class _Run:
                         yield future.result()
         finally:
             self.stop.set()
-            executor.shutdown(wait=False, cancel_futures=True)
+            workers.shutdown()
 
     def one(self, index: int, key: Any, request: ChatCompletionRequest) -> RunResult:
         """Send one item, retrying as the policy says; never raises (an error becomes the result's)."""
@@ -147,6 +150,51 @@ class _Run:
             return RunResult(
                 key=key, index=index, request=request, response=response, attempts=attempts, latency=now - first
             )
+
+
+class _Workers:
+    """At most *size* daemon threads running submitted calls (one started with each of the first *size* calls).
+
+    Not a ``ThreadPoolExecutor``: its threads are joined when the interpreter exits, so a run
+    stopped by Ctrl-C would wait for every request in flight; these threads are daemons, and a
+    request in flight when the program ends is simply dropped (nothing of it was written).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.tasks: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
+        self.tasks = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> concurrent.futures.Future[_T]:
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        self.tasks.put((future, fn, args))
+        if len(self.threads) < self.size:  # submit is called from one thread: no lock needed
+            thread = threading.Thread(target=self._work, name=f"chatdsl-run-{len(self.threads)}", daemon=True)
+            self.threads.append(thread)
+            thread.start()
+        return future
+
+    def _work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            future, fn, args = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Cancel what has not started and let every thread end once its current call returns."""
+        while True:
+            try:
+                task = self.tasks.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None:
+                task[0].cancel()
+        for _ in self.threads:
+            self.tasks.put(None)
 
 
 def _stopped(

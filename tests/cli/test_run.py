@@ -346,3 +346,33 @@ def test_resume_after_kill_9_at_random_points_gives_exactly_one_response_per_row
     state = scan_output(out)
     assert state.bad_lines == ()
     assert state.torn == 0
+
+
+FIRST_FOUR = {f"Ticket from c{i}:" for i in range(4)}
+
+
+def test_ctrl_c_stops_at_once_even_with_requests_in_flight(files: Path) -> None:
+    rows = _csv(files / "in.csv", 40)
+    out = files / "out.jsonl"
+    with LocalServer(api_key=TEST_KEY) as server:
+        server.handler = lambda r: Reply.delayed(
+            30 if int(r.json["messages"][1]["content"].split()[2][1:-1]) > 3 else 0
+        )
+        command = [
+            sys.executable, "-m", "chatdsl", "run", str(files / "sort.toml"), "--input", str(rows),
+            "--output", str(out), "--base-url", server.url, "--concurrency", "4",
+        ]  # fmt: skip
+        env = {**os.environ, "MISTRAL_API_KEY": TEST_KEY}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while len(scan_output(out).done) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the slow requests are in flight now
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+        assert time.monotonic() - started < 5  # not the 30 s the requests in flight would take
+    assert process.returncode == 130, stderr
+    assert "run: 4 ok, 0 failed" in stderr
+    assert "interrupted" in stderr
+    assert scan_output(out).done == {"t0", "t1", "t2", "t3"}

@@ -196,6 +196,8 @@ def test_closing_the_iterator_stops_sending(client: Client, local: LocalServer) 
     count = len(local.requests)
     time.sleep(0.2)
     assert count == len(local.requests) <= 1 + 2 * 4
+    workers = [t for t in threading.enumerate() if t.name.startswith("chatdsl-run-")]
+    assert all(t.daemon for t in workers)  # a request in flight never holds the program at exit
 
 
 def test_arguments_are_checked_at_once(client: Client) -> None:
