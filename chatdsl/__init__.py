@@ -135,6 +135,7 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
     from chatdsl.client.sync import ChatCompletionStream, Client
     from chatdsl.output.functions import FunctionTool, tool
     from chatdsl.output.schema import json_schema
+    from chatdsl.runs.core import RunResult
     from chatdsl.templates.files import Variable
     from chatdsl.templates.library import RequestTemplate, TemplateInfo, TemplateLibrary
     from chatdsl.tokens import TokenCount, TokenizerMissingError, count_tokens
@@ -157,6 +158,7 @@ _LAZY: dict[str, str] = {
     "TokenCount": "chatdsl.tokens",
     "TokenizerMissingError": "chatdsl.tokens",
     "count_tokens": "chatdsl.tokens",
+    "RunResult": "chatdsl.runs.core",
 }
 
 
@@ -245,6 +247,7 @@ __all__ = [
     "RetryPolicy",
     "Role",
     "RowError",
+    "RunResult",
     "ServiceTier",
     "StreamError",
     "SystemMessage",

@@ -7,9 +7,10 @@ Nothing here imports ``requests`` or ``urllib3``.
 
 from __future__ import annotations
 
+from chatdsl._errors import APIConnectionError, APIError, MalformedResponseError
 from chatdsl.client.config import RetryPolicy, Timeout
 
-__all__ = ["attempt_timeouts", "retry_delay", "retryable_status"]
+__all__ = ["attempt_timeouts", "retry_delay", "retryable_error", "retryable_status"]
 
 
 def retryable_status(policy: RetryPolicy, status: int) -> bool:
@@ -42,3 +43,17 @@ def retry_delay(
     if delay is None or (deadline is not None and now + delay >= deadline):
         return None
     return delay
+
+
+def retryable_error(policy: RetryPolicy, error: BaseException) -> bool:
+    """Return whether a call that failed with *error* is worth sending again under *policy*.
+
+    A retryable status (:func:`retryable_status`), or no answer at all; never a malformed success
+    body nor a body cut after its success status (``response_started``): the server accepted that
+    request and may have billed it. For callers that send attempts one by one (``max_retries=0``).
+    """
+    if isinstance(error, MalformedResponseError):
+        return False
+    if isinstance(error, APIError):
+        return retryable_status(policy, error.status_code)
+    return isinstance(error, APIConnectionError) and not error.response_started

@@ -124,11 +124,31 @@ def read_rows(path: str | os.PathLike[str], *, format: RowFormat | None = None) 
 
 
 def _unique(rows: Iterator[Row], name: str) -> Iterator[Row]:
-    """Turn a row whose key an earlier row already had into a bad row (a key names one row only)."""
-    seen: set[str] = set()
+    """Turn a row whose key an earlier row already had into a bad row (a key names one row only).
+
+    The ``id`` values seen are kept in a set; the rows keyed by their line number only as one bit
+    a line, so a file without ids is checked in near-constant memory.
+    """
+    ids: set[str] = set()
+    by_line = bytearray()  # bit n: line n is the key of an earlier row without id
+
+    def line_taken(number: int) -> bool:
+        return number >> 3 < len(by_line) and bool(by_line[number >> 3] & (1 << (number & 7)))
+
     for row in rows:
         if row.error is None:
-            if row.key in seen:
+            if KEY_FIELD in row.values:
+                number = int(row.key) if row.key.isdigit() and row.key == str(int(row.key)) else 0
+                taken = row.key in ids or line_taken(number)
+                if not taken:
+                    ids.add(row.key)
+            else:
+                taken = row.key in ids
+                if not taken:
+                    if row.line >> 3 >= len(by_line):
+                        by_line.extend(bytes((row.line >> 3) + 1 - len(by_line) + len(by_line) // 2))
+                    by_line[row.line >> 3] |= 1 << (row.line & 7)
+            if taken:
                 error = RowError(
                     f"the key {row.key!r} is already taken by an earlier row (an id, or a line number); "
                     "every row needs its own key",
@@ -137,8 +157,6 @@ def _unique(rows: Iterator[Row], name: str) -> Iterator[Row]:
                     key=row.key,
                 )
                 row = attrs.evolve(row, error=error)
-            else:
-                seen.add(row.key)
         yield row
 
 

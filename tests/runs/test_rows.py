@@ -94,6 +94,12 @@ def test_a_repeated_key_is_a_bad_row(tmp_path: Path) -> None:
     assert str(rows[3].error).startswith(f"{path}:4: the key 'a'")
 
 
+def test_an_id_equal_to_an_earlier_line_number_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "in.jsonl", '{"x": 1}\n{"id": 1}\n{"id": "01"}\n{"id": "3"}\n')
+    rows = list(read_rows(path))
+    assert [(r.key, r.error is None) for r in rows] == [("1", True), ("1", False), ("01", True), ("3", True)]
+
+
 def test_rows_are_read_lazily(tmp_path: Path) -> None:
     path = _write(tmp_path / "in.jsonl", '{"x": 1}\n{"x": \n')
     rows = read_rows(path)
