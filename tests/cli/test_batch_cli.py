@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from chatdsl._cli import main
 from chatdsl.testing import LocalServer, Reply
 from tests._secrets import TEST_KEY
+from tests.cli.test_cli import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARIZE = str(ROOT / "examples" / "templates" / "summarize.toml")
@@ -133,25 +135,30 @@ def test_a_missing_key_or_input_is_one_line(
     assert info.value.code == 2
 
 
-def test_the_whole_path_as_a_subprocess(server: LocalServer, rows: Path, tmp_path: Path) -> None:
+def test_the_whole_path_against_chatdsl_serve_as_subprocesses(rows: Path, tmp_path: Path) -> None:
     env = {**os.environ, "MISTRAL_API_KEY": TEST_KEY}
+    with serving("--port", "0") as (url, process):
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "chatdsl", "batch", *args, "--base-url", server.url],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "chatdsl", "batch", *args, "--base-url", url],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
 
-    submitted = run("submit", SUMMARIZE, "--input", str(rows))
-    assert submitted.returncode == 0, submitted.stderr
-    job = submitted.stdout.strip()
-    assert run("wait", job, "--poll-interval", "0.05").returncode == 0
-    written = run("results", job, "--output", str(tmp_path / "out.jsonl"))
-    assert written.returncode == 0, written.stderr
-    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
+        submitted = run("submit", SUMMARIZE, "--input", str(rows))
+        assert submitted.returncode == 0, submitted.stderr
+        job = submitted.stdout.strip()
+        assert run("wait", job, "--poll-interval", "0.05").returncode == 0
+        written = run("results", job, "--output", str(tmp_path / "out.jsonl"))
+        assert written.returncode == 0, written.stderr
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["T-1", "T-2", "T-3"]
+    assert all("response" in r for r in records)
     assert TEST_KEY not in submitted.stderr + written.stderr
