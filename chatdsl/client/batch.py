@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, Final, TypeVar, overload
 from urllib.parse import quote
 
 import attrs
@@ -287,8 +287,6 @@ class BatchMethods:
 
     __slots__ = ()
 
-    _sleep: Callable[[float], None]
-
     # The transport's two primitives (the client's retries, timeouts and error mapping apply).
 
     def _api_json(
@@ -356,6 +354,10 @@ class BatchMethods:
         """Delete a stored file (``DELETE /v1/files/{file_id}``)."""
         return self._read(FileDeleted, self._api_json("DELETE", f"{FILES_PATH}/{_id('file_id', file_id)}"))
 
+    @overload
+    def download_file(self, file_id: str | FileInfo, destination: None = None) -> bytes: ...
+    @overload
+    def download_file(self, file_id: str | FileInfo, destination: str | os.PathLike[str] | IO[bytes]) -> int: ...
     def download_file(
         self, file_id: str | FileInfo, destination: str | os.PathLike[str] | IO[bytes] | None = None
     ) -> bytes | int:
@@ -457,7 +459,7 @@ class BatchMethods:
             wait = wait_step(job, started=started, now=time.monotonic(), timeout=timeout, poll_interval=poll_interval)
             if not wait:
                 return job
-            self._sleep(wait)
+            time.sleep(wait)
 
     def batch_results(self, job: str | BatchJob) -> Iterator[BatchResult]:
         """Yield one :class:`BatchResult` per line of a job's output and error files, joined by ``custom_id``.

@@ -91,6 +91,7 @@ class _Job:
     error_file: str | None = None
     started_at: int | None = None
     completed_at: int | None = None
+    cancelled: threading.Event = attrs.field(factory=threading.Event)
 
     def body(self) -> dict[str, Any]:
         return {
@@ -324,6 +325,7 @@ class BatchStore:
             job = self._jobs.get(job_id)
             if job is not None and job.status in ("QUEUED", "RUNNING"):
                 job.status = "CANCELLATION_REQUESTED"
+                job.cancelled.set()  # a job waiting out a delay stops waiting
             answer = job.body() if job is not None else None
         if answer is None:
             return self._error(404, f"Batch job {job_id} not found")
@@ -348,12 +350,17 @@ class BatchStore:
 
     # ------------------------------------------------------------------ running a job
 
-    def _wait(self, seconds: float) -> bool:
-        """Wait *seconds*; return ``False`` if the server stops meanwhile."""
-        return not (seconds > 0 and self._server._stopping.wait(seconds)) and not self._server._stopping.is_set()
+    def _wait(self, seconds: float, job: _Job) -> bool:
+        """Wait *seconds* (less if the job is cancelled meanwhile); return ``False`` if the server stops."""
+        stopping = self._server._stopping
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and not stopping.is_set():
+            if job.cancelled.wait(min(left, 0.05)):
+                break
+        return not stopping.is_set()
 
     def _run(self, job: _Job) -> None:
-        if not self._wait(self.start_delay):
+        if not self._wait(self.start_delay, job):
             return
         lines: list[tuple[str, Any]] = []
         problems: list[str] = []
@@ -395,7 +402,7 @@ class BatchStore:
             with self._lock:
                 if job.status == "CANCELLATION_REQUESTED":
                     break
-            if not self._wait(self.line_delay):
+            if not self._wait(self.line_delay, job):
                 return
             status, answer = self._answer_line(job, body)
             line_id = f"batch-{job.id[:8]}-{number}"

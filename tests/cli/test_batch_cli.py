@@ -82,7 +82,7 @@ def test_submit_wait_results_write_runs_records(
 def test_wait_exits_1_on_a_cancelled_job_and_results_refuse_a_running_one(
     server: LocalServer, rows: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server.batch.start_delay = 0.5
+    server.batch.start_delay = 30  # the cancellation ends it at once
     job = submit(server, rows, capsys)
     assert main(batch(server, "results", job, "--output", str(tmp_path / "r.jsonl"))) == 1
     assert "wait for it to end first" in capsys.readouterr().err
