@@ -7,6 +7,7 @@ import io
 import json
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from chatdsl import (
     InternalServerError,
     MalformedResponseError,
     NotFoundError,
+    RequestTemplate,
     UnprocessableEntityError,
     ValidationError,
     chat,
@@ -75,7 +77,7 @@ def test_a_bad_request_is_named_by_its_custom_id() -> None:
         batch_line("", ask("x"))
 
 
-def test_a_batch_file_is_written_as_the_rows_come_and_refuses_a_repeated_id() -> None:
+def test_a_batch_file_is_written_as_the_rows_come() -> None:
     out = io.BytesIO()
     seen: list[int] = []
 
@@ -87,8 +89,28 @@ def test_a_batch_file_is_written_as_the_rows_come_and_refuses_a_repeated_id() ->
     assert write_batch_file(rows(), out) == 3
     assert seen[1] > 0
     assert seen[2] > seen[1]
-    with pytest.raises(ValidationError, match="given twice"):
-        write_batch_file([("a", ask("1")), ("a", ask("2"))], io.BytesIO())
+
+
+def test_writing_a_batch_file_keeps_memory_flat_in_the_number_of_rows() -> None:
+    template = RequestTemplate(request=chat(MODEL).user("Ticket $id: $text"))
+
+    class Sink:
+        size = 0
+
+        def write(self, data: bytes) -> None:
+            self.size += len(data)
+
+    def peak(count: int) -> int:
+        rows = ((str(i), {"id": str(i), "text": f"my parcel number {i} is late"}) for i in range(count))
+        tracemalloc.start()
+        try:
+            write_batch_file(template.render_many(rows), Sink())  # type: ignore[arg-type]
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(500), peak(5000)
+    assert large < small + 64 * 1024  # ten times the rows, no more memory (a set of ids would add ~500 kB)
 
 
 def test_the_multipart_frame_puts_the_fields_then_the_file() -> None:
