@@ -343,6 +343,10 @@ class Client(BatchMethods):
     never reached through a proxy (``http_proxy`` and the like are ignored for it): the key stays on
     the machine. A client cannot be pickled or copied (a ``TypeError``): it holds the key.
 
+    Mistral's Files and Batch APIs are methods too (``submit_batch``, ``wait_batch_job``,
+    ``batch_results``, ``upload_file``, ...: :class:`~chatdsl.client.batch.BatchMethods`), sent
+    with the same key, retries, timeouts and error mapping.
+
     Use it as a context manager, or call :meth:`close`; a closed client raises
     :class:`~chatdsl.ClientClosedError`. Threads may share a client: it holds no per-call state
     (the auth and headers go with each call), and calls from 16 threads at once are tested. It
