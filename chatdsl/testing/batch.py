@@ -274,7 +274,7 @@ class BatchStore:
         purpose = params.get("purpose", [None])[0]
         with self._lock:
             found = [f for f in self._files.values() if purpose is None or f.purpose == purpose]
-        found.sort(key=lambda f: f.created_at, reverse=True)
+        found.reverse()  # newest first (the store keeps them in the order they came)
         page, size = _paging(params)
         data = [f.info() for f in found[page * size : (page + 1) * size]]
         return 200, {"data": data, "object": "list", "total": len(found)}, "application/json"
@@ -340,7 +340,8 @@ class BatchStore:
                 for job in self._jobs.values()
                 if (not statuses or job.status in statuses) and (model is None or job.model == model)
             ]
-        found.sort(key=lambda body: body["created_at"], reverse=params.get("order_by", ["-created"])[0] != "created")
+        if params.get("order_by", ["-created"])[0] != "created":
+            found.reverse()  # newest first (the store keeps them in the order they came)
         page, size = _paging(params)
         return (
             200,

@@ -321,7 +321,7 @@ def test_files_upload_get_list_download_delete(batch_client: Client, tmp_path: P
     assert (by_path.filename, by_path.size_bytes, by_path.num_lines, by_path.purpose) == ("in.jsonl", 18, 2, "batch")
     assert by_path.deleted is None
     assert batch_client.get_file(by_path).deleted is False
-    assert {f.id for f in batch_client.list_files().data} == {by_path.id, by_object.id}
+    assert [f.id for f in batch_client.list_files().data] == [by_object.id, by_path.id]
     assert [f.id for f in batch_client.list_files(purpose="fine-tune").data] == [by_object.id]
     assert len(batch_client.list_files(page=0, page_size=1).data) == 1
     assert batch_client.download_file(by_path) == source.read_bytes()
@@ -339,7 +339,7 @@ def test_jobs_are_listed_newest_first_and_by_status(batch_client: Client) -> Non
     batch_client.wait_batch_job(second, poll_interval=0.01)
     listed = batch_client.list_batch_jobs()
     assert listed.total == 2
-    assert {j.id for j in listed.data} == {first.id, second.id}
+    assert [j.id for j in listed.data] == [second.id, first.id]  # newest first, even within one second
     assert [j.id for j in batch_client.list_batch_jobs(status="FAILED").data] == [second.id]
     assert [j.id for j in batch_client.list_batch_jobs(status=[BatchJobStatus.SUCCESS]).data] == [first.id]
 
