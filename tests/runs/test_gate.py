@@ -144,3 +144,15 @@ def test_next_delay_follows_the_policy_and_pauses_the_run_on_429() -> None:
     fresh = RateGate()
     assert next_delay(policy, fresh, too_long, 0, 0.0) is None  # past max_retry_after: given up, no pause
     assert fresh.delay(0.0) == 0
+
+
+def test_an_absolute_reset_time_is_read_as_seconds_from_now() -> None:
+    assert reset_seconds("1700000030", now=1_700_000_000.0) == 30.0
+    assert reset_seconds("1700000000", now=1_700_000_100.0) == 0.0  # already passed
+
+
+def test_headers_alone_hold_the_run_back_a_minute_at_most() -> None:
+    gate = RateGate()
+    gate.delay(0.0)
+    gate.observe({"x-ratelimit-remaining-tokens-minute": "0", "x-ratelimit-reset-tokens-minute": "3600"}, 10, 0.0)
+    assert gate.delay(0.0) == pytest.approx(60.0)
