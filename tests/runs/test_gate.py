@@ -72,8 +72,8 @@ def test_requests_in_flight_count_as_spent() -> None:
 def test_openai_headers_and_durations() -> None:
     gate = RateGate()
     gate.delay(0.0)
-    gate.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m30s"}, None, 0.0)
-    assert gate.delay(0.0) == pytest.approx(90.0)
+    gate.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "0m45.5s"}, None, 0.0)
+    assert gate.delay(0.0) == pytest.approx(45.5)
 
 
 @pytest.mark.parametrize(
