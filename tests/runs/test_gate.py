@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatdsl import (
     APIConnectionError,
@@ -156,3 +160,26 @@ def test_headers_alone_hold_the_run_back_a_minute_at_most() -> None:
     gate.delay(0.0)
     gate.observe({"x-ratelimit-remaining-tokens-minute": "0", "x-ratelimit-reset-tokens-minute": "3600"}, 10, 0.0)
     assert gate.delay(0.0) == pytest.approx(60.0)
+
+
+@given(
+    rate=st.floats(0.5, 200),
+    asks=st.lists(st.floats(0, 0.5), min_size=2, max_size=30),
+    pause=st.one_of(st.none(), st.tuples(st.floats(0, 5), st.floats(0, 2))),
+)
+def test_starts_never_come_closer_than_the_rate_allows_nor_inside_a_pause(
+    rate: float, asks: list[float], pause: tuple[float, float] | None
+) -> None:
+    """Workers asking at any moments: consecutive starts are at least 1/rate apart, none falls in a pause."""
+    gate = RateGate(requests_per_second=rate)
+    now, starts = 0.0, []
+    if pause is not None:
+        gate.pause(pause[1], now=pause[0])
+    for gap in asks:
+        now += gap
+        while (wait := gate.delay(now)) > 0:
+            now += wait
+        starts.append(now)
+    assert all(b - a >= 1 / rate - 1e-9 for a, b in itertools.pairwise(starts))
+    if pause is not None:
+        assert not any(pause[0] <= t < pause[0] + pause[1] for t in starts)
