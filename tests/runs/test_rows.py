@@ -251,6 +251,16 @@ def test_a_torn_last_line_is_ignored_by_the_scan_and_cut_by_the_writer(tmp_path:
     assert scan_output(out) == OutputState(done=frozenset({"a", "b"}), responses=2)
 
 
+def test_a_torn_line_longer_than_the_read_chunk_is_cut_whole(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    head = b'{"id": "a", "response": {}}\n'
+    torn = b'{"id": "b", "response": {"text": "' + b"x" * 150_000
+    out.write_bytes(head + torn)
+    with RecordWriter(out) as writer:
+        assert writer.repaired == len(torn)
+    assert out.read_bytes() == head
+
+
 def test_a_file_of_one_torn_line_is_emptied(tmp_path: Path) -> None:
     out = _write(tmp_path / "out.jsonl", '{"id": "a", "resp')
     with RecordWriter(out) as writer:
