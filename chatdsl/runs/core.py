@@ -183,10 +183,7 @@ class RateGate:
             start = max(self._next_start, self._paused_until, self._tokens_free_at)
             if start > now:
                 return start - now
-            interval = self._interval()
-            # a worker that woke a little late keeps the schedule; after an idle spell it starts afresh
-            base = self._next_start if self._next_start > now - interval else now
-            self._next_start = base + interval
+            self._next_start = now + self._interval()  # strictly spaced: never two starts closer than that
             self._in_flight += 1
             return 0.0
 

@@ -138,7 +138,7 @@ def _unique(rows: Iterator[Row], name: str) -> Iterator[Row]:
     for row in rows:
         if row.error is None:
             if KEY_FIELD in row.values:
-                number = int(row.key) if row.key.isdigit() and row.key == str(int(row.key)) else 0
+                number = int(row.key) if row.key.isascii() and row.key.isdigit() and row.key == str(int(row.key)) else 0
                 taken = row.key in ids or line_taken(number)
                 if not taken:
                     ids.add(row.key)
