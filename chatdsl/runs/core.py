@@ -12,7 +12,9 @@ shared by the whole run:
   instead of running into it and bouncing off 429s. Mistral sends ``x-ratelimit-remaining-req-minute``
   with ``x-ratelimit-reset-req-minute`` (seconds) and the same for ``tokens-minute``; OpenAI
   ``x-ratelimit-remaining-requests`` with ``x-ratelimit-reset-requests`` (``1s``, ``6m0s``). Without
-  a reset header only an exhausted window (``remaining`` 0) pauses the run, for a second;
+  a reset header only an exhausted window (``remaining`` 0) pauses the run, for a second. The
+  headers alone never hold the run back longer than a minute (a monthly quota is left to the
+  429s and the retry policy);
 - optional client-side limits: at most ``requests_per_second`` attempts a second, and
   ``tokens_per_minute`` (each answer's ``usage.total_tokens`` moves the next start later by
   its share of the minute).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -90,11 +93,14 @@ _WINDOWS: Final = (
     ("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", "tokens"),
 )
 _EXHAUSTED_PAUSE: Final = 1.0  # seconds the run pauses on remaining 0 when no reset time was sent
+_MAX_HEADER_WAIT: Final = 60.0  # the longest pause or spacing the headers alone can impose (429s decide beyond)
+_EPOCH: Final = 1e9  # a reset above this many seconds is an absolute Unix time (some servers send one)
 
 
-def reset_seconds(value: str | None) -> float | None:
-    """Return a rate-limit reset header as seconds from now: ``12``, ``0.5``, or a duration such as
-    ``1s``, ``250ms``, ``6m0s``, ``1h2m3s``; ``None`` when absent or unreadable."""
+def reset_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Return a rate-limit reset header as seconds from now: ``12``, ``0.5``, a duration such as
+    ``1s``, ``250ms``, ``6m0s``, ``1h2m3s``, or an absolute Unix time (a number above 10⁹; *now* is
+    the current Unix time, default ``time.time()``); ``None`` when absent or unreadable."""
     if value is None:
         return None
     text = value.strip().lower()
@@ -108,7 +114,11 @@ def reset_seconds(value: str | None) -> float | None:
             return None
         hours, minutes, secs, millis = (float(g) if g else 0.0 for g in match.groups())
         seconds = hours * 3600 + minutes * 60 + secs + millis / 1000
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        return None
+    if seconds > _EPOCH:
+        seconds = max(0.0, seconds - (time.time() if now is None else now))
+    return seconds
 
 
 def _count(value: str | None) -> float | None:
@@ -173,10 +183,7 @@ class RateGate:
             start = max(self._next_start, self._paused_until, self._tokens_free_at)
             if start > now:
                 return start - now
-            interval = self._interval()
-            # a worker that woke a little late keeps the schedule; after an idle spell it starts afresh
-            base = self._next_start if self._next_start > now - interval else now
-            self._next_start = base + interval
+            self._next_start = now + self._interval()  # strictly spaced: never two starts closer than that
             self._in_flight += 1
             return 0.0
 
@@ -211,6 +218,8 @@ class RateGate:
             if remaining is None:
                 continue
             reset = reset_seconds(headers.get(reset_name))
+            if reset is not None:
+                reset = min(reset, _MAX_HEADER_WAIT)
             if unit == "tokens":
                 if self._tokens_per_request <= 0:
                     continue  # no idea yet of what a request costs

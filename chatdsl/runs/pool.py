@@ -7,7 +7,8 @@ a client with ``max_retries=0``, and decides retries itself with the run's polic
 :class:`~chatdsl.runs.core.RateGate`. An item that fails (after its retries) becomes a result
 with ``error`` set; the run goes on. Closing the iterator early (``break``, an exception, garbage
 collection) stops the run: nothing new is sent, waits end at once, and the requests already in
-flight finish in the background (their results are dropped).
+flight finish in the background (their results are dropped). The worker threads are daemons, so
+a program that ends (Ctrl-C included) never waits for them.
 """
 
 from __future__ import annotations

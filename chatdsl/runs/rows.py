@@ -138,7 +138,7 @@ def _unique(rows: Iterator[Row], name: str) -> Iterator[Row]:
     for row in rows:
         if row.error is None:
             if KEY_FIELD in row.values:
-                number = int(row.key) if row.key.isdigit() and row.key == str(int(row.key)) else 0
+                number = int(row.key) if row.key.isascii() and row.key.isdigit() and row.key == str(int(row.key)) else 0
                 taken = row.key in ids or line_taken(number)
                 if not taken:
                     ids.add(row.key)
@@ -438,13 +438,20 @@ def _lock_file(fd: int, path: Path) -> None:
         raise ChatDSLError(f"{path}: another run is writing to this file (it is locked)") from None
 
 
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # no pread (Windows): writes still append (O_APPEND)
+    return os.read(fd, size)
+
+
 def _cut_torn_tail(fd: int) -> int:
     """Cut the bytes after the last newline of the file (a line a killed writer left torn); return how many."""
     size = os.fstat(fd).st_size
     end = size
     while end > 0:
         start = max(0, end - 65536)
-        chunk = os.pread(fd, end - start, start)
+        chunk = _read_at(fd, end - start, start)
         newline = chunk.rfind(b"\n")
         if newline >= 0:
             keep = start + newline + 1

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatdsl import (
     APIConnectionError,
@@ -72,8 +76,8 @@ def test_requests_in_flight_count_as_spent() -> None:
 def test_openai_headers_and_durations() -> None:
     gate = RateGate()
     gate.delay(0.0)
-    gate.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m30s"}, None, 0.0)
-    assert gate.delay(0.0) == pytest.approx(90.0)
+    gate.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "0m45.5s"}, None, 0.0)
+    assert gate.delay(0.0) == pytest.approx(45.5)
 
 
 @pytest.mark.parametrize(
@@ -144,3 +148,38 @@ def test_next_delay_follows_the_policy_and_pauses_the_run_on_429() -> None:
     fresh = RateGate()
     assert next_delay(policy, fresh, too_long, 0, 0.0) is None  # past max_retry_after: given up, no pause
     assert fresh.delay(0.0) == 0
+
+
+def test_an_absolute_reset_time_is_read_as_seconds_from_now() -> None:
+    assert reset_seconds("1700000030", now=1_700_000_000.0) == 30.0
+    assert reset_seconds("1700000000", now=1_700_000_100.0) == 0.0  # already passed
+
+
+def test_headers_alone_hold_the_run_back_a_minute_at_most() -> None:
+    gate = RateGate()
+    gate.delay(0.0)
+    gate.observe({"x-ratelimit-remaining-tokens-minute": "0", "x-ratelimit-reset-tokens-minute": "3600"}, 10, 0.0)
+    assert gate.delay(0.0) == pytest.approx(60.0)
+
+
+@given(
+    rate=st.floats(0.5, 200),
+    asks=st.lists(st.floats(0, 0.5), min_size=2, max_size=30),
+    pause=st.one_of(st.none(), st.tuples(st.floats(0, 5), st.floats(0, 2))),
+)
+def test_starts_never_come_closer_than_the_rate_allows_nor_inside_a_pause(
+    rate: float, asks: list[float], pause: tuple[float, float] | None
+) -> None:
+    """Workers asking at any moments: consecutive starts are at least 1/rate apart, none falls in a pause."""
+    gate = RateGate(requests_per_second=rate)
+    now, starts = 0.0, []
+    if pause is not None:
+        gate.pause(pause[1], now=pause[0])
+    for gap in asks:
+        now += gap
+        while (wait := gate.delay(now)) > 0:
+            now += wait
+        starts.append(now)
+    assert all(b - a >= 1 / rate - 1e-9 for a, b in itertools.pairwise(starts))
+    if pause is not None:
+        assert not any(pause[0] <= t < pause[0] + pause[1] for t in starts)

@@ -95,9 +95,16 @@ def test_a_repeated_key_is_a_bad_row(tmp_path: Path) -> None:
 
 
 def test_an_id_equal_to_an_earlier_line_number_is_refused(tmp_path: Path) -> None:
-    path = _write(tmp_path / "in.jsonl", '{"x": 1}\n{"id": 1}\n{"id": "01"}\n{"id": "3"}\n')
+    path = _write(tmp_path / "in.jsonl", '{"x": 1}\n{"id": 1}\n{"id": "01"}\n{"id": "3"}\n{"id": "¹"}\n{"id": "٣"}\n')
     rows = list(read_rows(path))
-    assert [(r.key, r.error is None) for r in rows] == [("1", True), ("1", False), ("01", True), ("3", True)]
+    assert [(r.key, r.error is None) for r in rows] == [
+        ("1", True),
+        ("1", False),
+        ("01", True),
+        ("3", True),
+        ("¹", True),  # digits, but not the line number 1
+        ("٣", True),
+    ]
 
 
 def test_rows_are_read_lazily(tmp_path: Path) -> None:
@@ -251,6 +258,16 @@ def test_a_torn_last_line_is_ignored_by_the_scan_and_cut_by_the_writer(tmp_path:
     assert scan_output(out) == OutputState(done=frozenset({"a", "b"}), responses=2)
 
 
+def test_a_torn_line_longer_than_the_read_chunk_is_cut_whole(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    head = b'{"id": "a", "response": {}}\n'
+    torn = b'{"id": "b", "response": {"text": "' + b"x" * 150_000
+    out.write_bytes(head + torn)
+    with RecordWriter(out) as writer:
+        assert writer.repaired == len(torn)
+    assert out.read_bytes() == head
+
+
 def test_a_file_of_one_torn_line_is_emptied(tmp_path: Path) -> None:
     out = _write(tmp_path / "out.jsonl", '{"id": "a", "resp')
     with RecordWriter(out) as writer:
@@ -318,7 +335,11 @@ def test_jsonl_rows_round_trip(
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     header=st.lists(
-        st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=5),
+        st.text(
+            st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00\r"),
+            min_size=1,
+            max_size=5,
+        ),
         min_size=1,
         max_size=4,
         unique=True,
@@ -327,6 +348,7 @@ def test_jsonl_rows_round_trip(
     crlf=st.booleans(),
 )
 def test_csv_rows_round_trip(tmp_path: Path, header: list[str], data: st.DataObject, crlf: bool) -> None:
+    # no "\r": the csv module writes one unquoted (with a "\n" line terminator) and then refuses to read it back
     cell = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00\r"), max_size=10)
     records = data.draw(st.lists(st.lists(cell, min_size=len(header), max_size=len(header)), max_size=6))
     records = [r for r in records if not (len(r) == 1 and not r[0].strip())]  # a blank line is no row
