@@ -93,3 +93,9 @@ def test_relative_links_between_pages_point_at_pages_that_exist() -> None:
         text = page.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(((?!https?:|#|mailto:)[^)#\s]+)(?:#[^)]*)?\)", text):
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
+
+
+def test_the_fault_matrix_page_shows_the_matrix_the_tests_run() -> None:
+    from tests.reliability.test_fault_matrix import markdown
+
+    assert markdown().strip() in (DOCS / "reliability.md").read_text(encoding="utf-8")

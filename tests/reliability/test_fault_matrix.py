@@ -7,7 +7,7 @@ number of attempts (counted by the server, and by the client's own "attempt N" l
 taken against the timeouts, and that no connection is left open once the client is closed.
 
 The settings are small so the whole matrix runs in a few seconds: ``read=0.3`` s, ``connect=0.5`` s,
-two retries waiting 0.02 s then 0.04 s (no jitter). :func:`markdown` renders the matrix for the README.
+two retries waiting 0.02 s then 0.04 s (no jitter). :func:`markdown` renders the matrix for docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Outcome:
     """More checks on the error, response or chunks."""
 
     def describe(self) -> str:
-        """The outcome as a README table cell."""
+        """The outcome as a cell of the docs' fault-matrix table."""
         tries = f"{self.attempts} attempt" + ("s" if self.attempts > 1 else "")
         if self.result == "response":
             return f"response ({tries})"
@@ -389,7 +389,7 @@ def test_the_matrix_covers_every_fault_of_the_issue() -> None:
 
 
 def markdown() -> str:
-    """Return the fault matrix as a Markdown table (for the README's "Reliability" section)."""
+    """Return the fault matrix as a Markdown table (for docs/reliability.md, "The fault matrix")."""
     lines = [
         "| fault | plain call | streamed call |",
         "| --- | --- | --- |",
@@ -403,5 +403,5 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # print the table: python -m tests.test_fault_matrix
+if __name__ == "__main__":  # print the table: python -m tests.reliability.test_fault_matrix
     print(markdown())
