@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's chatdsl, also when it is not installed
@@ -33,3 +34,12 @@ add_module_names = False
 html_theme = "furo"
 html_title = f"chatdsl {release}"
 html_static_path: list[str] = []
+
+
+def _public_bases(app: object, name: str, obj: object, options: object, bases: list[type]) -> None:
+    """Show only public base classes (``Bases: ValueError``, never a private mixin)."""
+    bases[:] = [base for base in bases if base is not object and not getattr(base, "__name__", "").startswith("_")]
+
+
+def setup(app: Any) -> None:
+    app.connect("autodoc-process-bases", _public_bases)
