@@ -28,6 +28,7 @@ myst_heading_anchors = 3  # [text](page.md#a-heading) links work as on GitHub
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+autodoc_inherit_docstrings = False  # FrozenDict.update is not dict.update: show what chatdsl documents
 autodoc_default_options = {"members": True, "show-inheritance": True}
 add_module_names = False
 
