@@ -165,6 +165,10 @@ class BaseClient(Generic[_S]):
         """Return *session*, or a new one the client owns (the settings are set by then)."""
         raise NotImplementedError
 
+    def _session_to_share(self) -> Any:
+        """What :meth:`with_options` passes as ``session`` to the clients it derives."""
+        return self._session
+
     # ------------------------------------------------------------------ settings
 
     @property
@@ -263,7 +267,7 @@ class BaseClient(Generic[_S]):
                 timeout=self._timeout if isinstance(timeout, UnsetType) else timeout,
                 max_retries=None if isinstance(max_retries, UnsetType) else max_retries,
                 retry=policy,
-                session=self._session,
+                session=self._session_to_share(),
                 headers=merged,
                 allow_insecure_http=(
                     self._allow_insecure_http if isinstance(allow_insecure_http, UnsetType) else allow_insecure_http
