@@ -220,6 +220,18 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int | None) -> byt
             return body
 
 
+def _salvage(content: aiohttp.StreamReader) -> bytes:
+    """Return what *content* received before its read failed: ``readany`` raises the failure first
+    and would drop the events that arrived just before a cut."""
+    if not getattr(content, "_buffer", None):
+        return b""
+    try:
+        data: bytes = content._read_nowait(-1)
+    except Exception:  # a private method of aiohttp's: if it changed, the cut is reported all the same
+        return b""
+    return data
+
+
 def _proxy(url: str) -> str | None:
     """The proxy the environment names for *url* (``https_proxy``, ``no_proxy``, …), as ``requests`` would pick it."""
     scheme = url.partition(":")[0]
@@ -671,7 +683,7 @@ class AsyncChatCompletionStream(AsyncIterator[CompletionChunk]):
                 kind: StreamFailure = "deadline"
             else:
                 kind = "stall" if isinstance(exc, TimeoutError) else "broken"
-            self._hand((state.failure(state.read_failure(kind, _reason(exc), exc)),))
+            self._hand(self._failed(_salvage(self._content), state.read_failure(kind, _reason(exc), exc)))
             return
         except BaseException as exc:  # a cancellation, or any exception while reading: the stream ends here
             state.interrupted(exc)
@@ -681,6 +693,14 @@ class AsyncChatCompletionStream(AsyncIterator[CompletionChunk]):
             self._hand((state.failure(state.end_failure(deadline=False)),))
             return
         self._hand(state.feed(data, time.perf_counter()))
+
+    def _failed(self, arrived: bytes, error: StreamError) -> Iterator[CompletionChunk]:
+        """The chunks of what *arrived* before a read failed, then the error chunk (unless they ended the stream)."""
+        state = self._state
+        if arrived:
+            yield from state.feed(arrived, time.perf_counter())
+        if not state.over:
+            yield state.failure(error)
 
     def _hand(self, chunks: Iterable[CompletionChunk]) -> None:
         self._pending = iter(chunks) if self._fold is None else self._fold.apply(chunks)
