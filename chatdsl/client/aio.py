@@ -387,7 +387,7 @@ class AsyncClient(BaseClient["aiohttp.ClientSession | None"]):
         worker threads: ``asyncio.to_thread``), and their results are sent in the calls' order. With
         ``on_error="raise"`` the first failure cancels the other calls. *on_text* may be ``async``.
         """
-        loop = ToolLoop(request, tools, max_rounds=max_rounds, on_error=on_error)
+        loop = ToolLoop(request, tools, max_rounds=max_rounds, on_error=on_error, awaits=True)
         while True:
             if on_text is None:
                 response = await self.chat_completion(loop.request)

@@ -6,6 +6,7 @@ against :meth:`chatdsl.Client.chat_completion` as well as against anything else 
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypeVar, overload
@@ -123,12 +124,21 @@ class ToolLoop:
         *,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
         on_error: OnToolError = "report",
+        awaits: bool = False,
     ) -> None:
         if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
             raise ValidationError("max_rounds", f"{max_rounds!r} is not an integer of 1 or more")
         if on_error not in ("report", "raise"):
             raise ValidationError("on_error", f"{on_error!r} is not 'report' or 'raise'")
         self.tools = _registry(tools)
+        if not awaits:  # a sync driver: an async def tool would hand back an unawaited coroutine
+            for name, entry in self.tools.items():
+                if inspect.iscoroutinefunction(entry.function):
+                    raise ValidationError(
+                        f"tools[{name!r}]",
+                        "is an async function; Client.run_tools calls tools synchronously — use "
+                        "AsyncClient.run_tools, or wrap it (e.g. with asyncio.run)",
+                    )
         self.request = _with_definitions(request, self.tools)
         """The transcript to send next."""
         self.rounds = max_rounds
