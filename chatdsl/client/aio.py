@@ -21,9 +21,7 @@ import errno
 import inspect
 import logging
 import os
-import re
 import time
-import traceback
 import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Mapping
@@ -35,15 +33,14 @@ import attrs
 from chatdsl._errors import (
     APIConnectionError,
     APIError,
-    ChatDSLError,
     StreamError,
 )
 from chatdsl.client.base import BaseClient
 from chatdsl.client.config import Limits, Timeout
 from chatdsl.client.loop import DEFAULT_MAX_ROUNDS, ToolLoop, ToolRunResult
-from chatdsl.client.retry import Attempts
 from chatdsl.client.status import (
     ERROR_BODY_LIMIT,
+    Body,
     ConnectionFailure,
     _lower,
     _request_id,
@@ -56,6 +53,8 @@ from chatdsl.client.status import (
     is_json,
     not_an_event_stream,
     read_limit,
+    scrubbed_chain,
+    short_text,
 )
 from chatdsl.client.stream import StreamFailure, StreamState, UsageFold
 from chatdsl.model.request import ChatCompletionRequest
@@ -134,23 +133,11 @@ def _scrub(exc: BaseException) -> None:
     ``request_info`` (on response errors) holds the request's headers, ``Authorization`` included;
     the locals of the finished frames in their tracebacks hold them too: both are dropped.
     """
-    stack: list[object] = [exc]
-    seen: set[int] = set()
-    while stack:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in scrubbed_chain(exc, "os_error"):
         for name in ("request_info", "history"):
             if name in getattr(current, "__dict__", ()):
                 with contextlib.suppress(AttributeError, TypeError):
                     setattr(current, name, None if name == "request_info" else ())
-        if current.__traceback__ is not None and not isinstance(current, ChatDSLError):
-            traceback.clear_frames(current.__traceback__)
-        stack += [current.__cause__, current.__context__, getattr(current, "os_error", None), *current.args]
-
-
-_OBJECT_REPR: Final = re.compile(r"<[^<>]* (?:object )?at 0x[0-9a-fA-F]+>:?\s*")
 
 
 def _reason(exc: BaseException) -> str:
@@ -171,8 +158,7 @@ def _reason(exc: BaseException) -> str:
     code = getattr(current, "errno", None)
     if isinstance(current, OSError) and isinstance(code, int) and code in errno.errorcode:
         return os.strerror(code)
-    text = _OBJECT_REPR.sub("", str(current)).strip() or type(current).__name__
-    return text if len(text) <= 200 else text[:199] + "…"
+    return short_text(current)
 
 
 def _failure(exc: BaseException) -> ConnectionFailure:
@@ -209,15 +195,10 @@ def _loop_time(deadline: float | None) -> float | None:
 async def _read_body(response: aiohttp.ClientResponse, limit: int | None) -> bytearray:
     """Read the rest of the body as it arrives, at most *limit* bytes."""
     content = response.content
-    body = bytearray()
-    while True:
-        data = await content.readany()
-        if not data:
-            return body
-        body += data
-        if limit is not None and len(body) >= limit:
-            del body[limit:]
-            return body
+    body = Body(limit)
+    while body.add(await content.readany()):
+        pass
+    return body.data
 
 
 def _salvage(content: aiohttp.StreamReader) -> bytes:
@@ -428,17 +409,21 @@ class AsyncClient(BaseClient["aiohttp.ClientSession | None"]):
     ) -> _T:
         """POST *request* with retries; once a success status arrives, return ``await reader(exchange)``
         (never sent again after that: see :meth:`chatdsl.Client._send`)."""
-        self._check_open()
         aiohttp = _aiohttp()
-        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
-        policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
-        body, prepared = self._prepare(request, stream=stream, headers=headers, drop_unsupported=drop_unsupported)
+        body, prepared, attempts = self._start(
+            request,
+            stream=stream,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+            drop_unsupported=drop_unsupported,
+        )
         send_headers = _Headers(prepared)
         send_headers.update(self._authorization)
+        limits = attempts.limits
         url, log_url = self._url, self._log_url
         proxy = None if self._loopback else _proxy(url)  # the key stays on the machine: never through a proxy
         session = self._box.get()
-        attempts = Attempts(policy, limits, log_url, stream=stream, client="AsyncClient")
         when = _loop_time(attempts.deadline)
         while True:
             error: APIError | APIConnectionError
@@ -653,6 +638,8 @@ class AsyncChatCompletionStream(AsyncIterator[CompletionChunk]):
         while True:
             chunk = next(self._pending, None)
             if chunk is not None:
+                if chunk.error is not None:
+                    await asyncio.sleep(0)  # the transport closes the socket on the loop's next turn: let it
                 return chunk
             if state.over or self._closing:
                 if self._fold is not None:
@@ -755,6 +742,7 @@ class AsyncChatCompletionStream(AsyncIterator[CompletionChunk]):
             await self._drain()
         self._release(False)
         self._state.closed_early()
+        await asyncio.sleep(0)  # the transport closes the socket on the loop's next turn: closed when this returns
 
     @property
     def error(self) -> StreamError | None:

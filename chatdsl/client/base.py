@@ -34,6 +34,7 @@ from chatdsl.client.config import (
     _redact_url,
     env_key_allowed,
 )
+from chatdsl.client.retry import Attempts
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.wire.dialects import Dialect, to_wire
 
@@ -348,6 +349,24 @@ class BaseClient(Generic[_S]):
         if headers:
             send_headers.update(_check_headers(headers))
         return body, send_headers
+
+    def _start(
+        self,
+        request: ChatCompletionRequest,
+        *,
+        stream: bool,
+        timeout: Timeout | float | None,
+        max_retries: int | None,
+        headers: Mapping[str, str] | None,
+        drop_unsupported: bool | None,
+    ) -> tuple[bytes, dict[str, str], Attempts]:
+        """Begin a call (a closed client raises): the body, the headers (without ``Authorization``) and
+        the :class:`~chatdsl.client.retry.Attempts` of its retry loop (per-call overrides applied)."""
+        self._check_open()
+        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
+        policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
+        body, send_headers = self._prepare(request, stream=stream, headers=headers, drop_unsupported=drop_unsupported)
+        return body, send_headers, Attempts(policy, limits, self._log_url, stream=stream, client=type(self).__name__)
 
     def _stream_request(self, request: ChatCompletionRequest) -> tuple[ChatCompletionRequest, int, bool]:
         """Return *request* checked and set to stream, the number of choices to expect, and whether to fold usage."""

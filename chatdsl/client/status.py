@@ -14,7 +14,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+import traceback
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal, TypeAlias
@@ -26,6 +27,7 @@ from chatdsl._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ChatDSLError,
     InternalServerError,
     MalformedResponseError,
     NotFoundError,
@@ -42,6 +44,7 @@ from chatdsl.wire.sse import describe_error_body
 
 __all__ = [
     "ERROR_BODY_LIMIT",
+    "Body",
     "announced_too_large",
     "api_error",
     "body_deadline_error",
@@ -52,6 +55,8 @@ __all__ = [
     "is_json",
     "not_an_event_stream",
     "read_limit",
+    "scrubbed_chain",
+    "short_text",
 ]
 
 logger: Final = logging.getLogger("chatdsl")
@@ -134,6 +139,32 @@ def api_error(status: int, reason: str | None, headers: Mapping[str, str], raw: 
 
 ERROR_BODY_LIMIT: Final = 1 << 20  # bytes of an error body kept (they are small; a proxy page may not be)
 _SHOWN_BODY: Final = 1000  # bytes of an oversized body kept on the error
+
+
+class Body:
+    """A body read piece by piece as it arrives, kept up to *limit* bytes (``None``: all of it).
+
+    The pieces go into one growing buffer (no list of pieces joined at the end, no copy to cut it at
+    *limit*), so a body takes about its own size in memory while it is read.
+    """
+
+    __slots__ = ("data", "limit")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.data = bytearray()
+        self.limit = limit
+
+    def add(self, piece: bytes) -> bool:
+        """Keep *piece*; return whether to read on (not at the end of the body, nor at the limit)."""
+        if not piece:
+            return False
+        data = self.data
+        data += piece
+        limit = self.limit
+        if limit is not None and len(data) >= limit:
+            del data[limit:]
+            return False
+        return True
 
 
 def content_length(headers: Mapping[str, str]) -> int | None:
@@ -240,6 +271,38 @@ def not_an_event_stream(status: int, headers: Mapping[str, str], raw: bytes | by
 
 
 # ------------------------------------------------------------------------------------ no answer
+
+
+_OBJECT_REPR: Final = re.compile(r"<[^<>]* (?:object )?at 0x[0-9a-fA-F]+>:?\s*")
+
+
+def short_text(exc: BaseException) -> str:
+    """Return *exc*'s text for a message: without object addresses, at most 200 characters."""
+    text = _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def scrubbed_chain(exc: BaseException, link: str) -> Iterator[BaseException]:
+    """Yield *exc* and every exception chained to it (causes, contexts, arguments, and the attribute *link*:
+    ``reason`` for urllib3, ``os_error`` for aiohttp), each once, its finished frames' locals cleared first.
+
+    A transport's frames hold the request headers (``Authorization``) in their locals, which
+    ``traceback.TracebackException(capture_locals=True)``, ``pytest -l``, loguru and rich print: the
+    frames' lines stay, their locals go (executing frames are left alone). A transport drops the
+    objects its exceptions keep (requests, responses) as they come by.
+    """
+    stack: list[object] = [exc]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.__traceback__ is not None and not isinstance(current, ChatDSLError):
+            traceback.clear_frames(current.__traceback__)
+        yield current
+        stack += [current.__cause__, current.__context__, getattr(current, link, None), *current.args]
+
 
 ConnectionFailure: TypeAlias = Literal["deadline", "connect", "read", "tls", "broken"]
 """What went wrong on the way, as a transport classifies its exception."""

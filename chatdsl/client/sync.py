@@ -52,7 +52,6 @@ from chatdsl.client.config import (
 )
 from chatdsl.client.deadline import _Watchdog
 from chatdsl.client.loop import DEFAULT_MAX_ROUNDS
-from chatdsl.client.retry import Attempts
 from chatdsl.client.status import (
     ERROR_BODY_LIMIT,
     _lower,
@@ -302,10 +301,14 @@ class Client(BaseClient[requests.Session]):
         status — the request is sent again; a request whose answer is slow to start (longer than
         ``timeout.read``) may thus be generated more than once.
         """
-        self._check_open()
-        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
-        policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
-        body, send_headers = self._prepare(request, stream=stream, headers=headers, drop_unsupported=drop_unsupported)
+        body, send_headers, attempts = self._start(
+            request,
+            stream=stream,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+            drop_unsupported=drop_unsupported,
+        )
         session = self._session
         url, log_url = self._url, self._log_url
         try:  # before anything is sent: a failure here is never retried (nor does it show what it refused)
@@ -319,8 +322,7 @@ class Client(BaseClient[requests.Session]):
             ) from None
         if self._loopback:
             settings["proxies"] = {}  # the key stays on the machine: never through a proxy
-        attempts = Attempts(policy, limits, log_url, stream=stream, client="Client")
-        deadline = attempts.deadline
+        limits, deadline = attempts.limits, attempts.deadline
         watchdog = _Watchdog(deadline)
         state = self._shared
         try:

@@ -12,22 +12,20 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.cookiejar
-import re
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any, Final
 
 import requests
 import urllib3
 
-from chatdsl._errors import APIConnectionError, ChatDSLError
+from chatdsl._errors import APIConnectionError
 from chatdsl.client.base import SessionState
 from chatdsl.client.config import Limits, Timeout
 from chatdsl.client.deadline import _Watchdog
-from chatdsl.client.status import ConnectionFailure, connection_error
+from chatdsl.client.status import Body, ConnectionFailure, connection_error, scrubbed_chain, short_text
 from chatdsl.client.stream import StreamFailure
 
 __all__: list[str] = []
@@ -86,25 +84,10 @@ def _scrub(exc: BaseException) -> None:
     They are set to ``None`` before the error is chained to a chatdsl exception, and the locals of
     the finished frames in their tracebacks are cleared (they hold the headers too).
     """
-    stack: list[object] = [exc]
-    seen: set[int] = set()
-    while stack:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in scrubbed_chain(exc, "reason"):
         if isinstance(current, requests.RequestException):
             current.request = None
             current.response = None
-        if current.__traceback__ is not None and not isinstance(current, ChatDSLError):
-            # the frames of requests, urllib3 and http.client hold the headers (Authorization) in their
-            # locals, which traceback.TracebackException(capture_locals=True), pytest -l, loguru and
-            # rich print: keep the frames' lines, drop their locals (executing frames are left alone)
-            traceback.clear_frames(current.__traceback__)
-        stack += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
-
-
-_OBJECT_REPR: Final = re.compile(r"<[^<>]* (?:object )?at 0x[0-9a-fA-F]+>:?\s*")
 
 
 def _reason(exc: BaseException) -> str:
@@ -126,8 +109,7 @@ def _reason(exc: BaseException) -> str:
         current = nested
     if isinstance(current, http.client.IncompleteRead):
         return "the connection closed before the body ended"
-    text = _OBJECT_REPR.sub("", str(current)).strip() or type(current).__name__
-    return text if len(text) <= 200 else text[:199] + "…"
+    return short_text(current)
 
 
 _attempt: Final = threading.local()
@@ -273,21 +255,12 @@ def _read_failure(exc: BaseException, *, fired: bool) -> tuple[StreamFailure, st
 
 
 def _read_body(response: requests.Response, limit: int | None = None) -> bytearray:
-    """Read the rest of the body as it arrives (``read1``: never waits to fill a buffer), at most *limit* bytes.
-
-    The pieces go into one growing buffer (no list of pieces joined at the end, no copy to cut it
-    at *limit*), so a body takes about its own size in memory while it is read.
-    """
+    """Read the rest of the body as it arrives (``read1``: never waits to fill a buffer), at most *limit* bytes."""
     raw = response.raw
-    body = bytearray()
-    while True:
-        data = raw.read1(_READ_SIZE, decode_content=True)
-        if not data:
-            return body
-        body += data
-        if limit is not None and len(body) >= limit:
-            del body[limit:]
-            return body
+    body = Body(limit)
+    while body.add(raw.read1(_READ_SIZE, decode_content=True)):
+        pass
+    return body.data
 
 
 def _drain(response: requests.Response) -> None:
