@@ -42,7 +42,6 @@ from chatdsl.client.status import (
     ERROR_BODY_LIMIT,
     Body,
     ConnectionFailure,
-    _lower,
     _request_id,
     _retry_after,
     announced_too_large,
@@ -56,9 +55,9 @@ from chatdsl.client.status import (
     scrubbed_chain,
     short_text,
 )
-from chatdsl.client.stream import StreamFailure, StreamState, UsageFold
+from chatdsl.client.stream import StreamFacts, StreamFailure, StreamState, UsageFold
 from chatdsl.model.request import ChatCompletionRequest
-from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
+from chatdsl.model.response import ChatCompletionResponse, CompletionChunk
 
 if TYPE_CHECKING:
     import aiohttp
@@ -450,9 +449,6 @@ class AsyncClient(BaseClient["aiohttp.ClientSession | None"]):
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
                 error = _transport_error(exc, log_url, limits, deadline=scope.expired())
             else:
-                if scope.expired():  # pragma: no cover - the headers came as the deadline passed
-                    response.close()
-                    raise attempts.late_headers()
                 if 200 <= response.status < 300:
                     exchange = _Exchange(response, sent_at, attempts.retries, when, limits, log_url, self._limits)
                     return await reader(exchange)
@@ -587,7 +583,7 @@ async def _run_tool(loop: ToolLoop, call: ToolCall) -> str:
 # ------------------------------------------------------------------------------------ streaming
 
 
-class AsyncChatCompletionStream(AsyncIterator[CompletionChunk]):
+class AsyncChatCompletionStream(StreamFacts, AsyncIterator[CompletionChunk]):
     """The chunks of a streamed completion, for ``async for`` (see :class:`~chatdsl.ChatCompletionStream`).
 
     The same chunks, latencies, ``is_last_chunk``, error chunk and :class:`~chatdsl.StreamError`
@@ -600,16 +596,7 @@ class AsyncChatCompletionStream(AsyncIterator[CompletionChunk]):
 
     def __init__(self, exchange: _Exchange, *, expected_choices: int = 1, fold_usage: bool = False) -> None:
         response = self._response = exchange.response
-        self.status_code: int = response.status
-        """The HTTP status of the response."""
-        self.headers: dict[str, str] = _lower(response.headers)
-        """The response headers (names lower-cased)."""
-        self.request_id: str | None = _request_id(response.headers)
-        """The server's request id (``mistral-correlation-id``, else ``x-request-id``)."""
-        self.rate_limit: RateLimitInfo | None = RateLimitInfo.from_headers(response.headers)
-        """The server's ``x-ratelimit-*`` headers."""
-        self.retries_taken: int = exchange.retries
-        """How many times the call was sent again before this stream began."""
+        self._take_facts(response.status, response.headers, exchange.retries)
         self._when = exchange.deadline
         self._content = response.content
         self._released = False
@@ -745,25 +732,13 @@ class AsyncChatCompletionStream(AsyncIterator[CompletionChunk]):
         await asyncio.sleep(0)  # the transport closes the socket on the loop's next turn: closed when this returns
 
     @property
-    def error(self) -> StreamError | None:
-        """The error that ended the stream, if any (also in the last chunk)."""
-        return self._state.error
-
-    @property
     def closed(self) -> bool:
         """Whether the stream is closed (by :meth:`aclose`, or by reaching its end or an error)."""
         return self._closing or self._released
 
-    @property
-    def completed(self) -> bool:
-        """Whether ``[DONE]`` was received."""
-        return self._state.done
-
     async def final_response(self, *, partial: bool = False) -> ChatCompletionResponse:
         """Return the chunks merged into one response (see :meth:`chatdsl.ChatCompletionStream.final_response`)."""
-        facts = {"request_id": self.request_id, "rate_limit": self.rate_limit, "retries_taken": self.retries_taken}
-        return self._state.final(partial=partial, facts=facts)
+        return self._final(partial)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<AsyncChatCompletionStream {state} request_id={self.request_id!r} chunks={self._state.merger.count}>"
+        return self._describe("closed" if self.closed else "open")

@@ -16,7 +16,7 @@ import re
 import time
 import traceback
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal, TypeAlias
 
@@ -37,7 +37,6 @@ from chatdsl._errors import (
     ValidationError,
 )
 from chatdsl.client.config import Timeout
-from chatdsl.client.stream import _elapsed, _set
 from chatdsl.model.response import ChatCompletionResponse, RateLimitInfo
 from chatdsl.wire.responses import structure_response
 from chatdsl.wire.sse import describe_error_body
@@ -60,6 +59,17 @@ __all__ = [
 ]
 
 logger: Final = logging.getLogger("chatdsl")
+
+_set = object.__setattr__  # the HTTP facts of a response just parsed (not shared yet) are set in place
+_MICROSECOND: Final = timedelta(microseconds=1)
+_ZERO: Final = timedelta(0)
+
+
+def _elapsed(start: float, end: float) -> timedelta:
+    # timedelta * int is several times cheaper than timedelta(seconds=float): it is paid twice per chunk
+    seconds = end - start
+    return _MICROSECOND * round(seconds * 1_000_000) if seconds > 0 else _ZERO
+
 
 _STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
     400: BadRequestError,

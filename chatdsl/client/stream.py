@@ -10,7 +10,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
-from datetime import timedelta
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
@@ -18,29 +17,17 @@ import attrs
 from chatdsl._errors import APIConnectionError, APITimeoutError, StreamError
 from chatdsl.client.config import Limits, Timeout
 from chatdsl.client.merge import Merger
-from chatdsl.model.response import ChatCompletionResponse, CompletionChunk
+from chatdsl.client.status import _ZERO, _elapsed, _lower, _request_id, _set
+from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
 from chatdsl.wire.sse import DONE, SSEDecoder, decode_chunk
 
-__all__ = ["StreamState", "UsageFold", "cut_body_error"]
+__all__ = ["StreamFacts", "StreamState", "UsageFold", "cut_body_error"]
 
 logger: Final = logging.getLogger("chatdsl")
 
-_set = object.__setattr__
 _set_is_last_chunk = CompletionChunk.__dict__["is_last_chunk"].__set__
 _set_chunk_latency = CompletionChunk.__dict__["chunk_latency"].__set__
 _set_total_latency = CompletionChunk.__dict__["total_latency"].__set__
-
-
-_MICROSECOND: Final = timedelta(microseconds=1)
-
-
-def _elapsed(start: float, end: float) -> timedelta:
-    # timedelta * int is several times cheaper than timedelta(seconds=float): it is paid twice per chunk
-    seconds = end - start
-    return _MICROSECOND * round(seconds * 1_000_000) if seconds > 0 else _ZERO
-
-
-_ZERO: Final = timedelta(0)
 
 
 _CLOSED_BY_CALLER: Final = "the stream was closed by the caller before it ended"
@@ -297,3 +284,42 @@ class StreamState:
                     "the stream is not complete: read it to its end first (or pass partial=True for what arrived)"
                 )
         return self.merger.response(**facts)
+
+
+class StreamFacts:
+    """What the streams of both clients show of their answer: its HTTP facts and how its reading went.
+
+    A stream calls :meth:`_take_facts` with the response's status and headers, and keeps its
+    :class:`StreamState` in ``_state``.
+    """
+
+    _state: StreamState
+
+    def _take_facts(self, status: int, headers: Mapping[str, str], retries: int) -> None:
+        self.status_code: int = status
+        """The HTTP status of the response."""
+        self.headers: dict[str, str] = _lower(headers)
+        """The response headers (names lower-cased)."""
+        self.request_id: str | None = _request_id(headers)
+        """The server's request id (``mistral-correlation-id``, else ``x-request-id``)."""
+        self.rate_limit: RateLimitInfo | None = RateLimitInfo.from_headers(headers)
+        """The server's ``x-ratelimit-*`` headers."""
+        self.retries_taken: int = retries
+        """How many times the call was sent again before this stream began."""
+
+    @property
+    def error(self) -> StreamError | None:
+        """The error that ended the stream, if any (also in the last chunk)."""
+        return self._state.error
+
+    @property
+    def completed(self) -> bool:
+        """Whether ``[DONE]`` was received."""
+        return self._state.done
+
+    def _final(self, partial: bool) -> ChatCompletionResponse:
+        facts = {"request_id": self.request_id, "rate_limit": self.rate_limit, "retries_taken": self.retries_taken}
+        return self._state.final(partial=partial, facts=facts)
+
+    def _describe(self, state: str) -> str:
+        return f"<{type(self).__name__} {state} request_id={self.request_id!r} chunks={self._state.merger.count}>"

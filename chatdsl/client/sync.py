@@ -54,7 +54,6 @@ from chatdsl.client.deadline import _Watchdog
 from chatdsl.client.loop import DEFAULT_MAX_ROUNDS
 from chatdsl.client.status import (
     ERROR_BODY_LIMIT,
-    _lower,
     _request_id,
     _retry_after,
     announced_too_large,
@@ -65,7 +64,7 @@ from chatdsl.client.status import (
     not_an_event_stream,
     read_limit,
 )
-from chatdsl.client.stream import _CLOSED_BY_CALLER, StreamState, _fold_usage
+from chatdsl.client.stream import _CLOSED_BY_CALLER, StreamFacts, StreamState, _fold_usage
 from chatdsl.client.transport import (
     _NOT_SENT,
     _READ_ERRORS,
@@ -84,7 +83,7 @@ from chatdsl.client.transport import (
     _transport_error,
 )
 from chatdsl.model.request import ChatCompletionRequest
-from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
+from chatdsl.model.response import ChatCompletionResponse, CompletionChunk
 
 if TYPE_CHECKING:
     from chatdsl.client.loop import OnToolError, ToolRunResult, Tools
@@ -452,7 +451,7 @@ def _status_error(response: requests.Response, watchdog: _Watchdog) -> APIError:
 # ------------------------------------------------------------------------------------ streaming
 
 
-class ChatCompletionStream(Iterator[CompletionChunk]):
+class ChatCompletionStream(StreamFacts, Iterator[CompletionChunk]):
     """The chunks of a streamed completion, handed over as soon as each event arrives.
 
     Iterate it (``for chunk in stream``, or ``next(stream)``) and close it: use ``with`` or call
@@ -494,19 +493,11 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
 
     def __init__(self, exchange: _Exchange, *, expected_choices: int = 1, fold_usage: bool = False) -> None:
         response = exchange.response
-        self.status_code: int = response.status_code
-        """The HTTP status of the response."""
-        self.headers: dict[str, str] = _lower(response.headers)
-        """The response headers (names lower-cased)."""
-        self.request_id: str | None = _request_id(response.headers)
-        """The server's request id (``mistral-correlation-id``, else ``x-request-id``)."""
-        self.rate_limit: RateLimitInfo | None = RateLimitInfo.from_headers(response.headers)
-        """The server's ``x-ratelimit-*`` headers."""
-        self.retries_taken: int = exchange.retries
-        """How many times the call was sent again before this stream began."""
+        self._take_facts(response.status_code, response.headers, exchange.retries)
         # All reading state lives in the reader, which never refers back to the stream: dropping
         # the stream drops its last reference and the finalizer releases the connection.
         reader = self._reader = _Reader(exchange, expected_choices, self.request_id, fold_usage=fold_usage)
+        self._state = reader.state
         self._chunks = reader.chunks
         weakref.finalize(self, reader.close).atexit = False
 
@@ -544,20 +535,10 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
         self._reader.close()
 
     @property
-    def error(self) -> StreamError | None:
-        """The error that ended the stream, if any (also in the last chunk)."""
-        return self._reader.error
-
-    @property
     def closed(self) -> bool:
         """Whether the stream is closed (by :meth:`close`, or by reaching its end or an error)."""
         reader = self._reader
         return reader.closing or reader.released
-
-    @property
-    def completed(self) -> bool:
-        """Whether ``[DONE]`` was received."""
-        return self._reader.done
 
     def final_response(self, *, partial: bool = False) -> ChatCompletionResponse:
         """Return the chunks merged into one response.
@@ -576,12 +557,10 @@ class ChatCompletionStream(Iterator[CompletionChunk]):
         ``created`` come from the first chunks that have them. ``latency`` is the ``total_latency``
         of the last chunk received. The merge is linear in the number of chunks.
         """
-        facts = {"request_id": self.request_id, "rate_limit": self.rate_limit, "retries_taken": self.retries_taken}
-        return self._reader.state.final(partial=partial, facts=facts)
+        return self._final(partial)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<ChatCompletionStream {state} request_id={self.request_id!r} chunks={self._reader.state.merger.count}>"
+        return self._describe("closed" if self.closed else "open")
 
 
 class _Reader:
@@ -611,14 +590,6 @@ class _Reader:
             release=self.release,
         )
         self.chunks: Generator[CompletionChunk] = _fold_usage(self.generate()) if fold_usage else self.generate()
-
-    @property
-    def error(self) -> StreamError | None:
-        return self.state.error
-
-    @property
-    def done(self) -> bool:
-        return self.state.done
 
     def close(self) -> None:
         with self.lock:
