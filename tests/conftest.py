@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from chatdsl import Client, Timeout
 from chatdsl.testing import LocalServer
+from tests._clients import ClientDriver
 
 pytest_plugins = ["tests._secrets", "pytester"]
 
@@ -53,6 +54,17 @@ def quick_client(server: LocalServer) -> Iterator[Client]:
 
     with Client(TEST_KEY, base_url=server.url, timeout=Timeout(connect=2, read=2), _sleep=lambda _: None) as running:
         yield running
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_client(request: pytest.FixtureRequest) -> Iterator[ClientDriver]:
+    """Makes a client like ``Client(...)``: the sync :class:`~chatdsl.Client`, or an :class:`~chatdsl.AsyncClient`
+    behind a sync facade (``tests/_clients.py``), so one test covers both."""
+    driver = ClientDriver(request.param)
+    try:
+        yield driver
+    finally:
+        driver.close()
 
 
 @pytest.fixture

@@ -177,11 +177,6 @@ def function_tool(
     name, description, strict = none_if_unset(name), none_if_unset(description), unset_if_none(strict)
     if isinstance(function, FunctionTool):
         function = function.function
-    if inspect.iscoroutinefunction(function):
-        raise ValidationError(
-            getattr(function, "__name__", "tool"),
-            "is an async function; the tool loop calls tools synchronously — wrap it, e.g. with asyncio.run",
-        )
     if not callable(function):
         raise ValidationError("function", f"{function!r} is not callable")
     name = _tool_name(function, name)
