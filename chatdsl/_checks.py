@@ -23,7 +23,7 @@ def fail(field: str, value: Any, rule: str) -> ValidationError:
     return ValidationError(field, f"{short_repr(value)} {rule}")
 
 
-def _article(name: str) -> str:
+def article(name: str) -> str:
     """Return *name* with its article: ``a message``, ``an int``."""
     return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
 
@@ -32,7 +32,7 @@ def type_name(value: Any) -> str:
     """Return the type of *value* with its article: ``a str``, ``an int`` (``UNSET``: ``the UNSET marker``)."""
     if value is UNSET:
         return "the UNSET marker"
-    return _article(type(value).__name__)
+    return article(type(value).__name__)
 
 
 def json_value() -> Validator:
@@ -152,7 +152,7 @@ def items_of(*types: type, what: str | None = None, non_empty: bool = False) -> 
             raise fail(attribute.name, value, "is empty; at least one item is required")
         for index, item in enumerate(value):
             if not isinstance(item, types) or (no_bools and isinstance(item, bool)):
-                raise fail(f"{attribute.name}[{index}]", item, f"is {type_name(item)}, not {_article(names)}")
+                raise fail(f"{attribute.name}[{index}]", item, f"is {type_name(item)}, not {article(names)}")
 
     return check
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import signal
 import sys
@@ -35,9 +34,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from chatdsl._errors import ChatDSLError, TemplateError, ValidationError
+from chatdsl.model.messages import raw_arguments
 from chatdsl.model.templating import did_you_mean
 from chatdsl.templates.files import template_files
-from chatdsl.templates.library import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary
+from chatdsl.templates.library import (
+    DEFAULT_MAX_SIZE,
+    RequestTemplate,
+    TemplateLibrary,
+    missing_names,
+    unknown_names,
+    variable_names,
+)
 
 if TYPE_CHECKING:
     from chatdsl.model.request import ChatCompletionRequest
@@ -297,15 +304,15 @@ def _rendered(args: argparse.Namespace) -> ChatCompletionRequest:
     template = RequestTemplate.load(args.template, max_size=args.max_size)
     values = _values(args.vars)
     # The template's own checks, reported together and worded for the command line.
-    names = template._names()
+    names = variable_names(template)
     known = ", ".join(names) or "none"
     problems = [
         (args.template, name, f"is not a variable of the template{did_you_mean(name, names)} (variables: {known})")
-        for name in template._unknown(values)
+        for name in unknown_names(template, values)
     ]
     problems += [
         (args.template, name, f"has no value and no default; give one with --var {name}=VALUE")
-        for name in template._missing(values)
+        for name in missing_names(template, values)
     ]
     if problems:
         raise TemplateError(problems)
@@ -400,9 +407,7 @@ def _usage_line(usage: UsageInfo | None) -> str:
 def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
     message = response.assistant_message()
     for call in (message.tool_calls if message is not None else None) or ():
-        arguments = call.function.arguments
-        shown = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-        out.write(_safe(f"[tool call {call.function.name}({shown})]") + "\n")
+        out.write(_safe(f"[tool call {call.function.name}({raw_arguments(call)})]") + "\n")
 
 
 def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -598,7 +603,7 @@ def _tokens(args: argparse.Namespace, out: TextIO) -> int:
 
 def _over_budget(name: str, path: Path, values: dict[str, str], args: argparse.Namespace) -> list[str]:
     template = RequestTemplate.load(path, max_size=args.max_size)
-    filled = {missing: f"${{{missing}}}" for missing in template._missing(values)}
+    filled = {missing: f"${{{missing}}}" for missing in missing_names(template, values)}
     result = _count(template.render({**values, **filled}, allow_extra=True))
     if result.tokens <= args.max_prompt_tokens:
         return []

@@ -509,7 +509,7 @@ class ChatCompletionRequest(_Marked):
         tools, and every tool message answers an earlier tool call id. All problems are reported
         together in one :class:`~chatdsl.ValidationError`.
         """
-        errors = list(_completeness_errors(self))
+        errors = list(completeness_errors(self))
         if errors:
             raise ValidationError("", "", errors=errors)
         return self
@@ -517,7 +517,7 @@ class ChatCompletionRequest(_Marked):
     @property
     def is_complete(self) -> bool:
         """Whether :meth:`validate` would pass."""
-        return not any(True for _ in _completeness_errors(self))
+        return not any(True for _ in completeness_errors(self))
 
     # ---------------------------------------------------------------- wire format
 
@@ -754,7 +754,7 @@ def _json_schema(
         raise exc.with_prefix("response_format.json_schema") from None
 
 
-def _completeness_errors(request: ChatCompletionRequest, *, any_last: bool = False) -> Iterable[tuple[str, str]]:
+def completeness_errors(request: ChatCompletionRequest, *, any_last: bool = False) -> Iterable[tuple[str, str]]:
     """Yield the problems :meth:`~ChatCompletionRequest.validate` reports.
 
     *any_last*: any message may end the conversation (OpenAI's API answers after any), so the rule
@@ -772,7 +772,7 @@ def _completeness_errors(request: ChatCompletionRequest, *, any_last: bool = Fal
         if isinstance(last, SystemMessage) or (isinstance(last, AssistantMessage) and last.prefix is not True):
             yield (
                 f"messages[{len(messages) - 1}]",
-                f"is {c._article(last.role.value)} message; the last message must be a user or tool message "
+                f"is {c.article(last.role.value)} message; the last message must be a user or tool message "
                 "(or an assistant message with prefix=True)",
             )
     call_ids: set[str] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import attrs
 
@@ -141,8 +141,52 @@ class ChatCompletionChoice:
     )
 
 
+class _WireBody:
+    """What a response and a stream chunk share: reading and writing their wire body, their first text.
+
+    Each class names its first choice's message (``assistant_message`` / ``delta_message``) as
+    ``_first_message``.
+    """
+
+    __slots__ = ()
+
+    def _first_message(self) -> AssistantMessage | None:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        """Return the first choice's text (a chunk's: its delta's; ``""`` when there is no choice)."""
+        message = self._first_message()
+        return message.text() if message is not None else ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Return the response (or chunk) a wire body describes (unknown keys are kept in ``extra``)."""
+        from chatdsl.wire.responses import structure_response
+
+        return structure_response(data, cls)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        """Return the response (or chunk) a JSON wire body describes."""
+        from chatdsl.wire.responses import loads_response
+
+        return loads_response(text, cls)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire body as a dict."""
+        from chatdsl.wire.responses import unstructure_response
+
+        return unstructure_response(self)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Return the wire body as JSON text."""
+        from chatdsl._json import dumps
+
+        return dumps(self.to_dict(), indent=indent)
+
+
 @attrs.frozen(kw_only=True, weakref_slot=False)
-class ChatCompletionResponse:
+class ChatCompletionResponse(_WireBody):
     """A chat completion with the HTTP facts around it.
 
     ``usage`` is ``None`` when the server reported none (not zero). ``extra`` holds the keys the
@@ -186,36 +230,7 @@ class ChatCompletionResponse:
             )
         return self.choices[0].message
 
-    def text(self) -> str:
-        """Return the first choice's text (``""`` when there is none)."""
-        message = self.assistant_message()
-        return message.text() if message is not None else ""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChatCompletionResponse:
-        """Return the response a wire body describes (unknown keys are kept in ``extra``)."""
-        from chatdsl.wire.responses import structure_response
-
-        return structure_response(data, cls)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ChatCompletionResponse:
-        """Return the response a JSON wire body describes."""
-        from chatdsl.wire.responses import loads_response
-
-        return loads_response(text, cls)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the wire body as a dict."""
-        from chatdsl.wire.responses import unstructure_response
-
-        return unstructure_response(self)
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        """Return the wire body as JSON text."""
-        from chatdsl._json import dumps
-
-        return dumps(self.to_dict(), indent=indent)
+    _first_message = assistant_message
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -242,7 +257,7 @@ class CompletionResponseStreamChoice:
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
-class CompletionChunk:
+class CompletionChunk(_WireBody):
     """A chunk of a streamed completion.
 
     ``chunk_latency`` is the time since the previous chunk (the first: since the request was sent),
@@ -269,33 +284,4 @@ class CompletionChunk:
         """Return the first choice's delta, or ``None`` when the chunk has no choice."""
         return self.choices[0].delta if self.choices else None
 
-    def text(self) -> str:
-        """Return the first choice's delta text (``""`` when there is none)."""
-        delta = self.delta_message()
-        return delta.text() if delta is not None else ""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CompletionChunk:
-        """Return the chunk a wire event describes (unknown keys are kept in ``extra``)."""
-        from chatdsl.wire.responses import structure_response
-
-        return structure_response(data, cls)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> CompletionChunk:
-        """Return the chunk a JSON wire event describes."""
-        from chatdsl.wire.responses import loads_response
-
-        return loads_response(text, cls)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the wire event as a dict."""
-        from chatdsl.wire.responses import unstructure_response
-
-        return unstructure_response(self)
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        """Return the wire event as JSON text."""
-        from chatdsl._json import dumps
-
-        return dumps(self.to_dict(), indent=indent)
+    _first_message = delta_message
