@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final, Self
+from typing import Any, Final, NoReturn, Self
 
 import attrs
 
 from chatdsl import _checks as c
-from chatdsl._errors import OutputError
+from chatdsl._errors import OutputError, StreamError
 from chatdsl._types import FrozenDict
 from chatdsl.model.messages import AssistantMessage
 
@@ -261,9 +261,12 @@ class CompletionChunk(_WireBody):
     """A chunk of a streamed completion.
 
     ``chunk_latency`` is the time since the previous chunk (the first: since the request was sent),
-    ``total_latency`` the time since the request was sent. The final chunk of a stream has
-    ``is_last_chunk`` set; if the stream failed, it also carries ``error`` (a ``StreamError`` or a
-    transport error) instead of being silently cut.
+    ``total_latency`` the time since the request was sent: a client's stream sets both on every
+    chunk, so they are typed ``timedelta`` (not ``Optional``); a chunk made otherwise (built, or read
+    with :meth:`from_dict`) has none and reading them raises ``AttributeError`` saying so
+    (``getattr(chunk, "total_latency", None)`` reads either kind). The final chunk of a stream has
+    ``is_last_chunk`` set; if the stream failed, it also carries ``error``, a
+    :class:`~chatdsl.StreamError` whose ``__cause__`` says what happened, instead of being silently cut.
     """
 
     id: str = ""
@@ -276,9 +279,36 @@ class CompletionChunk(_WireBody):
         default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
     )
     is_last_chunk: bool = attrs.field(default=False, eq=False, metadata=_FACT)
-    chunk_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
-    total_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
-    error: Exception | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    # Stored under private names (given as ``chunk_latency=``/``total_latency=``), read through the properties.
+    _chunk_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    _total_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    error: StreamError | None = attrs.field(default=None, eq=False, metadata=_FACT)
+
+    @property
+    def chunk_latency(self) -> timedelta:
+        """The time since the previous chunk arrived (the first: since the request was sent).
+
+        Raises ``AttributeError`` for a chunk no client stream received (see the class docstring).
+        """
+        latency = self._chunk_latency
+        return latency if latency is not None else self._no_latency("chunk_latency")
+
+    @property
+    def total_latency(self) -> timedelta:
+        """The time since the request was sent, when this chunk arrived.
+
+        Raises ``AttributeError`` for a chunk no client stream received (see the class docstring).
+        """
+        latency = self._total_latency
+        return latency if latency is not None else self._no_latency("total_latency")
+
+    def _no_latency(self, name: str) -> NoReturn:
+        raise AttributeError(
+            f"CompletionChunk {self.id!r} has no {name}: only the chunks a client's stream hands over are"
+            f" timed (this one was built or read with from_dict); getattr(chunk, {name!r}, None) reads either kind",
+            name=name,
+            obj=self,
+        )
 
     def delta_message(self) -> AssistantMessage | None:
         """Return the first choice's delta, or ``None`` when the chunk has no choice."""
