@@ -12,7 +12,8 @@
 
 ``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
 Ollama, LM Studio, OpenAI); a field the dialect has no equivalent for is an error naming it, unless
-``--drop-unsupported`` leaves it out.
+``--drop-unsupported`` leaves it out. ``send`` without ``--base-url`` sends where a ``Client`` would:
+to ``$MISTRAL_BASE_URL`` (``$OPENAI_BASE_URL`` with ``--dialect openai``) when set, else to the API.
 
 Exit status: 0 success, 1 a problem (bad template, missing value, API or connection error),
 2 a command-line mistake, 130 interrupted. A user mistake is one line on stderr, never a traceback.
@@ -253,7 +254,11 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
     _add_vars(send)
     send.add_argument("--stream", action="store_true", help="stream the answer, printing text as it arrives")
-    send.add_argument("--base-url", metavar="URL", help="the API's base URL (default https://api.mistral.ai)")
+    send.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the API's base URL (default: $MISTRAL_BASE_URL, $OPENAI_BASE_URL with --dialect openai, else the API's)",
+    )
     send.add_argument("--json", action="store_true", help="print the response (or each chunk) as JSON")
     send.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="connect and read timeout")
     _add_dialect(send)
@@ -411,7 +416,7 @@ def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
 
 
 def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from chatdsl.client.config import API_KEY_ENV, env_key_allowed
+    from chatdsl.client.config import API_KEY_ENV, base_url_or_env, env_key_allowed
     from chatdsl.client.sync import Client
     from chatdsl.wire.dialects import Dialect
 
@@ -423,7 +428,8 @@ def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
     elif args.dialect == "openai":
         openai = Dialect.OPENAI
-        if env_key_allowed(openai, args.base_url or openai.default_base_url) and not os.environ.get(openai.api_key_env):
+        target, _ = base_url_or_env(openai, args.base_url or None)  # the client falls back to OPENAI_BASE_URL too
+        if env_key_allowed(openai, target) and not os.environ.get(openai.api_key_env):
             raise _Failure(
                 f"{openai.api_key_env} is not set; OpenAI's API needs a key "
                 "(for an OpenAI-compatible server, give its --base-url)"
