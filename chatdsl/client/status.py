@@ -7,6 +7,7 @@ imports ``requests`` or ``urllib3``, so an asyncio client can share it.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -14,7 +15,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
-from chatdsl import _json
 from chatdsl._errors import (
     APIError,
     AuthenticationError,
@@ -87,7 +87,9 @@ def api_error(status: int, reason: str | None, headers: Mapping[str, str], raw: 
     body: Any = text
     if text.strip():
         try:
-            body = _json.loads(text)
+            # the standard library, not _json: its recursion limit keeps a deeply nested error body as text
+            # (orjson reads up to 1,024 levels, and the error's repr would then overflow the stack)
+            body = json.loads(text)
         except (ValueError, RecursionError):
             body = text
     message = describe_error_body(body) or reason or f"HTTP {status}"
