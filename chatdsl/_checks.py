@@ -215,7 +215,7 @@ def to_frozen(value: Any) -> Any:
 
 
 _SCHEMAS: dict[bytes, FrozenDict] = {}
-"""Frozen JSON schemas by content (their compact JSON), oldest first: see :func:`to_frozen_schema`."""
+"""Frozen JSON schemas by content (their compact JSON): see :func:`to_frozen_schema`. Emptied when full."""
 _SCHEMAS_MAX = 256
 _SCHEMA_KEY_MAX = 16 * 1024
 
@@ -242,7 +242,7 @@ def to_frozen_schema(value: Any) -> Any:
     frozen = to_frozen(value)
     if isinstance(frozen, FrozenDict):  # else invalid: left for the validator, never shared
         if len(_SCHEMAS) >= _SCHEMAS_MAX:
-            _SCHEMAS.pop(next(iter(_SCHEMAS)), None)
+            _SCHEMAS.clear()  # one call, safe beside other threads (unlike evicting while iterating)
         _SCHEMAS[key] = frozen
     return frozen
 

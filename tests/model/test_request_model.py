@@ -433,6 +433,16 @@ def test_equal_schemas_share_one_frozen_copy_and_the_callers_dicts_are_not_kept(
     assert JsonSchema(name="n", schema=fed_back).schema is fed_back
 
 
+def test_the_shared_schemas_stay_bounded() -> None:
+    from chatdsl import _checks
+
+    for number in range(_checks._SCHEMAS_MAX + 50):
+        Tool.of("f", {"type": "object", "description": f"schema {number}"})
+    assert 0 < len(_checks._SCHEMAS) <= _checks._SCHEMAS_MAX
+    big = {"description": "x" * (_checks._SCHEMA_KEY_MAX + 1)}
+    assert Tool.of("f", big).function.parameters is not Tool.of("f", big).function.parameters  # too big to keep
+
+
 class _Colour(enum.Enum):
     RED = "red"
 
