@@ -415,6 +415,18 @@ def test_a_builder_step_returns_a_frozen_request_not_the_copiers_draft() -> None
     assert derived.model == "m"
 
 
+def test_chat_with_a_model_is_the_constructors_request_and_checks_the_model() -> None:
+    from chatdsl.model.templating import is_unrendered
+
+    assert chatdsl.chat("m") == ChatCompletionRequest(model="m")
+    assert type(chatdsl.chat("m")) is ChatCompletionRequest
+    assert not is_unrendered(chatdsl.chat("m"))
+    with pytest.raises(ValidationError, match=r"^model: '' is empty"):
+        chatdsl.chat("")
+    with pytest.raises(ValidationError, match=r"^model: 3 is an int, not a string"):
+        chatdsl.chat(3)  # type: ignore[arg-type]
+
+
 def test_equal_schemas_share_one_frozen_copy_and_the_callers_dicts_are_not_kept() -> None:
     def schema() -> dict[str, Any]:
         return {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}}}
