@@ -72,3 +72,11 @@ def no_keys_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ``OPENAI_API_KEY`` nor ``MISTRAL_API_KEY`` in the environment (a client would read them)."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_base_url_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``MISTRAL_BASE_URL`` nor ``OPENAI_BASE_URL``: a client given no ``base_url`` reads them, and a
+    developer's own must not send the suite's requests elsewhere (tests that want one set it)."""
+    monkeypatch.delenv("MISTRAL_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)

@@ -32,6 +32,7 @@ from chatdsl.client.config import (
     _is_loopback,
     _is_openai_service,
     _redact_url,
+    base_url_or_env,
     env_key_allowed,
 )
 from chatdsl.client.retry import Attempts
@@ -117,7 +118,7 @@ class BaseClient(Generic[_S]):
             self._dialect = Dialect.coerce(dialect)
             self._drop_unsupported = _flag("drop_unsupported", drop_unsupported)
             env = self._dialect.api_key_env
-            target = self._dialect.default_base_url if base_url is None else base_url
+            target, target_env = base_url_or_env(self._dialect, base_url)
             self._key_given = api_key is not None
             if api_key is None and env_key_allowed(self._dialect, target):
                 api_key = os.environ.get(env)
@@ -131,13 +132,8 @@ class BaseClient(Generic[_S]):
                 target,
                 # without a key nothing secret travels: plain http anywhere is the caller's business
                 allow_insecure_http=self._allow_insecure_http or self._api_key is None,
+                env=target_env,
             )
-            if self._base_url.endswith("/v1"):
-                raise ValidationError(
-                    "base_url",
-                    f"{_redact_url(self._base_url)!r} ends with /v1, and chatdsl adds /v1/chat/completions itself; "
-                    f"pass {_redact_url(self._base_url[:-3])!r}",
-                )
             self._loopback = _is_loopback(urlsplit(self._base_url).hostname or "")
             self._url = self._base_url + PATH
             self._log_url = _redact_url(self._url)

@@ -336,7 +336,7 @@ def _encode_result(result: Any) -> str:
         return result
     from chatdsl.output.convert import output_converter
 
-    try:
+    try:  # the standard library, not _json: orjson would send NaN as null instead of refusing it
         return json.dumps(output_converter.unstructure(result), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the result {result!r:.80} cannot be encoded as JSON ({exc})") from None

@@ -129,6 +129,8 @@ def api_error(status: int, reason: str | None, headers: Mapping[str, str], raw: 
     body: Any = text
     if text.strip():
         try:
+            # the standard library, not _json: its recursion limit keeps a deeply nested error body as text
+            # (orjson reads up to 1,024 levels, and the error's repr would then overflow the stack)
             body = json.loads(text)
         except (ValueError, RecursionError):
             body = text

@@ -26,8 +26,8 @@ __all__ = ["StreamFacts", "StreamState", "UsageFold", "cut_body_error"]
 logger: Final = logging.getLogger("chatdsl")
 
 _set_is_last_chunk = CompletionChunk.__dict__["is_last_chunk"].__set__
-_set_chunk_latency = CompletionChunk.__dict__["chunk_latency"].__set__
-_set_total_latency = CompletionChunk.__dict__["total_latency"].__set__
+_set_chunk_latency = CompletionChunk.__dict__["_chunk_latency"].__set__
+_set_total_latency = CompletionChunk.__dict__["_total_latency"].__set__
 
 
 _CLOSED_BY_CALLER: Final = "the stream was closed by the caller before it ended"
@@ -51,11 +51,10 @@ class UsageFold:
             if held is not None:
                 self.held = None
                 if chunk.usage is not None and not chunk.choices and chunk.error is None:
-                    # both were stamped by this stream and are not shared: fold in place
+                    # both were stamped by this stream (so timed) and are not shared: fold in place
                     _set(held, "usage", chunk.usage)
-                    if held.chunk_latency is not None and chunk.chunk_latency is not None:
-                        _set(held, "chunk_latency", held.chunk_latency + chunk.chunk_latency)
-                    _set(held, "total_latency", chunk.total_latency)
+                    _set_chunk_latency(held, held.chunk_latency + chunk.chunk_latency)
+                    _set_total_latency(held, chunk.total_latency)
                     chunk = held
                 else:
                     yield held

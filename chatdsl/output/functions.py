@@ -101,7 +101,7 @@ class FunctionTool(Generic[_P, _R]):
         """Return the positional and keyword arguments to call the function with (see :meth:`invoke`)."""
         if isinstance(arguments, Mapping):
             data = dict(arguments)
-            raw = json.dumps(thaw(data), ensure_ascii=False, default=repr)
+            raw = json.dumps(thaw(data), ensure_ascii=False, default=repr)  # text for errors: any value shows
         else:
             data = call_arguments(arguments)
             raw = raw_arguments(arguments)

@@ -404,7 +404,7 @@ def json_default(value: Any) -> Any:
 
     try:
         plain = output_converter.unstructure(value)
-        return json.loads(json.dumps(plain, allow_nan=False))
+        return json.loads(json.dumps(plain, allow_nan=False))  # not _json: orjson writes NaN as null
     except (TypeError, ValueError):
         return NO_DEFAULT
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -166,7 +167,11 @@ def _answer_schema() -> dict[str, Any]:
     }
 
 
-def floor_cold_build(question: str) -> str:
+def floor_cold_build(
+    question: str,
+    schemas: Callable[[], dict[str, Any]] = _parameters,
+    answer: Callable[[], dict[str, Any]] = _answer_schema,
+) -> str:
     """The cold floor: every dict built in the call (tools with their schemas, the format), then ``json.dumps``."""
     body = {
         "model": MODEL,
@@ -177,7 +182,7 @@ def floor_cold_build(question: str) -> str:
                 "function": {
                     "name": f"weather_{i}",
                     "description": "Look up the current weather and forecast for a city, with options.",
-                    "parameters": _parameters(),
+                    "parameters": schemas(),
                     "strict": True,
                 },
             }
@@ -185,7 +190,7 @@ def floor_cold_build(question: str) -> str:
         ],
         "response_format": {
             "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": _answer_schema(), "strict": True},
+            "json_schema": {"name": "answer", "schema": answer(), "strict": True},
         },
         "tool_choice": "auto",
         **PARAMS,
@@ -193,12 +198,16 @@ def floor_cold_build(question: str) -> str:
     return json.dumps(body)
 
 
-def chatdsl_cold_build(question: str) -> str:
+def chatdsl_cold_build(
+    question: str,
+    schemas: Callable[[], dict[str, Any]] = _parameters,
+    answer: Callable[[], dict[str, Any]] = _answer_schema,
+) -> str:
     """chatdsl, nothing shared: three tools with their schemas, a response format, 11 builder steps, ``to_json``."""
     tools = [
         Tool.of(
             f"weather_{i}",
-            _parameters(),
+            schemas(),
             description="Look up the current weather and forecast for a city, with options.",
             strict=True,
         )
@@ -208,7 +217,7 @@ def chatdsl_cold_build(question: str) -> str:
         chatdsl.chat(MODEL)
         .system(SYSTEM)
         .with_tools(tools)
-        .with_json_schema(_answer_schema(), name="answer", strict=True)
+        .with_json_schema(answer(), name="answer", strict=True)
         .with_temperature(0.3)
         .with_top_p(0.9)
         .with_max_tokens(512)
@@ -218,6 +227,18 @@ def chatdsl_cold_build(question: str) -> str:
         .user(question)
         .to_json()
     )
+
+
+_CALLS = itertools.count()
+
+
+def _new_parameters() -> dict[str, Any]:
+    """The tools' schema with a description never seen before (chatdsl shares one frozen copy of equal schemas)."""
+    return {**_parameters(), "description": f"call {next(_CALLS)}"}
+
+
+def _new_answer_schema() -> dict[str, Any]:
+    return {**_answer_schema(), "description": f"call {next(_CALLS)}"}
 
 
 def _mistralai_build() -> Callable[[str], Any] | None:
@@ -830,6 +851,11 @@ def main(argv: list[str] | None = None) -> None:
     assert json.loads(floor_cold_build(QUESTION)) == json.loads(chatdsl_cold_build(QUESTION))
     cold = {"floor": lambda: floor_cold_build(QUESTION), "chatdsl": lambda: chatdsl_cold_build(QUESTION)}
     rows.append(("cold build (tools, schemas, format, 11 steps) + serialize", interleaved(cold, rounds=rounds), "time"))
+    fresh = {
+        "floor": lambda: floor_cold_build(QUESTION, _new_parameters, _new_answer_schema),
+        "chatdsl": lambda: chatdsl_cold_build(QUESTION, _new_parameters, _new_answer_schema),
+    }
+    rows.append(("cold build, every schema new (nothing shared)", interleaved(fresh, rounds=rounds), "time"))
 
     parse = {
         "floor": lambda: json.loads(RESPONSE_TEXT),
