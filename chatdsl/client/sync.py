@@ -861,6 +861,7 @@ class Client:
         client's) is a result with ``error`` set, and the run goes on. A 429 pauses the whole run for its
         ``Retry-After``; the ``x-ratelimit-*`` headers pace it (``follow_rate_limits``); optional
         client-side limits: *requests_per_second*, *tokens_per_minute*. See :mod:`chatdsl.runs.core`.
+        Make the client with ``limits=Limits(pool_maxsize=...)`` at least *concurrency* (a warning says so).
         """
         from chatdsl.runs.pool import run_many
 
