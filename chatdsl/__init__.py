@@ -23,6 +23,7 @@ from chatdsl._errors import (
     OutputError,
     PermissionDeniedError,
     RateLimitError,
+    RowError,
     StreamError,
     TemplateError,
     ToolLoopError,
@@ -123,6 +124,7 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
     from chatdsl.client.sync import ChatCompletionStream, Client
     from chatdsl.output.functions import FunctionTool, tool
     from chatdsl.output.schema import json_schema
+    from chatdsl.runs.core import RunResult
     from chatdsl.templates.files import Variable
     from chatdsl.templates.library import RequestTemplate, TemplateInfo, TemplateLibrary
     from chatdsl.tokens import TokenCount, TokenizerMissingError, count_tokens
@@ -146,6 +148,7 @@ _LAZY: dict[str, str] = {
     "TokenCount": "chatdsl.tokens",
     "TokenizerMissingError": "chatdsl.tokens",
     "count_tokens": "chatdsl.tokens",
+    "RunResult": "chatdsl.runs.core",
 }
 
 
@@ -225,6 +228,8 @@ __all__ = [
     "ResponseFormatType",
     "RetryPolicy",
     "Role",
+    "RowError",
+    "RunResult",
     "ServiceTier",
     "StreamError",
     "SystemMessage",

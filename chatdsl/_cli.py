@@ -8,6 +8,8 @@
     chatdsl send TEMPLATE [--var NAME=VALUE ...] [--stream] [--base-url URL] [--json] [--timeout SECONDS]
                  [--dialect D [--drop-unsupported]] [--api-key-env NAME]
     chatdsl tokens TEMPLATE [--var NAME=VALUE ...] [--model M] [--tokenizer FILE]
+    chatdsl run TEMPLATE --input FILE --output FILE [--var NAME=VALUE ...] [--concurrency N] [--resume]
+                [--max-errors N] [--base-url URL] [--dialect D] [--dry-run]   (see chatdsl.runs.command)
     chatdsl serve [--port N] [--host HOST] [--api-key-env NAME] [--dialect D] [--delay SECONDS]
 
 ``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
@@ -273,6 +275,10 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_tokens_command(commands)
 
+    from chatdsl.runs.command import add_run_command
+
+    add_run_command(commands)
+
     serve = commands.add_parser("serve", help="run chatdsl.testing.LocalServer until Ctrl-C or SIGTERM")
     serve.add_argument("--port", type=_port, default=0, help="the port (default 0: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
@@ -415,12 +421,11 @@ def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
         out.write(_safe(f"[tool call {call.function.name}({raw_arguments(call)})]") + "\n")
 
 
-def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _client_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the ``Client`` arguments of a command that sends: key, dialect, base URL, timeout."""
     from chatdsl.client.config import API_KEY_ENV, base_url_or_env, env_key_allowed
-    from chatdsl.client.sync import Client
     from chatdsl.wire.dialects import Dialect
 
-    request = _rendered(args)
     options: dict[str, Any] = {"dialect": args.dialect, "drop_unsupported": args.drop_unsupported}
     if args.api_key_env is not None:
         options["api_key"] = _key_from_env(args.api_key_env)
@@ -438,7 +443,14 @@ def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         options["base_url"] = args.base_url
     if args.timeout:
         options["timeout"] = args.timeout
-    with Client(**options) as client:
+    return options
+
+
+def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from chatdsl.client.sync import Client
+
+    request = _rendered(args)
+    with Client(**_client_options(args)) as client:
         started = time.perf_counter()
         if args.stream:
             return _send_stream(client, request, args, out, err, started)
@@ -632,6 +644,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list(args, out)
         if args.command == "send":
             return _send(args, out, err)
+        if args.command == "run":
+            from chatdsl.runs.command import run_command
+
+            return run_command(args, out, err)
         return _serve(args, out, err)
     except (ChatDSLError, _Failure) as exc:
         lines = exc.lines if isinstance(exc, _Failure) else [_as_options(x, args.command) for x in _error_lines(exc)]

@@ -4,7 +4,8 @@
 
     ChatDSLError                      every error chatdsl raises on purpose
     ├── ValidationError(ValueError)   a request, template or value breaks a rule (no I/O happened)
-    │   └── TemplateError             a template file is unreadable or breaks a rule (names the file)
+    │   ├── TemplateError             a template file is unreadable or breaks a rule (names the file)
+    │   └── RowError                  an input row of a run is unusable (names the file and line)
     ├── OutputError(ValueError)       an answer's content does not parse into the asked type
     ├── APIError                      the server answered with an error status
     │   ├── BadRequestError               400
@@ -44,6 +45,7 @@ __all__ = [
     "OutputError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RowError",
     "StreamError",
     "TemplateError",
     "ToolLoopError",
@@ -142,6 +144,20 @@ class TemplateError(ValidationError):
     def with_prefix(self, prefix: str) -> TemplateError:
         """Return a copy whose key paths are nested under *prefix*."""
         return TemplateError([(file, nest(prefix, path), message) for file, path, message in self.problems])
+
+
+class RowError(ValidationError):
+    """An input row of a run cannot be used: bad JSON or CSV, a bad ``id``, a variable without a value.
+
+    ``file`` and ``line`` (1-based, where the row starts) say where; ``key`` is the row's key when
+    it could be read (else ``None``). ``str()`` reads ``file:line: problem``.
+    """
+
+    def __init__(self, message: str, *, file: str, line: int, key: str | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        super().__init__(f"{file}:{line}", message)
 
 
 class OutputError(ChatDSLError, ValueError):

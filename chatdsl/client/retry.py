@@ -12,10 +12,10 @@ import logging
 import time
 from typing import Final
 
-from chatdsl._errors import APIConnectionError, APIError, APITimeoutError, ClientClosedError
+from chatdsl._errors import APIConnectionError, APIError, APITimeoutError, ClientClosedError, MalformedResponseError
 from chatdsl.client.config import RetryPolicy, Timeout
 
-__all__ = ["Attempts", "attempt_timeouts", "retry_delay", "retryable_status"]
+__all__ = ["Attempts", "attempt_timeouts", "retry_delay", "retryable_error", "retryable_status"]
 
 logger: Final = logging.getLogger("chatdsl")
 
@@ -134,3 +134,17 @@ class Attempts:
             delay,
         )
         return delay
+
+
+def retryable_error(policy: RetryPolicy, error: BaseException) -> bool:
+    """Return whether a call that failed with *error* is worth sending again under *policy*.
+
+    A retryable status (:func:`retryable_status`), or no answer at all; never a malformed success
+    body nor a body cut after its success status (``response_started``): the server accepted that
+    request and may have billed it. For callers that send attempts one by one (``max_retries=0``).
+    """
+    if isinstance(error, MalformedResponseError):
+        return False
+    if isinstance(error, APIError):
+        return retryable_status(policy, error.status_code)
+    return isinstance(error, APIConnectionError) and not error.response_started

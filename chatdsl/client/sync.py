@@ -86,7 +86,11 @@ from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from chatdsl.client.loop import OnToolError, ToolRunResult, Tools
+    from chatdsl.runs.core import RunResult
+    from chatdsl.runs.pool import RunItem
 
 __all__ = ["ChatCompletionStream", "Client", "Limits", "RetryPolicy", "Timeout"]
 
@@ -374,6 +378,42 @@ class Client(BaseClient[requests.Session]):
             if not stream:
                 watchdog.cancel()
             _after_release(state)
+
+    # ------------------------------------------------------------------ runs
+
+    def run_many(
+        self,
+        items: Iterable[RunItem],
+        *,
+        concurrency: int = 8,
+        ordered: bool = True,
+        max_retries: int | None = None,
+        requests_per_second: float | None = None,
+        tokens_per_minute: float | None = None,
+        follow_rate_limits: bool = True,
+    ) -> Iterator[RunResult]:
+        """Send many requests, *concurrency* at a time, and yield one :class:`~chatdsl.RunResult` per item.
+
+        *items* are requests or ``(key, request)`` pairs (``template.render_many(...)`` makes them),
+        read lazily: memory follows *concurrency*, not the input. Results come in input order, or as
+        they complete with ``ordered=False``; a failed item (after *max_retries* retries, default the
+        client's) is a result with ``error`` set, and the run goes on. A 429 pauses the whole run for its
+        ``Retry-After``; the ``x-ratelimit-*`` headers pace it (``follow_rate_limits``); optional
+        client-side limits: *requests_per_second*, *tokens_per_minute*. See :mod:`chatdsl.runs.core`.
+        Make the client with ``limits=Limits(pool_maxsize=...)`` at least *concurrency* (a warning says so).
+        """
+        from chatdsl.runs.pool import run_many
+
+        return run_many(
+            self,
+            items,
+            concurrency=concurrency,
+            ordered=ordered,
+            max_retries=max_retries,
+            requests_per_second=requests_per_second,
+            tokens_per_minute=tokens_per_minute,
+            follow_rate_limits=follow_rate_limits,
+        )
 
 
 def _accept(exchange: _Exchange) -> _Exchange:

@@ -818,6 +818,207 @@ def async_report(rounds: int, import_runs: int) -> None:
     )
 
 
+# ------------------------------------------------------------------------------------ runs
+
+BATCH_USER = "Ticket $id from $customer (plan $plan): $text"
+
+
+def _batch_rows(count: int) -> Iterator[dict[str, str]]:
+    for i in range(count):
+        yield {"id": f"r{i}", "customer": f"customer {i}", "plan": "pro", "text": f"My order {i} never arrived."}
+
+
+def floor_batch_file(count: int, sink: Callable[[bytes], Any]) -> None:
+    """The floor: ``string.Template`` + a dict sharing the template's parts + ``json.dumps``, one line per row."""
+    import string
+
+    user = string.Template(BATCH_USER)
+    base = json.loads(TEMPLATE.to_json())
+    for row in _batch_rows(count):
+        body = {**base, "messages": [*base["messages"], {"role": "user", "content": user.substitute(row)}]}
+        sink((json.dumps({"custom_id": row["id"], "body": body}) + "\n").encode())
+
+
+BATCH_TEMPLATE = chatdsl.RequestTemplate(request=TEMPLATE.user(BATCH_USER))
+
+
+def chatdsl_batch_file(count: int, sink: Callable[[bytes], Any]) -> None:
+    """chatdsl: ``RequestTemplate.render_many`` (compiled once), ``to_dict()`` and the JSON writer, one line per row."""
+    from chatdsl._json import dumps_bytes
+
+    keyed = ((row["id"], row) for row in _batch_rows(count))
+    for key, request in BATCH_TEMPLATE.render_many(keyed):
+        sink(dumps_bytes({"custom_id": key, "body": request.to_dict()}) + b"\n")
+
+
+def batch_file_times(count: int, rounds: int) -> dict[str, float]:
+    """Median seconds per row of writing a *count*-row batch file (to a sink that drops it), interleaved rounds."""
+    assert [json.loads(x) for x in _lines(floor_batch_file, 3)] == [
+        json.loads(x) for x in _lines(chatdsl_batch_file, 3)
+    ]
+    samples: dict[str, list[float]] = {"floor": [], "chatdsl": []}
+    for _ in range(rounds):
+        for name, fn in (("floor", floor_batch_file), ("chatdsl", chatdsl_batch_file)):
+            gc.collect()
+            start = time.perf_counter()
+            fn(count, len)
+            samples[name].append((time.perf_counter() - start) / count)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _lines(fn: Callable[[int, Callable[[bytes], Any]], None], count: int) -> list[bytes]:
+    out: list[bytes] = []
+    fn(count, out.append)
+    return out
+
+
+_PEAK_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    sys.path.insert(0, {path!r})
+    import bench
+    kind, count = sys.argv[1], int(sys.argv[2])
+    if kind == "batch":
+        bench.chatdsl_batch_file(count, len)
+    else:
+        from chatdsl._cli import main
+        status = main(["run", sys.argv[3], "--input", sys.argv[4], "--output", sys.argv[5], "--base-url", sys.argv[6],
+                       "--concurrency", "32", "--progress-every", "3600"])
+        assert status == 0, status
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    """
+)
+
+
+def peak_rss(kind: str, count: int, *args: str) -> float:
+    """Peak resident memory (bytes) of a fresh interpreter doing *kind* (``batch`` or ``run``) over *count* rows."""
+    script = _PEAK_SCRIPT.format(path=os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", script, kind, str(count), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MISTRAL_API_KEY": "bench-key"},
+    )
+    return float(out.stdout.strip().splitlines()[-1]) * 1024
+
+
+class _Serve:
+    """``chatdsl serve`` in its own process (its own GIL, as a real server would be); ``url`` once started."""
+
+    def __enter__(self) -> str:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chatdsl", "serve", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def run_throughput(url: str, count: int, rounds: int, concurrency: int = 32) -> dict[str, float]:
+    """Requests/s of ``Client.run_many`` (rendering each row too) and of a bare ``requests`` thread pool posting
+    the same bodies, against the same server, interleaved; returned as seconds per request (lower is better)."""
+    import concurrent.futures
+
+    import requests
+
+    bodies = [
+        json.dumps(request.to_dict()).encode()
+        for _, request in BATCH_TEMPLATE.render_many((row["id"], row) for row in _batch_rows(count))
+    ]
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=concurrency)
+    session.mount("http://", adapter)
+    headers = {"Authorization": "Bearer bench-key", "Content-Type": "application/json"}
+    endpoint = url + "/v1/chat/completions"
+
+    def post(body: bytes) -> Any:
+        response = session.post(endpoint, data=body, headers=headers, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def floor() -> None:
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            for _ in pool.map(post, bodies):
+                pass
+
+    client = chatdsl.Client(
+        api_key="bench-key", base_url=url, limits=chatdsl.Limits(pool_maxsize=concurrency), max_retries=0
+    )
+
+    def dsl() -> None:
+        keyed = ((row["id"], row) for row in _batch_rows(count))
+        for result in client.run_many(BATCH_TEMPLATE.render_many(keyed), concurrency=concurrency):
+            if result.error is not None:
+                raise result.error
+
+    samples: dict[str, list[float]] = {"floor": [], "chatdsl": []}
+    floor()  # warm up (connections, the server's threads)
+    dsl()
+    for _ in range(rounds):
+        for name, fn in (("floor", floor), ("chatdsl", dsl)):
+            start = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start) / count)
+    client.close()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def run_memory(url: str, counts: tuple[int, int]) -> dict[str, float]:
+    """Peak RSS of ``chatdsl run`` over each of *counts* rows (a fresh process each)."""
+    import tempfile
+
+    peaks: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        template = os.path.join(folder, "t.json")
+        BATCH_TEMPLATE.save(template)
+        for count in counts:
+            rows = os.path.join(folder, f"rows{count}.jsonl")
+            with open(rows, "w", encoding="utf-8") as fh:
+                for row in _batch_rows(count):
+                    fh.write(json.dumps(row) + "\n")
+            out = os.path.join(folder, f"out{count}.jsonl")
+            peaks[f"{count:,}"] = peak_rss("run", count, template, rows, out, url)
+    return peaks
+
+
+def runs_report(quick: bool) -> list[str]:
+    """The issue 16 benchmarks: batch-file rendering vs its floor, ``run_many`` vs a thread pool, memory."""
+    lines = []
+    count = 20_000 if quick else 100_000
+    times = batch_file_times(count, rounds=3 if quick else 5)
+    lines.append(
+        f"| render a {count:,}-row batch file (per row) | {times['chatdsl'] / times['floor']:.2f}× | "
+        f"{_fmt_time(times['floor'])} | {_fmt_time(times['chatdsl'])} |"
+    )
+    small, large = (2_000, 20_000) if quick else (10_000, 100_000)
+    batch_small, batch_large = peak_rss("batch", small), peak_rss("batch", large)
+    with _Serve() as url:
+        throughput = run_throughput(url, 500 if quick else 2_000, rounds=3 if quick else 5)
+        share = throughput["floor"] / throughput["chatdsl"]
+        lines.append(
+            f"| run_many at concurrency 32 vs a requests thread pool (requests/s) | {share:.0%} of the pool | "
+            f"{1 / throughput['floor']:,.0f}/s | {1 / throughput['chatdsl']:,.0f}/s |"
+        )
+        memory = run_memory(url, (small, large))
+    lines.append(
+        f"| peak RSS, batch file of {small:,} / {large:,} rows | {batch_large / batch_small:.2f}× | "
+        f"{batch_small / 2**20:.1f} MiB | {batch_large / 2**20:.1f} MiB |"
+    )
+    values = list(memory.values())
+    lines.append(
+        f"| peak RSS, `chatdsl run` over {small:,} / {large:,} rows | {values[1] / values[0]:.2f}× | "
+        f"{values[0] / 2**20:.1f} MiB | {values[1] / 2**20:.1f} MiB |"
+    )
+    return lines
+
+
 # ------------------------------------------------------------------------------------ report
 
 
@@ -832,7 +1033,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke check, noisier)")
     parser.add_argument("--async-only", action="store_true", help="only the async client's figures")
+    parser.add_argument("--runs", action="store_true", help="only the runs benchmarks (issue 16)")
+    parser.add_argument("--no-runs", action="store_true", help="leave out the runs benchmarks (they take minutes)")
     args = parser.parse_args(argv)
+    if args.runs:
+        print("| runs (issue 16) | ratio | floor / small | chatdsl / large |")
+        print("|---|---|---|---|")
+        for line in runs_report(args.quick):
+            print(line, flush=True)
+        return
     rounds = 7 if args.quick else 31
     import_runs = 5 if args.quick else 21
     if args.async_only:
@@ -920,6 +1129,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     if _has("aiohttp"):
         async_report(rounds, import_runs)
+    if not args.no_runs:
+        print()
+        print("| runs (issue 16) | ratio | floor / small | chatdsl / large |")
+        print("|---|---|---|---|")
+        for line in runs_report(args.quick):
+            print(line)
 
 
 def _has(module: str) -> bool:

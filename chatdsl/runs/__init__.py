@@ -1,0 +1,1 @@
+"""runs: one request per input row, many at a time (see chatdsl.runs.rows and chatdsl.runs.pool)."""
