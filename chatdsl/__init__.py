@@ -129,6 +129,7 @@ from chatdsl.model.tools import (
 from chatdsl.wire.dialects import Dialect
 
 if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` stays cheap
+    from chatdsl.client.aio import AsyncChatCompletionStream, AsyncClient
     from chatdsl.client.batch import BatchResult
     from chatdsl.client.config import Limits, RetryPolicy, Timeout
     from chatdsl.client.loop import ToolRunResult
@@ -141,6 +142,8 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
     from chatdsl.tokens import TokenCount, TokenizerMissingError, count_tokens
 
 _LAZY: dict[str, str] = {
+    "AsyncChatCompletionStream": "chatdsl.client.aio",
+    "AsyncClient": "chatdsl.client.aio",
     "BatchResult": "chatdsl.client.batch",
     "ChatCompletionStream": "chatdsl.client.sync",
     "Client": "chatdsl.client.sync",
@@ -185,6 +188,8 @@ __all__ = [
     "APIError",
     "APITimeoutError",
     "AssistantMessage",
+    "AsyncChatCompletionStream",
+    "AsyncClient",
     "AudioChunk",
     "AuthenticationError",
     "BadRequestError",

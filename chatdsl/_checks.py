@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chatdsl._errors import ValidationError
+from chatdsl._json import content_key
 from chatdsl._types import UNSET, FrozenDict, freeze, short_repr
 
 Validator = Callable[[Any, Any, Any], None]
@@ -22,7 +23,7 @@ def fail(field: str, value: Any, rule: str) -> ValidationError:
     return ValidationError(field, f"{short_repr(value)} {rule}")
 
 
-def _article(name: str) -> str:
+def article(name: str) -> str:
     """Return *name* with its article: ``a message``, ``an int``."""
     return f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}"
 
@@ -31,7 +32,7 @@ def type_name(value: Any) -> str:
     """Return the type of *value* with its article: ``a str``, ``an int`` (``UNSET``: ``the UNSET marker``)."""
     if value is UNSET:
         return "the UNSET marker"
-    return _article(type(value).__name__)
+    return article(type(value).__name__)
 
 
 def json_value() -> Validator:
@@ -151,7 +152,7 @@ def items_of(*types: type, what: str | None = None, non_empty: bool = False) -> 
             raise fail(attribute.name, value, "is empty; at least one item is required")
         for index, item in enumerate(value):
             if not isinstance(item, types) or (no_bools and isinstance(item, bool)):
-                raise fail(f"{attribute.name}[{index}]", item, f"is {type_name(item)}, not {_article(names)}")
+                raise fail(f"{attribute.name}[{index}]", item, f"is {type_name(item)}, not {article(names)}")
 
     return check
 
@@ -211,6 +212,39 @@ def to_frozen(value: Any) -> Any:
         except (TypeError, ValueError):
             return value
     return value
+
+
+_SCHEMAS: dict[bytes, FrozenDict] = {}
+"""Frozen JSON schemas by content (their compact JSON): see :func:`to_frozen_schema`. Emptied when full."""
+_SCHEMAS_MAX = 256
+_SCHEMA_KEY_MAX = 16 * 1024
+
+
+def to_frozen_schema(value: Any) -> Any:
+    """A converter freezing a JSON schema, sharing one frozen copy among equal schemas.
+
+    Code that builds its tools per call passes a fresh but equal schema dict each time; freezing
+    walks and copies it (most of a cold build), so a schema frozen before is looked up by its
+    content and shared. Frozen values are immutable, so sharing is safe; the caller's dict is never
+    kept, so changing it afterwards changes no request. A hit needs the same compact JSON *and*
+    ``==`` with the frozen copy (so ``NaN``, enums, UUIDs and tuples, whose JSON looks like another
+    value's, always take the full :func:`~chatdsl._types.freeze`, which then decides). The one
+    difference from a fresh freeze: a ``StrEnum`` member may come back as the equal plain string.
+    """
+    if value.__class__ is not dict:
+        return to_frozen(value)
+    key = content_key(value)
+    if key is None or len(key) > _SCHEMA_KEY_MAX:
+        return to_frozen(value)
+    frozen = _SCHEMAS.get(key)
+    if frozen is not None and frozen == value:
+        return frozen
+    frozen = to_frozen(value)
+    if isinstance(frozen, FrozenDict):  # else invalid: left for the validator, never shared
+        if len(_SCHEMAS) >= _SCHEMAS_MAX:
+            _SCHEMAS.clear()  # one call, safe beside other threads (unlike evicting while iterating)
+        _SCHEMAS[key] = frozen
+    return frozen
 
 
 def plain_repr(value: Any) -> str:

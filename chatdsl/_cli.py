@@ -15,7 +15,8 @@
 
 ``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
 Ollama, LM Studio, OpenAI); a field the dialect has no equivalent for is an error naming it, unless
-``--drop-unsupported`` leaves it out.
+``--drop-unsupported`` leaves it out. ``send`` without ``--base-url`` sends where a ``Client`` would:
+to ``$MISTRAL_BASE_URL`` (``$OPENAI_BASE_URL`` with ``--dialect openai``) when set, else to the API.
 
 Exit status: 0 success, 1 a problem (bad template, missing value, API or connection error),
 2 a command-line mistake, 130 interrupted. A user mistake is one line on stderr, never a traceback.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import signal
 import sys
@@ -38,9 +38,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from chatdsl._errors import ChatDSLError, TemplateError, ValidationError
+from chatdsl.model.messages import raw_arguments
 from chatdsl.model.templating import did_you_mean
 from chatdsl.templates.files import template_files
-from chatdsl.templates.library import DEFAULT_MAX_SIZE, RequestTemplate, TemplateLibrary
+from chatdsl.templates.library import (
+    DEFAULT_MAX_SIZE,
+    RequestTemplate,
+    TemplateLibrary,
+    missing_names,
+    unknown_names,
+    variable_names,
+)
 
 if TYPE_CHECKING:
     from chatdsl.model.request import ChatCompletionRequest
@@ -249,7 +257,11 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
     _add_vars(send)
     send.add_argument("--stream", action="store_true", help="stream the answer, printing text as it arrives")
-    send.add_argument("--base-url", metavar="URL", help="the API's base URL (default https://api.mistral.ai)")
+    send.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the API's base URL (default: $MISTRAL_BASE_URL, $OPENAI_BASE_URL with --dialect openai, else the API's)",
+    )
     send.add_argument("--json", action="store_true", help="print the response (or each chunk) as JSON")
     send.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="connect and read timeout")
     _add_dialect(send)
@@ -305,15 +317,15 @@ def _rendered(args: argparse.Namespace) -> ChatCompletionRequest:
     template = RequestTemplate.load(args.template, max_size=args.max_size)
     values = _values(args.vars)
     # The template's own checks, reported together and worded for the command line.
-    names = template._names()
+    names = variable_names(template)
     known = ", ".join(names) or "none"
     problems = [
         (args.template, name, f"is not a variable of the template{did_you_mean(name, names)} (variables: {known})")
-        for name in template._unknown(values)
+        for name in unknown_names(template, values)
     ]
     problems += [
         (args.template, name, f"has no value and no default; give one with --var {name}=VALUE")
-        for name in template._missing(values)
+        for name in missing_names(template, values)
     ]
     if problems:
         raise TemplateError(problems)
@@ -408,14 +420,12 @@ def _usage_line(usage: UsageInfo | None) -> str:
 def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
     message = response.assistant_message()
     for call in (message.tool_calls if message is not None else None) or ():
-        arguments = call.function.arguments
-        shown = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-        out.write(_safe(f"[tool call {call.function.name}({shown})]") + "\n")
+        out.write(_safe(f"[tool call {call.function.name}({raw_arguments(call)})]") + "\n")
 
 
 def _client_options(args: argparse.Namespace) -> dict[str, Any]:
     """Return the ``Client`` arguments of a command that sends: key, dialect, base URL, timeout."""
-    from chatdsl.client.config import API_KEY_ENV, env_key_allowed
+    from chatdsl.client.config import API_KEY_ENV, base_url_or_env, env_key_allowed
     from chatdsl.wire.dialects import Dialect
 
     options: dict[str, Any] = {"dialect": args.dialect, "drop_unsupported": args.drop_unsupported}
@@ -425,7 +435,8 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
         raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
     elif args.dialect == "openai":
         openai = Dialect.OPENAI
-        if env_key_allowed(openai, args.base_url or openai.default_base_url) and not os.environ.get(openai.api_key_env):
+        target, _ = base_url_or_env(openai, args.base_url or None)  # the client falls back to OPENAI_BASE_URL too
+        if env_key_allowed(openai, target) and not os.environ.get(openai.api_key_env):
             raise _Failure(
                 f"{openai.api_key_env} is not set; OpenAI's API needs a key "
                 "(for an OpenAI-compatible server, give its --base-url)"
@@ -612,7 +623,7 @@ def _tokens(args: argparse.Namespace, out: TextIO) -> int:
 
 def _over_budget(name: str, path: Path, values: dict[str, str], args: argparse.Namespace) -> list[str]:
     template = RequestTemplate.load(path, max_size=args.max_size)
-    filled = {missing: f"${{{missing}}}" for missing in template._missing(values)}
+    filled = {missing: f"${{{missing}}}" for missing in missing_names(template, values)}
     result = _count(template.render({**values, **filled}, allow_extra=True))
     if result.tokens <= args.max_prompt_tokens:
         return []

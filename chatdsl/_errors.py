@@ -97,10 +97,11 @@ class ValidationError(ChatDSLError, ValueError):
 
     def with_prefix(self, prefix: str) -> ValidationError:
         """Return a copy whose paths are nested under *prefix* (``messages[0]`` + ``content``)."""
-        return ValidationError("", "", errors=[(_nest(prefix, p), m) for p, m in self.errors])
+        return ValidationError("", "", errors=[(nest(prefix, p), m) for p, m in self.errors])
 
 
-def _nest(prefix: str, path: str) -> str:
+def nest(prefix: str, path: str) -> str:
+    """Return *path* inside *prefix*: ``a.b``, ``a[0]`` (an empty side gives the other)."""
     if not prefix:
         return path
     if not path:
@@ -144,7 +145,7 @@ class TemplateError(ValidationError):
 
     def with_prefix(self, prefix: str) -> TemplateError:
         """Return a copy whose key paths are nested under *prefix*."""
-        return TemplateError([(file, _nest(prefix, path), message) for file, path, message in self.problems])
+        return TemplateError([(file, nest(prefix, path), message) for file, path, message in self.problems])
 
 
 class RowError(ValidationError):

@@ -16,6 +16,8 @@ import orjson as _orjson
 
 __all__ = ["dumps", "dumps_bytes", "loads"]
 
+_EXACT = _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_SUBCLASS
+
 
 def _std_dumps(data: Any, indent: int | None) -> str:
     if indent is None:
@@ -30,6 +32,19 @@ def dumps_bytes(data: Any) -> bytes:
     except TypeError:
         pass
     return _std_dumps(data, None).encode("utf-8", "surrogatepass")
+
+
+def content_key(data: Any) -> bytes | None:
+    """Return compact JSON bytes naming *data*'s content, or ``None`` when orjson would have to guess.
+
+    Values orjson writes only by converting them (dataclasses, dates, subclasses of the JSON types,
+    integers beyond 64 bits) give ``None``. Enums, UUIDs and ``NaN`` still get a key (the value, its
+    text, ``null``): a caller looking values up by this key must compare the found value with *data*.
+    """
+    try:
+        return _orjson.dumps(data, option=_EXACT)
+    except TypeError:
+        return None
 
 
 def dumps(data: Any, *, indent: int | None = None) -> str:

@@ -2,10 +2,10 @@
 
 Client tests use :data:`TEST_KEY`. For every test, the autouse fixture :func:`secret_guard`
 
-- records every log record of the ``chatdsl``, ``requests`` and ``urllib3`` loggers at DEBUG (the
-  levels are lowered for the test and restored after it);
-- records every exception raised through the client — by ``Client(...)``, its methods
-  (``chat_completion``, ``chat_completion_stream``, ``run_tools``, ``with_options``), a stream's
+- records every log record of the ``chatdsl``, ``requests``, ``urllib3`` and ``aiohttp`` loggers at DEBUG
+  (the levels are lowered for the test and restored after it);
+- records every exception raised through either client — by ``Client(...)``/``AsyncClient(...)``, their
+  methods (``chat_completion``, ``chat_completion_stream``, ``run_tools``, ``with_options``), a stream's
   iteration and ``final_response`` — and every ``StreamError`` an error chunk carries;
 
 and at teardown fails the test if the key, or any 12 characters of it (a key cut short in a
@@ -31,7 +31,7 @@ TEST_KEY = "sk-chatdsl-TESTKEY-9f2c41d7e8a3b605"
 """The API key every client test uses: distinctive, so a leak is found by a plain substring search."""
 
 _WINDOW = 12
-_LOGGERS = ("chatdsl", "requests", "urllib3")
+_LOGGERS = ("chatdsl", "requests", "urllib3", "aiohttp")
 
 
 def leaked(text: str, secret: str = TEST_KEY) -> bool:
@@ -171,6 +171,36 @@ def _guarded(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., An
     return call
 
 
+def _guarded_async(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except Exception as exc:
+            del args, kwargs  # this frame is in the traceback: it must not show the key it passed on
+            guard.exception(exc)
+            raise
+
+    return call
+
+
+def _guarded_anext(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def call(self: Any) -> Any:
+        try:
+            chunk = await method(self)
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            guard.exception(exc)
+            raise
+        if chunk.error is not None:
+            guard.exception(chunk.error)
+        return chunk
+
+    return call
+
+
 def _guarded_next(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: Any) -> Any:
@@ -191,7 +221,7 @@ def _guarded_next(guard: SecretGuard, method: Callable[..., Any]) -> Callable[..
 @pytest.fixture(autouse=True)
 def secret_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretGuard]:
     """Fail the test if :data:`TEST_KEY` appears in a log record or in an exception raised through the client."""
-    from chatdsl import ChatCompletionStream, Client
+    from chatdsl import AsyncChatCompletionStream, AsyncClient, ChatCompletionStream, Client
 
     guard = SecretGuard()
     handler = _Records(guard)
@@ -206,6 +236,17 @@ def secret_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretGuard]:
     monkeypatch.setattr(ChatCompletionStream, "__next__", _guarded_next(guard, ChatCompletionStream.__next__))
     # ``iter(stream)`` is the stream itself: every chunk, in a for loop too, goes through ``__next__``
     monkeypatch.setattr(ChatCompletionStream, "final_response", _guarded(guard, ChatCompletionStream.final_response))
+    # the async client: its coroutines (``_send`` carries every call, streams included) and its streams
+    for name in ("__init__", "chat_completion_stream", "with_options"):
+        monkeypatch.setattr(AsyncClient, name, _guarded(guard, getattr(AsyncClient, name)))
+    for name in ("chat_completion", "run_tools", "_send"):
+        monkeypatch.setattr(AsyncClient, name, _guarded_async(guard, getattr(AsyncClient, name)))
+    monkeypatch.setattr(
+        AsyncChatCompletionStream, "__anext__", _guarded_anext(guard, AsyncChatCompletionStream.__anext__)
+    )
+    monkeypatch.setattr(
+        AsyncChatCompletionStream, "final_response", _guarded_async(guard, AsyncChatCompletionStream.final_response)
+    )
     try:
         yield guard
     finally:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from chatdsl import Client, Timeout
 from chatdsl.testing import LocalServer
+from tests._clients import ClientDriver
 
 pytest_plugins = ["tests._secrets", "pytester"]
 
@@ -55,8 +56,27 @@ def quick_client(server: LocalServer) -> Iterator[Client]:
         yield running
 
 
+@pytest.fixture(params=["sync", "async"])
+def make_client(request: pytest.FixtureRequest) -> Iterator[ClientDriver]:
+    """Makes a client like ``Client(...)``: the sync :class:`~chatdsl.Client`, or an :class:`~chatdsl.AsyncClient`
+    behind a sync facade (``tests/_clients.py``), so one test covers both."""
+    driver = ClientDriver(request.param)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
 @pytest.fixture
 def no_keys_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ``OPENAI_API_KEY`` nor ``MISTRAL_API_KEY`` in the environment (a client would read them)."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_base_url_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``MISTRAL_BASE_URL`` nor ``OPENAI_BASE_URL``: a client given no ``base_url`` reads them, and a
+    developer's own must not send the suite's requests elsewhere (tests that want one set it)."""
+    monkeypatch.delenv("MISTRAL_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)

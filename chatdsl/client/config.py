@@ -1,14 +1,15 @@
 """Transport-free client settings and input checks: :class:`Timeout`, :class:`RetryPolicy`, :class:`Limits`.
 
-Also the checks of an API key, a base URL (with its loopback rules), extra headers, and which
-environment key a client may read. Nothing here imports ``requests`` or ``urllib3``, so an asyncio
-client can share it.
+Also the checks of an API key, a base URL (with its loopback rules; read from the environment
+when none is given), extra headers, and which environment key a client may read. Nothing here
+imports ``requests`` or ``urllib3``, so an asyncio client can share it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import random
 import re
 import socket
@@ -23,16 +24,21 @@ from chatdsl.wire.dialects import Dialect
 
 __all__ = [
     "API_KEY_ENV",
+    "BASE_URL_ENVS",
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
     "Limits",
     "RetryPolicy",
     "Timeout",
+    "base_url_or_env",
     "env_key_allowed",
 ]
 
 API_KEY_ENV: Final = "MISTRAL_API_KEY"
 """The environment variable :class:`Client` reads when no ``api_key`` is given."""
+
+BASE_URL_ENVS: Final[Mapping[Dialect, str]] = {Dialect.MISTRAL: "MISTRAL_BASE_URL", Dialect.OPENAI: "OPENAI_BASE_URL"}
+"""The environment variable a client of each dialect reads when no ``base_url`` is given (as the OpenAI SDK does)."""
 
 # ------------------------------------------------------------------------------------ settings
 
@@ -208,7 +214,39 @@ def _loopback_address(address: object) -> bool:
         return False
 
 
-def _check_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
+def base_url_or_env(
+    dialect: Dialect, base_url: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, str | None]:
+    """Return the base URL a client of *dialect* uses, and the environment variable it came from.
+
+    An explicit *base_url* wins; without one, the dialect's variable (``MISTRAL_BASE_URL``, or
+    ``OPENAI_BASE_URL`` for ``"openai"``) when it is set and not blank; else the dialect's default.
+    The variable's name is ``None`` unless the URL came from it (so its checks can name it).
+    """
+    if base_url is not None:
+        return base_url, None
+    name = BASE_URL_ENVS[dialect]
+    value = (os.environ if environ is None else environ).get(name, "")
+    if value.strip():
+        return value, name
+    return dialect.default_base_url, None
+
+
+def _check_base_url(base_url: Any, *, allow_insecure_http: bool, env: str | None = None) -> str:
+    """Return *base_url* checked and normalised (no trailing ``/``); *env*: the variable it was read from.
+
+    A refused URL is a :class:`~chatdsl.ValidationError` on ``base_url`` that names *env* when the
+    value came from the environment, so a stale variable is found at once.
+    """
+    try:
+        return _checked_base_url(base_url, allow_insecure_http=allow_insecure_http)
+    except ValidationError as exc:
+        if env is None:
+            raise
+        raise ValidationError("base_url", f"{exc.errors[0][1]} (read from the {env} environment variable)") from None
+
+
+def _checked_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise ValidationError("base_url", f"{base_url!r} is not a string")
     parts = urlsplit(base_url.strip())
@@ -228,7 +266,14 @@ def _check_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
             f"{_redact_url(base_url)!r} is plain http to a remote host, which would send the API key "
             "unencrypted; use https, or pass allow_insecure_http=True if you mean it",
         )
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    checked = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    if checked.endswith("/v1"):
+        raise ValidationError(
+            "base_url",
+            f"{_redact_url(checked)!r} ends with /v1, and chatdsl adds /v1/chat/completions itself; "
+            f"pass {_redact_url(checked[:-3])!r}",
+        )
+    return checked
 
 
 def _redact_url(url: str) -> str:

@@ -6,6 +6,7 @@ against :meth:`chatdsl.Client.chat_completion` as well as against anything else 
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypeVar, overload
@@ -41,7 +42,7 @@ class ChunkStream(Protocol):
     def final_response(self) -> ChatCompletionResponse: ...
 
 
-__all__ = ["OnToolError", "ToolRunResult", "Tools", "run_tools", "streaming_send"]
+__all__ = ["OnToolError", "ToolLoop", "ToolRunResult", "Tools", "run_tools", "streaming_send"]
 
 OnToolError: TypeAlias = Literal["report", "raise"]
 """What a tool loop does when a tool fails: tell the model (``"report"``) or raise (``"raise"``)."""
@@ -103,6 +104,132 @@ class _Entry:
     definition: Tool | None
 
 
+class ToolLoop:
+    """The steps of a tool loop, without I/O: what to send, what an answer means, what a tool call returns.
+
+    A driver sends :attr:`request`, hands the response to :meth:`answer` (a :class:`ToolRunResult`
+    when the model answered without tools, else the tool calls to run), runs each call — :meth:`prepare`
+    gives the function and its arguments (or the tool message's content at once), :meth:`result` and
+    :meth:`failed` turn what it returned or raised into that content — and hands the contents to
+    :meth:`advance`. :func:`run_tools` drives it in one thread; the async client runs the calls of an
+    answer concurrently.
+    """
+
+    __slots__ = ("on_error", "request", "response", "round", "rounds", "tools")
+
+    def __init__(
+        self,
+        request: ChatCompletionRequest,
+        tools: Tools,
+        *,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+        on_error: OnToolError = "report",
+        awaits: bool = False,
+    ) -> None:
+        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+            raise ValidationError("max_rounds", f"{max_rounds!r} is not an integer of 1 or more")
+        if on_error not in ("report", "raise"):
+            raise ValidationError("on_error", f"{on_error!r} is not 'report' or 'raise'")
+        self.tools = _registry(tools)
+        if not awaits:  # a sync driver: an async def tool would hand back an unawaited coroutine
+            for name, entry in self.tools.items():
+                if inspect.iscoroutinefunction(entry.function):
+                    raise ValidationError(
+                        f"tools[{name!r}]",
+                        "is an async function; Client.run_tools calls tools synchronously — use "
+                        "AsyncClient.run_tools, or wrap it (e.g. with asyncio.run)",
+                    )
+        self.request = _with_definitions(request, self.tools)
+        """The transcript to send next."""
+        self.rounds = max_rounds
+        self.on_error = on_error
+        self.round = 0
+        self.response: ChatCompletionResponse | None = None
+
+    def answer(self, response: ChatCompletionResponse) -> ToolRunResult | tuple[ToolCall, ...]:
+        """Take the response to :attr:`request`: the result if it calls no tool, else its tool calls (in order).
+
+        Raises :class:`~chatdsl.ToolLoopError` for a response without choices, or one that still calls
+        tools in the last round.
+        """
+        self.round += 1
+        self.response = response
+        transcript = self.request
+        message = response.assistant_message()
+        if message is None:
+            raise ToolLoopError("the response has no choices", request=transcript, response=response)
+        calls = message.tool_calls if message.tool_calls is not UNSET else ()
+        if not calls:
+            return ToolRunResult(response=response, request=transcript, rounds=self.round)
+        if self.round == self.rounds:
+            names = ", ".join(call.name for call in calls)
+            raise ToolLoopError(
+                f"the model still calls tools ({names}) after {self.rounds} rounds; raise max_rounds "
+                "or continue from error.request",
+                request=transcript,
+                response=response,
+            )
+        return calls
+
+    def prepare(self, call: ToolCall) -> tuple[Callable[..., Any], list[Any], dict[str, Any]] | str:
+        """Return the function of *call* and its arguments, or the tool message's content if it cannot run
+        (an unknown tool, arguments that do not fit; raised instead with ``on_error="raise"``)."""
+        entry = self.tools.get(call.name)
+        if entry is None:
+            problem = f"there is no tool named {call.name!r} (tools: {', '.join(self.tools) or 'none'})"
+            if self.on_error == "raise":
+                raise ToolLoopError(problem, request=self.request, response=self.response)
+            return _encode_error(problem)
+        try:
+            args, kwargs = entry.bind(call)
+        except OutputError as exc:
+            if self.on_error == "raise":
+                raise
+            return _encode_error(f"invalid arguments for {call.name}: {_first_line(exc)}")
+        return entry.function, args, kwargs
+
+    def result(self, call: ToolCall, value: Any) -> str:
+        """Return the tool message's content for what *call* returned (a string as it is, else JSON)."""
+        try:
+            return _encode_result(value)
+        except Exception as exc:
+            return self.failed(call, exc)
+
+    def failed(self, call: ToolCall, exc: Exception) -> str:
+        """Return the tool message's content for the exception *call* raised (or raise it, ``on_error="raise"``)."""
+        if self.on_error == "raise":
+            exc.add_note(f"raised by the tool {call.name!r} (tool call id {call.id!r})")
+            raise exc
+        return _encode_error(f"{type(exc).__name__}: {exc}")
+
+    def advance(self, calls: Iterable[ToolCall], contents: Iterable[str]) -> None:
+        """Append the assistant message and one tool message per call (*contents* in the calls' order)."""
+        response = self.response
+        message = response.assistant_message() if response is not None else None
+        if message is None:
+            raise ValidationError("advance", "comes after answer() returned tool calls")
+        results = [
+            ToolMessage(content=content, tool_call_id=call.id, name=call.name)
+            for call, content in zip(calls, contents, strict=True)
+        ]
+        transcript = self.request
+        if isinstance(transcript.tool_choice, ToolChoice) and transcript.tool_choice.forces_call:
+            transcript = transcript.with_tool_choice(ToolChoice.AUTO)  # forcing again would never end the loop
+        self.request = transcript.add(message, *results)
+
+    def run(self, call: ToolCall) -> str:
+        """Run *call* in this thread and return the tool message's content."""
+        step = self.prepare(call)
+        if isinstance(step, str):
+            return step
+        function, args, kwargs = step
+        try:
+            value = function(*args, **kwargs)
+        except Exception as exc:
+            return self.failed(call, exc)
+        return self.result(call, value)
+
+
 def run_tools(
     send: Callable[[ChatCompletionRequest], ChatCompletionResponse],
     request: ChatCompletionRequest,
@@ -115,37 +242,12 @@ def run_tools(
 
     See :meth:`chatdsl.Client.run_tools` for the rules.
     """
-    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
-        raise ValidationError("max_rounds", f"{max_rounds!r} is not an integer of 1 or more")
-    if on_error not in ("report", "raise"):
-        raise ValidationError("on_error", f"{on_error!r} is not 'report' or 'raise'")
-    registry = _registry(tools)
-    transcript = _with_definitions(request, registry)
-    for round_ in range(1, max_rounds + 1):
-        response = send(transcript)
-        message = response.assistant_message()
-        if message is None:
-            raise ToolLoopError("the response has no choices", request=transcript, response=response)
-        calls = message.tool_calls if message.tool_calls is not UNSET else ()
-        if not calls:
-            return ToolRunResult(response=response, request=transcript, rounds=round_)
-        if round_ == max_rounds:
-            names = ", ".join(call.name for call in calls)
-            raise ToolLoopError(
-                f"the model still calls tools ({names}) after {max_rounds} rounds; raise max_rounds "
-                "or continue from error.request",
-                request=transcript,
-                response=response,
-            )
-        sent = transcript
-        results = [
-            ToolMessage(content=_run(call, registry, on_error, sent, response), tool_call_id=call.id, name=call.name)
-            for call in calls
-        ]
-        if isinstance(transcript.tool_choice, ToolChoice) and transcript.tool_choice.forces_call:
-            transcript = transcript.with_tool_choice(ToolChoice.AUTO)  # forcing again would never end the loop
-        transcript = transcript.add(message, *results)
-    raise AssertionError("unreachable")  # pragma: no cover
+    loop = ToolLoop(request, tools, max_rounds=max_rounds, on_error=on_error)
+    while True:
+        answer = loop.answer(send(loop.request))
+        if isinstance(answer, ToolRunResult):
+            return answer
+        loop.advance(answer, [loop.run(call) for call in answer])
 
 
 def streaming_send(
@@ -228,43 +330,13 @@ def _with_definitions(request: ChatCompletionRequest, registry: Mapping[str, _En
     return request.with_tools([entry.definition for entry in registry.values() if entry.definition is not None])
 
 
-def _run(
-    call: ToolCall,
-    registry: Mapping[str, _Entry],
-    on_error: OnToolError,
-    transcript: ChatCompletionRequest,
-    response: ChatCompletionResponse,
-) -> str:
-    """Run one tool call and return the tool message's content."""
-    entry = registry.get(call.name)
-    if entry is None:
-        problem = f"there is no tool named {call.name!r} (tools: {', '.join(registry) or 'none'})"
-        if on_error == "raise":
-            raise ToolLoopError(problem, request=transcript, response=response)
-        return _encode_error(problem)
-    try:
-        args, kwargs = entry.bind(call)
-    except OutputError as exc:
-        if on_error == "raise":
-            raise
-        return _encode_error(f"invalid arguments for {call.name}: {_first_line(exc)}")
-    try:
-        result = entry.function(*args, **kwargs)
-        return _encode_result(result)
-    except Exception as exc:
-        if on_error == "raise":
-            exc.add_note(f"raised by the tool {call.name!r} (tool call id {call.id!r})")
-            raise
-        return _encode_error(f"{type(exc).__name__}: {exc}")
-
-
 def _encode_result(result: Any) -> str:
     """A tool's result as message content: a string as it is, anything else as JSON."""
     if isinstance(result, str):
         return result
     from chatdsl.output.convert import output_converter
 
-    try:
+    try:  # the standard library, not _json: orjson would send NaN as null instead of refusing it
         return json.dumps(output_converter.unstructure(result), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the result {result!r:.80} cannot be encoded as JSON ({exc})") from None

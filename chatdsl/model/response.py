@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NoReturn, Self
 
 import attrs
 
 from chatdsl import _checks as c
-from chatdsl._errors import OutputError
+from chatdsl._errors import OutputError, StreamError
 from chatdsl._types import FrozenDict
 from chatdsl.model.messages import AssistantMessage
 
@@ -141,8 +141,52 @@ class ChatCompletionChoice:
     )
 
 
+class _WireBody:
+    """What a response and a stream chunk share: reading and writing their wire body, their first text.
+
+    Each class names its first choice's message (``assistant_message`` / ``delta_message``) as
+    ``_first_message``.
+    """
+
+    __slots__ = ()
+
+    def _first_message(self) -> AssistantMessage | None:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        """Return the first choice's text (a chunk's: its delta's; ``""`` when there is no choice)."""
+        message = self._first_message()
+        return message.text() if message is not None else ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Return the response (or chunk) a wire body describes (unknown keys are kept in ``extra``)."""
+        from chatdsl.wire.responses import structure_response
+
+        return structure_response(data, cls)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        """Return the response (or chunk) a JSON wire body describes."""
+        from chatdsl.wire.responses import loads_response
+
+        return loads_response(text, cls)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire body as a dict."""
+        from chatdsl.wire.responses import unstructure_response
+
+        return unstructure_response(self)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Return the wire body as JSON text."""
+        from chatdsl._json import dumps
+
+        return dumps(self.to_dict(), indent=indent)
+
+
 @attrs.frozen(kw_only=True, weakref_slot=False)
-class ChatCompletionResponse:
+class ChatCompletionResponse(_WireBody):
     """A chat completion with the HTTP facts around it.
 
     ``usage`` is ``None`` when the server reported none (not zero). ``extra`` holds the keys the
@@ -186,36 +230,7 @@ class ChatCompletionResponse:
             )
         return self.choices[0].message
 
-    def text(self) -> str:
-        """Return the first choice's text (``""`` when there is none)."""
-        message = self.assistant_message()
-        return message.text() if message is not None else ""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChatCompletionResponse:
-        """Return the response a wire body describes (unknown keys are kept in ``extra``)."""
-        from chatdsl.wire.responses import structure_response
-
-        return structure_response(data, cls)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ChatCompletionResponse:
-        """Return the response a JSON wire body describes."""
-        from chatdsl.wire.responses import loads_response
-
-        return loads_response(text, cls)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the wire body as a dict."""
-        from chatdsl.wire.responses import unstructure_response
-
-        return unstructure_response(self)
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        """Return the wire body as JSON text."""
-        from chatdsl._json import dumps
-
-        return dumps(self.to_dict(), indent=indent)
+    _first_message = assistant_message
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -242,13 +257,16 @@ class CompletionResponseStreamChoice:
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
-class CompletionChunk:
+class CompletionChunk(_WireBody):
     """A chunk of a streamed completion.
 
     ``chunk_latency`` is the time since the previous chunk (the first: since the request was sent),
-    ``total_latency`` the time since the request was sent. The final chunk of a stream has
-    ``is_last_chunk`` set; if the stream failed, it also carries ``error`` (a ``StreamError`` or a
-    transport error) instead of being silently cut.
+    ``total_latency`` the time since the request was sent: a client's stream sets both on every
+    chunk, so they are typed ``timedelta`` (not ``Optional``); a chunk made otherwise (built, or read
+    with :meth:`from_dict`) has none and reading them raises ``AttributeError`` saying so
+    (``getattr(chunk, "total_latency", None)`` reads either kind). The final chunk of a stream has
+    ``is_last_chunk`` set; if the stream failed, it also carries ``error``, a
+    :class:`~chatdsl.StreamError` whose ``__cause__`` says what happened, instead of being silently cut.
     """
 
     id: str = ""
@@ -261,41 +279,39 @@ class CompletionChunk:
         default=_NO_EXTRA, converter=c.to_frozen, validator=c.json_object(), repr=c.plain_repr
     )
     is_last_chunk: bool = attrs.field(default=False, eq=False, metadata=_FACT)
-    chunk_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
-    total_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
-    error: Exception | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    # Stored under private names (given as ``chunk_latency=``/``total_latency=``), read through the properties.
+    _chunk_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    _total_latency: timedelta | None = attrs.field(default=None, eq=False, metadata=_FACT)
+    error: StreamError | None = attrs.field(default=None, eq=False, metadata=_FACT)
+
+    @property
+    def chunk_latency(self) -> timedelta:
+        """The time since the previous chunk arrived (the first: since the request was sent).
+
+        Raises ``AttributeError`` for a chunk no client stream received (see the class docstring).
+        """
+        latency = self._chunk_latency
+        return latency if latency is not None else self._no_latency("chunk_latency")
+
+    @property
+    def total_latency(self) -> timedelta:
+        """The time since the request was sent, when this chunk arrived.
+
+        Raises ``AttributeError`` for a chunk no client stream received (see the class docstring).
+        """
+        latency = self._total_latency
+        return latency if latency is not None else self._no_latency("total_latency")
+
+    def _no_latency(self, name: str) -> NoReturn:
+        raise AttributeError(
+            f"CompletionChunk {self.id!r} has no {name}: only the chunks a client's stream hands over are"
+            f" timed (this one was built or read with from_dict); getattr(chunk, {name!r}, None) reads either kind",
+            name=name,
+            obj=self,
+        )
 
     def delta_message(self) -> AssistantMessage | None:
         """Return the first choice's delta, or ``None`` when the chunk has no choice."""
         return self.choices[0].delta if self.choices else None
 
-    def text(self) -> str:
-        """Return the first choice's delta text (``""`` when there is none)."""
-        delta = self.delta_message()
-        return delta.text() if delta is not None else ""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CompletionChunk:
-        """Return the chunk a wire event describes (unknown keys are kept in ``extra``)."""
-        from chatdsl.wire.responses import structure_response
-
-        return structure_response(data, cls)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> CompletionChunk:
-        """Return the chunk a JSON wire event describes."""
-        from chatdsl.wire.responses import loads_response
-
-        return loads_response(text, cls)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the wire event as a dict."""
-        from chatdsl.wire.responses import unstructure_response
-
-        return unstructure_response(self)
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        """Return the wire event as JSON text."""
-        from chatdsl._json import dumps
-
-        return dumps(self.to_dict(), indent=indent)
+    _first_message = delta_message

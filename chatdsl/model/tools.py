@@ -81,7 +81,7 @@ def _schema_dict(value: Any) -> Any:
     """Converter: a ``PropertyDefinition`` becomes its JSON-schema dict; mappings are frozen."""
     if isinstance(value, PropertyDefinition):
         return value.to_schema()
-    return c.to_frozen(value)
+    return c.to_frozen_schema(value)
 
 
 def _to_response_format_type(value: Any) -> Any:

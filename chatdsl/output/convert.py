@@ -25,7 +25,7 @@ from cattrs.errors import (
 
 from chatdsl import _json
 from chatdsl._checks import type_name
-from chatdsl._errors import OutputError, ValidationError, _nest
+from chatdsl._errors import OutputError, ValidationError, nest
 from chatdsl._types import short_repr
 from chatdsl.output.pydantic_models import is_pydantic_model, validate_pydantic
 
@@ -33,19 +33,19 @@ from chatdsl.output.pydantic_models import is_pydantic_model, validate_pydantic
 def problems(exc: BaseException, path: str = "") -> list[tuple[str, str]]:
     """Flatten a (possibly grouped) structuring error into ``(path, message)`` pairs."""
     if isinstance(exc, ValidationError):
-        return [(_nest(path, p), m) for p, m in exc.errors]
+        return [(nest(path, p), m) for p, m in exc.errors]
     if isinstance(exc, ForbiddenExtraKeysError):
         names = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         known = ", ".join(n for n in names if n != "extra")
         hint = f" (known: {known})" if known else ""
-        return [(_nest(path, str(key)), f"is not a known field{hint}") for key in sorted(map(str, exc.extra_fields))]
+        return [(nest(path, str(key)), f"is not a known field{hint}") for key in sorted(map(str, exc.extra_fields))]
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         out: list[tuple[str, str]] = []
         with_notes, without = exc.group_exceptions()
         for sub, note in with_notes:
             note_: object = note
             if isinstance(note_, AttributeValidationNote):
-                out += problems(sub, _nest(path, note_.name))
+                out += problems(sub, nest(path, note_.name))
             elif isinstance(note_, IterableValidationNote):
                 out += problems(sub, f"{path}[{note_.index!r}]")
             else:
@@ -100,7 +100,7 @@ def structure_output(data: Any, cls: Any, *, content: str, path: str = "") -> An
         where = "" if exc.type_ is cls else f" (in {getattr(cls, '__qualname__', short_repr(cls))})"
         raise OutputError(unsupported_output_type(exc.type_) + where, content=content, path=path) from None
     except Exception as exc:
-        found = [(_nest(path, p), m) for p, m in problems(exc)]
+        found = [(nest(path, p), m) for p, m in problems(exc)]
         first_path, message = found[0] if found else (path, str(exc))
         text = "; ".join(f"{p}: {m}" if p else m for p, m in found) or message
         raise OutputError(

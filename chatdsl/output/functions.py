@@ -101,7 +101,7 @@ class FunctionTool(Generic[_P, _R]):
         """Return the positional and keyword arguments to call the function with (see :meth:`invoke`)."""
         if isinstance(arguments, Mapping):
             data = dict(arguments)
-            raw = json.dumps(thaw(data), ensure_ascii=False, default=repr)
+            raw = json.dumps(thaw(data), ensure_ascii=False, default=repr)  # text for errors: any value shows
         else:
             data = call_arguments(arguments)
             raw = raw_arguments(arguments)
@@ -177,11 +177,6 @@ def function_tool(
     name, description, strict = none_if_unset(name), none_if_unset(description), unset_if_none(strict)
     if isinstance(function, FunctionTool):
         function = function.function
-    if inspect.iscoroutinefunction(function):
-        raise ValidationError(
-            getattr(function, "__name__", "tool"),
-            "is an async function; the tool loop calls tools synchronously — wrap it, e.g. with asyncio.run",
-        )
     if not callable(function):
         raise ValidationError("function", f"{function!r} is not callable")
     name = _tool_name(function, name)

@@ -47,7 +47,7 @@ def json_schema(tp: Any, *, strict: bool = False) -> dict[str, Any]:
     """Return a JSON schema (Draft 2020-12) describing *tp*, as a new plain ``dict``.
 
     *tp* may be an attrs class, a dataclass, a pydantic model (its own ``model_json_schema()``,
-    with pydantic installed) or any type form listed in the README ("Structured outputs"). A
+    with pydantic installed) or any type form listed in docs/structured-outputs.md. A
     class's docstring (its first paragraph) becomes the object's ``description``; a field's
     description comes from ``metadata={"description": ...}``, else from an ``Attributes:``
     section of the class docstring, else from a string in ``Annotated[T, "..."]``.
@@ -404,7 +404,7 @@ def json_default(value: Any) -> Any:
 
     try:
         plain = output_converter.unstructure(value)
-        return json.loads(json.dumps(plain, allow_nan=False))
+        return json.loads(json.dumps(plain, allow_nan=False))  # not _json: orjson writes NaN as null
     except (TypeError, ValueError):
         return NO_DEFAULT
 

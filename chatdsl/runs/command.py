@@ -48,7 +48,7 @@ from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.templating import did_you_mean
 from chatdsl.runs.core import RunResult
 from chatdsl.runs.rows import OutputState, RecordWriter, Row, error_record, read_rows, scan_output
-from chatdsl.templates.library import RequestTemplate
+from chatdsl.templates.library import RequestTemplate, variable_names
 
 if TYPE_CHECKING:
     from chatdsl.client.sync import Client
@@ -164,7 +164,7 @@ class _Rows:
 
 
 def _check_vars(args: argparse.Namespace, template: RequestTemplate) -> None:
-    names = template._names()
+    names = variable_names(template)
     known = ", ".join(names) or "none"
     problems = [
         (args.template, name, f"is not a variable of the template{did_you_mean(name, names)} (variables: {known})")

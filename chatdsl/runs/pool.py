@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["RunItem", "run_many"]
 
 _T = TypeVar("_T")
+logger: Final = logging.getLogger("chatdsl")
 
 RunItem = ChatCompletionRequest | tuple[Any, ChatCompletionRequest]
 """An item of a run: a request, or a ``(key, request)`` pair."""
@@ -68,6 +70,14 @@ def run_many(
     except ValueError as exc:
         name, _, rule = str(exc).partition(": ")
         raise ValidationError(name, rule) from None
+    if concurrency > client.limits.pool_maxsize:
+        logger.warning(
+            "run_many(concurrency=%d) is above the client's pool_maxsize=%d: the connections beyond it are opened "
+            "again for every request; make the client with limits=Limits(pool_maxsize=%d)",
+            concurrency,
+            client.limits.pool_maxsize,
+            concurrency,
+        )
     once = client.with_options(max_retries=0)
     run = _Run(once.chat_completion, policy, gate, concurrency)
     return run.results(items, ordered=bool(ordered))

@@ -30,7 +30,7 @@ from typing import Any, Final
 import attrs
 
 from chatdsl._checks import type_name
-from chatdsl._errors import TemplateError, ValidationError, _nest
+from chatdsl._errors import TemplateError, ValidationError, nest
 from chatdsl._types import UNSET, UnsetType
 from chatdsl.model.templating import merge, value_text, variables
 from chatdsl.templates.toml import dumps_toml
@@ -165,6 +165,7 @@ def write(path: Path, request: Any, header: Mapping[str, Any]) -> None:
         text = (
             dumps_toml(data)
             if suffix == ".toml"
+            # the standard library, not _json: orjson would write NaN as null instead of refusing it
             else json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
         )
         encoded = text.encode("utf-8")
@@ -258,6 +259,7 @@ def _read(path: Path, max_size: int) -> dict[str, Any]:
         if suffix == ".toml":
             data: Any = tomllib.loads(text)
         else:
+            # the standard library, not _json: only it reports duplicate keys and NaN literals through hooks
             data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
     except tomllib.TOMLDecodeError as exc:
         raise fail(f"is not valid TOML ({exc})") from None
@@ -307,7 +309,7 @@ def _read_header(header: Any, problems: list[tuple[str, str]]) -> tuple[str, str
                 Variable(name=name, description=spec.get("description", ""), default=spec.get("default", UNSET))
             )
         except ValidationError as exc:
-            problems += [(_nest(where, "" if p == "name" else p), m) for p, m in exc.errors]
+            problems += [(nest(where, "" if p == "name" else p), m) for p, m in exc.errors]
     return description, extends, tuple(declared), abstract
 
 

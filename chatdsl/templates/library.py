@@ -150,24 +150,10 @@ class RequestTemplate:
         return TemplateInfo(
             name=name or (self.path.stem if self.path is not None else ""),
             description=self.description,
-            variables=tuple(declared.get(n) or Variable(name=n) for n in self._names()),
+            variables=tuple(declared.get(n) or Variable(name=n) for n in variable_names(self)),
             path=self.path,
             abstract=self.abstract,
         )
-
-    def _names(self) -> list[str]:
-        """Return the names of the variables the messages use or the header declares, sorted."""
-        return sorted({*self.request.variables, *(v.name for v in self.variables)})
-
-    def _unknown(self, given: Mapping[str, object]) -> list[str]:
-        """Return the names in *given* that are neither used nor declared, in *given*'s order."""
-        known = set(self._names())
-        return [name for name in given if name not in known]
-
-    def _missing(self, given: Mapping[str, object]) -> list[str]:
-        """Return the used variables with neither a value in *given* nor a default, sorted."""
-        defaults = self.defaults
-        return [name for name in self.request.variables if name not in given and name not in defaults]
 
     def render(
         self, values: Mapping[str, object] | None = None, /, *, allow_extra: bool = False, **kwargs: object
@@ -179,11 +165,11 @@ class RequestTemplate:
         """
         given = {**(values or {}), **kwargs}
         used = set(self.request.variables)
-        known = self._names()
+        known = variable_names(self)
         listed = ", ".join(known) or "none"
         problems = [
             (name, f"is a variable of the request but has no value and no default (variables: {listed})")
-            for name in self._missing(given)
+            for name in missing_names(self, given)
         ]
         if not allow_extra:
             problems += [
@@ -192,7 +178,7 @@ class RequestTemplate:
                     f"is not a variable of the template{did_you_mean(name, known)} (variables: {listed}); "
                     "pass allow_extra=True",
                 )
-                for name in self._unknown(given)
+                for name in unknown_names(self, given)
             ]
         if problems:
             raise ValidationError("", "", errors=problems)
@@ -208,7 +194,7 @@ class RequestTemplate:
         """
         fill = compile_render(self.request)
         used = frozenset(self.request.variables)
-        known = frozenset(self._names())
+        known = frozenset(variable_names(self))
         defaults = {name: value_text(name, value) for name, value in self.defaults.items() if name in used}
         need = len(used)
 
@@ -299,6 +285,23 @@ def _variable_dict(var: Variable) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- library
+
+
+def variable_names(template: RequestTemplate) -> list[str]:
+    """Return the names of the variables *template*'s messages use or its header declares, sorted."""
+    return sorted({*template.request.variables, *(v.name for v in template.variables)})
+
+
+def unknown_names(template: RequestTemplate, given: Mapping[str, object]) -> list[str]:
+    """Return the names in *given* that *template* neither uses nor declares, in *given*'s order."""
+    known = set(variable_names(template))
+    return [name for name in given if name not in known]
+
+
+def missing_names(template: RequestTemplate, given: Mapping[str, object]) -> list[str]:
+    """Return *template*'s used variables with neither a value in *given* nor a default, sorted."""
+    defaults = template.defaults
+    return [name for name in template.request.variables if name not in given and name not in defaults]
 
 
 class TemplateLibrary(Mapping[str, RequestTemplate]):

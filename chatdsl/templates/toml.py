@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from chatdsl._checks import type_name
-from chatdsl._errors import ValidationError, _nest
+from chatdsl._errors import ValidationError, nest
 
 __all__ = ["dumps_toml"]
 
@@ -67,7 +67,7 @@ def _toml_value(value: Any, path: str, *, multiline: bool = False) -> str:
             raise ValidationError(path, f"{value!r} is not a finite number")
         return repr(value)
     if isinstance(value, dict):
-        items = [f"{_toml_key(k)} = {_toml_value(v, _nest(path, k))}" for k, v in value.items()]
+        items = [f"{_toml_key(k)} = {_toml_value(v, nest(path, k))}" for k, v in value.items()]
         return "{ " + ", ".join(items) + " }" if items else "{}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v, f"{path}[{i}]") for i, v in enumerate(value)) + "]"
@@ -86,15 +86,15 @@ def _toml_table(lines: list[str], keys: tuple[str, ...], path: str, table: Mappi
     if header and (plain or not nested or header.startswith("[[")):
         lines += ["", header]
     for key, value in plain:
-        lines.append(f"{_toml_key(key)} = {_toml_value(value, _nest(path, key), multiline=True)}")
+        lines.append(f"{_toml_key(key)} = {_toml_value(value, nest(path, key), multiline=True)}")
     for key, value in nested:
         names = (*keys, key)
         dotted = ".".join(_toml_key(k) for k in names)
         if isinstance(value, dict):
-            _toml_table(lines, names, _nest(path, key), value, f"[{dotted}]")
+            _toml_table(lines, names, nest(path, key), value, f"[{dotted}]")
         else:
             for index, item in enumerate(value):
-                _toml_table(lines, names, f"{_nest(path, key)}[{index}]", item, f"[[{dotted}]]")
+                _toml_table(lines, names, f"{nest(path, key)}[{index}]", item, f"[[{dotted}]]")
 
 
 def dumps_toml(data: Mapping[str, Any]) -> str:

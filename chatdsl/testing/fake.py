@@ -552,6 +552,7 @@ def default_chunks(
 
 def _response_id(request: ChatCompletionRequest, wire: MistralWire) -> str:
     body = {k: v for k, v in request.to_dict().items() if k not in ("stream", "stream_options")}
+    # the standard library, not _json: sorted keys, so equal requests hash equal whatever their key order
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
     return wire.response_id(digest)
 

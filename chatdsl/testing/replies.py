@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from chatdsl import _json
 from chatdsl._errors import ValidationError
 from chatdsl.model.messages import FunctionCall, ToolCall
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, FinishReason, UsageInfo
@@ -83,7 +84,7 @@ CallSpec: TypeAlias = "ToolCall | tuple[str, Mapping[str, Any] | str] | tuple[st
 def _arguments_text(value: Any, where: str) -> str:
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
+            parsed = _json.loads(value)
         except ValueError as exc:
             raise ValidationError(where, f"{value!r} is not JSON text ({exc})") from None
         if not isinstance(parsed, dict):
@@ -91,6 +92,7 @@ def _arguments_text(value: Any, where: str) -> str:
         return value
     if isinstance(value, Mapping):
         try:
+            # the standard library, not _json: orjson would write NaN as null instead of refusing it
             return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ValidationError(where, f"{value!r} is not a JSON object ({exc})") from None
@@ -260,7 +262,7 @@ class Reply:
         if value is None or isinstance(value, (bytes, ChatCompletionResponse)):
             return
         try:
-            json.dumps(value)
+            json.dumps(value)  # the probe of the server's own encoder (json_text: the standard library)
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"body: {type(value).__name__} is not bytes, a ChatCompletionResponse or JSON ({exc})"

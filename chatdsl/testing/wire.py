@@ -20,7 +20,7 @@ import attrs
 from chatdsl._errors import ValidationError
 from chatdsl._types import UnsetType
 from chatdsl.model.messages import AssistantMessage, FunctionCall, ToolCall, ToolMessage
-from chatdsl.model.request import ChatCompletionRequest, _completeness_errors
+from chatdsl.model.request import ChatCompletionRequest, completeness_errors
 from chatdsl.model.response import (
     ChatCompletionResponse,
     CompletionChunk,
@@ -292,31 +292,48 @@ def _openai_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _openai_message(message: dict[str, Any], *, delta: bool) -> None:
-    """Respell an assistant message (or delta) of chatdsl's wire form as OpenAI sends it, in place."""
+def _openai_text(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Respell the text of an assistant message or delta as OpenAI sends it, in place; return its tool calls."""
     message.pop("prefix", None)
     content = message.get("content")
     if isinstance(content, list):  # OpenAI answers with text only
         message["content"] = "".join(part.get("text", "") for part in content if part.get("type") == "text")
-    calls = message.get("tool_calls")
-    if calls:
-        if message.get("content") == "":
-            message["content"] = None  # OpenAI: no content beside tool calls
-        for position, call in enumerate(calls):
-            function = call.get("function") or {}
-            arguments = function.get("arguments", "")
-            if not isinstance(arguments, str):
-                arguments = json_text(arguments)
-            if delta and not function.get("name") and "id" not in call:  # a continuation delta: arguments only
-                calls[position] = {"index": call.get("index", position), "function": {"arguments": arguments}}
-            else:
-                call["function"] = {**function, "arguments": arguments}
-                if not delta:
-                    call.pop("index", None)
-    if not delta:
-        message.setdefault("refusal", None)
-    elif not calls and message.get("content", "") is None:
-        del message["content"]  # a delta without text has no content key (OpenAI's finish chunk: {})
+    calls: list[dict[str, Any]] = message.get("tool_calls") or []
+    if calls and message.get("content") == "":
+        message["content"] = None  # OpenAI: no content beside tool calls
+    return calls
+
+
+def _openai_function(call: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's function with its arguments as JSON text (OpenAI sends no JSON object there)."""
+    function = call.get("function") or {}
+    arguments = function.get("arguments", "")
+    return {**function, "arguments": arguments if isinstance(arguments, str) else json_text(arguments)}
+
+
+def _openai_message(message: dict[str, Any]) -> None:
+    """Respell an assistant message of chatdsl's wire form as OpenAI sends it, in place."""
+    for call in _openai_text(message):
+        call["function"] = _openai_function(call)
+        call.pop("index", None)
+    message.setdefault("refusal", None)
+
+
+def _openai_delta(delta: dict[str, Any]) -> None:
+    """Respell a streamed delta of chatdsl's wire form as OpenAI sends it, in place.
+
+    A delta without text has no content key (OpenAI's finish chunk: ``{}``); a continuation of a
+    tool call (no id, no name) carries its index and arguments only.
+    """
+    calls = _openai_text(delta)
+    for position, call in enumerate(calls):
+        function = _openai_function(call)
+        if not function.get("name") and "id" not in call:
+            calls[position] = {"index": call.get("index", position), "function": {"arguments": function["arguments"]}}
+        else:
+            call["function"] = function
+    if not calls and delta.get("content", "") is None:
+        del delta["content"]
 
 
 def _split(text: str, parts: int) -> list[str]:
@@ -340,7 +357,7 @@ class OpenAIWire(MistralWire):
     @staticmethod
     def check(request: ChatCompletionRequest) -> ChatCompletionRequest:
         """Mistral's completeness rules, but any message may come last (OpenAI answers after any)."""
-        errors = list(_completeness_errors(request, any_last=True))
+        errors = list(completeness_errors(request, any_last=True))
         if errors:
             raise ValidationError("", "", errors=errors)
         return request
@@ -408,7 +425,7 @@ class OpenAIWire(MistralWire):
     def response_body(response: ChatCompletionResponse) -> dict[str, Any]:
         data = response.to_dict()
         for choice in data.get("choices") or ():
-            _openai_message(choice["message"], delta=False)
+            _openai_message(choice["message"])
             choice["logprobs"] = None
             choice.pop("prompt_logprobs", None)  # not in OpenAI's answers
         data["usage"] = _openai_usage(data.get("usage") or {})
@@ -420,7 +437,7 @@ class OpenAIWire(MistralWire):
         data = MistralWire.chunk_body(chunk, first=first)
         for choice in data.get("choices") or ():
             if isinstance(choice.get("delta"), dict):
-                _openai_message(choice["delta"], delta=True)
+                _openai_delta(choice["delta"])
             choice["logprobs"] = None
             choice.pop("prompt_logprobs", None)
         if data.get("usage") is not None:

@@ -634,6 +634,13 @@ def _register_response_unstructure() -> None:
             out.update(obj.extra)
         return out
 
+    def delta(obj: AssistantMessage) -> dict[str, Any]:
+        """A streamed delta: a message whose ``tool_calls`` key is left out when it has none (as sent)."""
+        out = message(obj)
+        if out["tool_calls"] is None:
+            del out["tool_calls"]
+        return out
+
     def usage(obj: UsageInfo | None) -> dict[str, Any] | None:
         if obj is None:
             return None
@@ -653,11 +660,11 @@ def _register_response_unstructure() -> None:
             out.update(obj.extra)
         return out
 
-    def choice(key: str) -> Callable[[Any], dict[str, Any]]:
+    def choice(key: str, write: Callable[[AssistantMessage], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+        """The writer of a choice holding its message under *key*, written by *write*."""
+
         def unstructure(obj: Any) -> dict[str, Any]:
-            written = message(getattr(obj, key))
-            if key == "delta" and written["tool_calls"] is None:  # a delta without calls has no key (as sent)
-                del written["tool_calls"]
+            written = write(getattr(obj, key))
             if obj.refusal is not None:  # a refusal travels in the message, as OpenAI sends it
                 written["refusal"] = obj.refusal
             out = {
@@ -692,10 +699,10 @@ def _register_response_unstructure() -> None:
     for cls, hook in (
         (PromptTokensDetails, lambda obj: {"cached_tokens": obj.cached_tokens, **obj.extra}),
         (UsageInfo, usage),
-        (ChatCompletionChoice, choice("message")),
-        (CompletionResponseStreamChoice, choice("delta")),
-        (ChatCompletionResponse, top(choice("message"))),
-        (CompletionChunk, top(choice("delta"))),
+        (ChatCompletionChoice, choice("message", message)),
+        (CompletionResponseStreamChoice, choice("delta", delta)),
+        (ChatCompletionResponse, top(choice("message", message))),
+        (CompletionChunk, top(choice("delta", delta))),
     ):
         converter.register_unstructure_hook(cls, hook)
 

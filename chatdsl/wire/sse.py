@@ -247,7 +247,7 @@ def _describe(body: Any, limit: int, depth: int) -> str:
 
 def _compact(body: Any, limit: int) -> str:
     try:
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)  # for a message: any value
     except (TypeError, ValueError, RecursionError):
         text = short_repr(body, limit)
     return _shorten(text, limit)

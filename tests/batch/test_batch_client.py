@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import socket
 import threading
 import time
 import tracemalloc
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import given
 
 from chatdsl import (
+    APIConnectionError,
     AuthenticationError,
     BadRequestError,
     BatchJob,
@@ -40,6 +43,7 @@ from chatdsl.client.batch import (
     write_batch_file,
 )
 from chatdsl.testing import LocalServer, Reply
+from tests._servers import raw_server
 from tests.strategies import complete_requests
 
 MODEL = "mistral-small-latest"
@@ -354,6 +358,76 @@ def test_an_upload_is_sent_again_whole_after_a_retryable_status(
     posts = [r for r in batch_server.requests if r.path == "/v1/files"]
     assert len(posts) == 3
     assert len({r.body for r in posts}) == 1
+
+
+def test_log_lines_name_the_method_of_each_call(
+    batch_server: LocalServer, batch_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    batch_server.batch.fail_next(503, "busy")
+    with caplog.at_level(logging.DEBUG, logger="chatdsl"):
+        batch_client.list_batch_jobs()
+        batch_client.delete_file(batch_client.upload_file(b"{}\n"))
+    messages = [record.getMessage() for record in caplog.records]
+    jobs = f"{batch_server.url}/v1/batch/jobs"
+    assert f"GET {jobs} -> 503" in "\n".join(messages)
+    assert any(m.startswith(f"GET {jobs} failed (HTTP 503); retry 1 of") for m in messages)
+    assert any(m.startswith(f"POST {batch_server.url}/v1/files (attempt 1") for m in messages)
+    assert any(m.startswith(f"DELETE {batch_server.url}/v1/files/") for m in messages)
+
+
+def test_a_transport_error_names_the_method_and_path() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with Client("k" * 32, base_url=url, max_retries=0) as client:
+        with pytest.raises(APIConnectionError, match="refused") as info:
+            client.get_file("file-1")
+        assert str(info.value).startswith(f"GET {url}/v1/files/file-1 failed")
+        with pytest.raises(APIConnectionError) as info:
+            client.cancel_batch_job("job-1")
+        assert str(info.value).startswith(f"POST {url}/v1/batch/jobs/job-1/cancel failed")
+
+
+def test_a_download_cut_short_is_an_error_that_names_the_get() -> None:
+    def handle(conn: socket.socket) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n"
+        conn.sendall(head + b"x" * 10)
+
+    with raw_server(handle) as url, Client("k" * 32, base_url=url, max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as info:
+            client.download_file("file-1")
+        sink = io.BytesIO()
+        with pytest.raises(APIConnectionError):
+            client.download_file("file-1", sink)
+    assert str(info.value).startswith(f"GET {url}/v1/files/file-1/content")
+    assert info.value.response_started
+    assert "the request was not sent again" in str(info.value)
+
+
+def test_a_download_whose_destination_fails_raises_the_destinations_error(batch_client: Client) -> None:
+    uploaded = batch_client.upload_file(b"{}\n" * 100)
+
+    class Full(io.RawIOBase):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left") as info:
+        batch_client.download_file(uploaded, Full())
+    assert not isinstance(info.value, APIConnectionError)
+    assert batch_client.download_file(uploaded) == b"{}\n" * 100  # the connection was released
+
+
+def test_a_json_answer_that_is_not_json_is_a_malformed_response() -> None:
+    def handle(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhello")
+
+    with (
+        raw_server(handle) as url,
+        Client("k" * 32, base_url=url, max_retries=0) as client,
+        pytest.raises(MalformedResponseError, match="not JSON") as info,
+    ):
+        client.get_batch_job("job-1")
+    assert info.value.body == "hello"
 
 
 def test_the_key_goes_with_every_call_and_a_wrong_one_is_refused() -> None:

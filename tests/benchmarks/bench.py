@@ -4,6 +4,7 @@ Run from the repository root (not part of the default test run)::
 
     python tests/benchmarks/bench.py            # full run, prints a Markdown table
     python tests/benchmarks/bench.py --quick    # fewer rounds, for a smoke check
+    python tests/benchmarks/bench.py --async-only   # AsyncClient beside Client (needs chatdsl[async])
 
 Every figure is a median over interleaved rounds (floor, chatdsl, mistralai, floor, ...) in one
 process, so the machine's drift affects all columns alike; ratios are to the floor of the same row.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -165,7 +167,11 @@ def _answer_schema() -> dict[str, Any]:
     }
 
 
-def floor_cold_build(question: str) -> str:
+def floor_cold_build(
+    question: str,
+    schemas: Callable[[], dict[str, Any]] = _parameters,
+    answer: Callable[[], dict[str, Any]] = _answer_schema,
+) -> str:
     """The cold floor: every dict built in the call (tools with their schemas, the format), then ``json.dumps``."""
     body = {
         "model": MODEL,
@@ -176,7 +182,7 @@ def floor_cold_build(question: str) -> str:
                 "function": {
                     "name": f"weather_{i}",
                     "description": "Look up the current weather and forecast for a city, with options.",
-                    "parameters": _parameters(),
+                    "parameters": schemas(),
                     "strict": True,
                 },
             }
@@ -184,7 +190,7 @@ def floor_cold_build(question: str) -> str:
         ],
         "response_format": {
             "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": _answer_schema(), "strict": True},
+            "json_schema": {"name": "answer", "schema": answer(), "strict": True},
         },
         "tool_choice": "auto",
         **PARAMS,
@@ -192,12 +198,16 @@ def floor_cold_build(question: str) -> str:
     return json.dumps(body)
 
 
-def chatdsl_cold_build(question: str) -> str:
+def chatdsl_cold_build(
+    question: str,
+    schemas: Callable[[], dict[str, Any]] = _parameters,
+    answer: Callable[[], dict[str, Any]] = _answer_schema,
+) -> str:
     """chatdsl, nothing shared: three tools with their schemas, a response format, 11 builder steps, ``to_json``."""
     tools = [
         Tool.of(
             f"weather_{i}",
-            _parameters(),
+            schemas(),
             description="Look up the current weather and forecast for a city, with options.",
             strict=True,
         )
@@ -207,7 +217,7 @@ def chatdsl_cold_build(question: str) -> str:
         chatdsl.chat(MODEL)
         .system(SYSTEM)
         .with_tools(tools)
-        .with_json_schema(_answer_schema(), name="answer", strict=True)
+        .with_json_schema(answer(), name="answer", strict=True)
         .with_temperature(0.3)
         .with_top_p(0.9)
         .with_max_tokens(512)
@@ -217,6 +227,18 @@ def chatdsl_cold_build(question: str) -> str:
         .user(question)
         .to_json()
     )
+
+
+_CALLS = itertools.count()
+
+
+def _new_parameters() -> dict[str, Any]:
+    """The tools' schema with a description never seen before (chatdsl shares one frozen copy of equal schemas)."""
+    return {**_parameters(), "description": f"call {next(_CALLS)}"}
+
+
+def _new_answer_schema() -> dict[str, Any]:
+    return {**_answer_schema(), "description": f"call {next(_CALLS)}"}
 
 
 def _mistralai_build() -> Callable[[str], Any] | None:
@@ -618,6 +640,184 @@ def streaming_latency(events: int = 50, pause: float = 0.01) -> list[float]:
     return latencies
 
 
+# ------------------------------------------------------------------------------------ the async client
+
+
+def _stream_server(data: bytes) -> tuple[str, Callable[[], None]]:
+    """A loopback server answering every request on a kept-alive connection with *data* as an event stream.
+
+    The whole answer goes out in one ``sendall`` (the kernel hands it over in socket-sized reads), so
+    the server costs next to nothing and what is timed is the client reading and parsing.
+    """
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nmistral-correlation-id: bench\r\n"
+        b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n"
+    )
+
+    def connection(conn: socket.socket) -> None:
+        with conn:
+            buffered = b""
+            while True:
+                while b"\r\n\r\n" not in buffered:
+                    piece = conn.recv(65536)
+                    if not piece:
+                        return
+                    buffered += piece
+                request_head, _, buffered = buffered.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in request_head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                while len(buffered) < length:
+                    buffered += conn.recv(65536)
+                buffered = buffered[length:]
+                conn.sendall(head + data)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=connection, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", listener.close
+
+
+def _count_chunks(chunks: Any) -> int:
+    count = 0
+    for chunk in chunks:
+        if chunk.error is not None:
+            raise chunk.error
+        if chunk.choices:
+            count += 1
+    return count
+
+
+def async_stream_parse(rounds: int) -> dict[str, float]:
+    """Seconds per event for each client reading the same 2,000-event stream over loopback (one connection reused)."""
+    import asyncio
+
+    url, stop = _stream_server(STREAM)
+    request = TEMPLATE.user(QUESTION)
+    sync_client = chatdsl.Client(api_key="bench-key", base_url=url, max_retries=0)
+    runner = asyncio.Runner()
+    async_client = chatdsl.AsyncClient(api_key="bench-key", base_url=url, max_retries=0)
+
+    def sync_stream() -> int:
+        with sync_client.chat_completion_stream(request) as stream:
+            return _count_chunks(stream)
+
+    async def read() -> int:
+        count = 0
+        async with async_client.chat_completion_stream(request) as stream:
+            async for chunk in stream:
+                if chunk.error is not None:
+                    raise chunk.error
+                if chunk.choices:
+                    count += 1
+        return count
+
+    def async_stream() -> int:
+        return runner.run(read())
+
+    try:
+        assert sync_stream() == async_stream() == STREAM_EVENTS
+        times = interleaved({"Client": sync_stream, "AsyncClient": async_stream}, rounds=rounds)
+    finally:
+        sync_client.close()
+        runner.run(async_client.aclose())
+        runner.close()
+        stop()
+    return {name: seconds / STREAM_EVENTS for name, seconds in times.items()}
+
+
+_LOCAL_SERVER_SCRIPT = (
+    "import sys, time\n"
+    "from chatdsl.testing import LocalServer\n"
+    "server = LocalServer(max_connections=256, max_recorded=0).start()\n"
+    "print(server.url, flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def requests_per_second(total: int = 2000, in_flight: int = 64) -> dict[str, float]:
+    """Plain calls per second to a LocalServer (in its own process) with *in_flight* calls at once:
+    the sync Client from that many threads, the AsyncClient from that many tasks on one event loop."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", _LOCAL_SERVER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    assert server.stdin is not None
+    url = server.stdout.readline().strip()
+    request = chatdsl.chat("m").user("How fast?")
+    limits = chatdsl.Limits(pool_maxsize=in_flight)
+    results: dict[str, float] = {}
+    try:
+        with chatdsl.Client(api_key="bench-key", base_url=url, limits=limits, max_retries=0) as client:
+            with ThreadPoolExecutor(in_flight) as pool:
+                list(pool.map(lambda _: client.chat_completion(request), range(in_flight)))  # connect
+                start = time.perf_counter()
+                answers = list(pool.map(lambda _: client.chat_completion(request), range(total)))
+                results["Client"] = total / (time.perf_counter() - start)
+            assert all(answer.text() == "echo: How fast?" for answer in answers)
+
+        async def run() -> float:
+            async with chatdsl.AsyncClient(api_key="bench-key", base_url=url, limits=limits, max_retries=0) as client:
+                await asyncio.gather(*(client.chat_completion(request) for _ in range(in_flight)))  # connect
+                left = iter(range(total))
+                answers: list[chatdsl.ChatCompletionResponse] = []
+
+                async def worker() -> None:
+                    for _ in left:
+                        answers.append(await client.chat_completion(request))
+
+                start = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(in_flight)))
+                elapsed = time.perf_counter() - start
+            assert len(answers) == total
+            assert all(answer.text() == "echo: How fast?" for answer in answers)
+            return total / elapsed
+
+        results["AsyncClient"] = asyncio.run(run())
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+    return results
+
+
+def async_report(rounds: int, import_runs: int) -> None:
+    """Print the async client's figures beside the sync client's."""
+    parse = async_stream_parse(max(5, rounds // 3))
+    rates = requests_per_second()
+    imports = import_times(import_runs)
+    with_async = import_times(import_runs, "import chatdsl; chatdsl.AsyncClient")
+    print()
+    print("| async client | AsyncClient / Client | Client | AsyncClient |")
+    print("|---|---|---|---|")
+    print(
+        f"| parse a {STREAM_EVENTS:,}-event SSE stream over loopback (per event) | "
+        f"{parse['AsyncClient'] / parse['Client']:.2f}× | {_fmt_time(parse['Client'])} | "
+        f"{_fmt_time(parse['AsyncClient'])} |"
+    )
+    print(
+        f"| plain calls per second, 64 in flight, LocalServer | {rates['AsyncClient'] / rates['Client']:.2f}× | "
+        f"{rates['Client']:.0f}/s | {rates['AsyncClient']:.0f}/s |"
+    )
+    print(
+        f"| `import chatdsl` (aiohttp not imported) / then `chatdsl.AsyncClient` | – | "
+        f"{_fmt_time(imports['chatdsl'])} | {_fmt_time(with_async['chatdsl'])} |"
+    )
+
+
 # ------------------------------------------------------------------------------------ runs
 
 BATCH_USER = "Ticket $id from $customer (plan $plan): $text"
@@ -832,6 +1032,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run every benchmark and print a Markdown table, ratios first."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke check, noisier)")
+    parser.add_argument("--async-only", action="store_true", help="only the async client's figures")
     parser.add_argument("--runs", action="store_true", help="only the runs benchmarks (issue 16)")
     parser.add_argument("--no-runs", action="store_true", help="leave out the runs benchmarks (they take minutes)")
     args = parser.parse_args(argv)
@@ -843,6 +1044,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     rounds = 7 if args.quick else 31
     import_runs = 5 if args.quick else 21
+    if args.async_only:
+        async_report(rounds, import_runs)
+        return
 
     # Same logical request everywhere.
     assert json.loads(floor_build(QUESTION)) == json.loads(chatdsl_build(QUESTION))
@@ -856,6 +1060,11 @@ def main(argv: list[str] | None = None) -> None:
     assert json.loads(floor_cold_build(QUESTION)) == json.loads(chatdsl_cold_build(QUESTION))
     cold = {"floor": lambda: floor_cold_build(QUESTION), "chatdsl": lambda: chatdsl_cold_build(QUESTION)}
     rows.append(("cold build (tools, schemas, format, 11 steps) + serialize", interleaved(cold, rounds=rounds), "time"))
+    fresh = {
+        "floor": lambda: floor_cold_build(QUESTION, _new_parameters, _new_answer_schema),
+        "chatdsl": lambda: chatdsl_cold_build(QUESTION, _new_parameters, _new_answer_schema),
+    }
+    rows.append(("cold build, every schema new (nothing shared)", interleaved(fresh, rounds=rounds), "time"))
 
     parse = {
         "floor": lambda: json.loads(RESPONSE_TEXT),
@@ -918,6 +1127,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Streaming: server write → caller, over loopback, {len(latencies)} events: median "
         f"{statistics.median(latencies) * 1e3:.2f} ms, max {max(latencies) * 1e3:.2f} ms"
     )
+    if _has("aiohttp"):
+        async_report(rounds, import_runs)
     if not args.no_runs:
         print()
         print("| runs (issue 16) | ratio | floor / small | chatdsl / large |")

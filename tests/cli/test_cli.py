@@ -19,7 +19,7 @@ import pytest
 import chatdsl
 from chatdsl import RequestTemplate
 from chatdsl._cli import main
-from chatdsl.testing import Reply
+from chatdsl.testing import LocalServer, Reply
 from tests._secrets import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +120,25 @@ def test_send_prints_the_answer_then_usage_and_latency(server):
     assert result.stderr.startswith("usage: ")
     assert " tokens; latency " in result.stderr
     assert result.stderr.endswith(" s\n")
+
+
+def test_send_without_base_url_sends_where_mistral_base_url_says(monkeypatch, capsys, server):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    monkeypatch.setenv("MISTRAL_BASE_URL", server.url)
+    assert main(["send", SUPPORT, "--var", "question=Where is A-1?"]) == 0
+    assert server.last_request is not None
+    assert "Where is A-1?" in capsys.readouterr().out
+
+
+def test_send_with_openai_base_url_needs_no_openai_key(monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with LocalServer(dialect="openai") as local:
+        monkeypatch.setenv("OPENAI_BASE_URL", local.url)
+        assert main(["send", SUPPORT, "--var", "question=q", "--dialect", "openai"]) == 0
+        assert local.last_request is not None
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    assert main(["send", SUPPORT, "--var", "question=q", "--dialect", "openai"]) == 1
+    assert "OPENAI_API_KEY is not set" in capsys.readouterr().err
 
 
 def test_send_stream_prints_the_text_as_it_arrives(server):

@@ -65,6 +65,59 @@ def test_mistral_api_key_is_read_for_any_host(server: LocalServer, monkeypatch: 
     assert server.last_request.authorization == f"Bearer {KEY}"
 
 
+def test_the_base_url_comes_from_the_environment_when_none_is_given(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MISTRAL_BASE_URL", server.url + "/")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://openai.example.com")  # another dialect's: not read
+    with Client(KEY) as client:
+        assert client.base_url == server.url
+        assert client.chat_completion(REQUEST).text() == ANSWER
+    assert Client(KEY, base_url="https://proxy.example").base_url == "https://proxy.example"  # the argument wins
+    monkeypatch.setenv("MISTRAL_BASE_URL", "  ")  # blank: not set
+    assert Client(KEY).base_url == "https://api.mistral.ai"
+
+
+def test_the_openai_dialect_reads_openai_base_url_and_keeps_its_key_at_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("MISTRAL_BASE_URL", "https://mistral-proxy.example")  # the Mistral dialect's: not read
+    with LocalServer(dialect="openai") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        with Client(dialect="openai") as local:
+            assert local.base_url == server.url
+            assert "api_key=None" in repr(local)  # OpenAI's key never goes to another host
+            local.chat_completion(REQUEST)
+        assert server.last_request is not None
+        assert server.last_request.authorization is None
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com")
+    assert "api_key='***'" in repr(Client(dialect="openai"))
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("http://api.example.com", "is plain http to a remote host"),
+        ("https://api.example.com/v1", "ends with /v1"),
+        ("api.example.com", "is not an http:// or https:// URL with a host"),
+        ("https://alice:s3cret-pw@proxy.example", "holds user:password@ credentials"),
+    ],
+)
+def test_a_base_url_from_the_environment_gets_the_same_checks_and_names_the_variable(
+    value: str, rule: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MISTRAL_BASE_URL", value)
+    with pytest.raises(ValidationError) as caught:
+        Client(KEY)
+    message = str(caught.value)
+    assert message.startswith("base_url: ")
+    assert rule in message
+    assert message.endswith("(read from the MISTRAL_BASE_URL environment variable)")
+    assert "s3cret-pw" not in message
+    with pytest.raises(ValidationError) as explicit:
+        Client(KEY, base_url=value)
+    assert "environment variable" not in str(explicit.value)
+
+
 @pytest.mark.parametrize(
     "url",
     ["https://alice:s3cret-pw@proxy.example/mistral", "http://alice:s3cret-pw@127.0.0.1:8080", "https://tok@x.example"],

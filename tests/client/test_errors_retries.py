@@ -1,4 +1,6 @@
-"""Error mapping, retries, backoff, Retry-After and timeouts, against a real loopback server."""
+"""Error mapping, retries, backoff, Retry-After and timeouts, against a real loopback server.
+
+Every test with a client runs for both clients (``make_client``, and the ``client`` fixture here)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-import requests
 
 import chatdsl
 from chatdsl import (
@@ -18,7 +19,6 @@ from chatdsl import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
-    Client,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -29,13 +29,20 @@ from chatdsl import (
     UnprocessableEntityError,
     ValidationError,
 )
-from chatdsl.client.retry import attempt_timeouts, retry_delay, retryable_status
+from chatdsl.client.retry import Attempts, attempt_timeouts, retry_delay, retryable_status
 from chatdsl.client.status import _retry_after, api_error
 from chatdsl.testing import Reply
 from tests._secrets import TEST_KEY
 
 KEY = TEST_KEY  # the secret guard (tests/_secrets.py) fails a test that leaks it
 REQUEST = chatdsl.chat("mistral-small-latest").user("Hello there")
+
+
+@pytest.fixture
+def client(make_client, server, sleeps):
+    """Either client (``make_client``) of the server, its retry waits recorded in ``sleeps``: tests run for both."""
+    with make_client(KEY, base_url=server.url, _sleep=sleeps.append) as running:
+        yield running
 
 
 def _closed_port() -> int:
@@ -87,8 +94,8 @@ def server_request_id(error: APIError) -> str:
     return error.headers["mistral-correlation-id"]
 
 
-def test_a_wrong_key_is_an_authentication_error_from_the_server(server):
-    with Client("sk-wrong", base_url=server.url) as client, pytest.raises(AuthenticationError) as info:
+def test_a_wrong_key_is_an_authentication_error_from_the_server(make_client, server):
+    with make_client("sk-wrong", base_url=server.url) as client, pytest.raises(AuthenticationError) as info:
         client.chat_completion(REQUEST)
     assert info.value.message == "Unauthorized"
     assert server.refused == 1, "401 is never retried"
@@ -211,8 +218,8 @@ def test_exhausted_retries_raise_the_last_error(client, server, sleeps):
     assert len(sleeps) == 2
 
 
-def test_max_retries_per_client_and_per_call(server, sleeps):
-    with Client(KEY, base_url=server.url, max_retries=5, _sleep=sleeps.append) as client:
+def test_max_retries_per_client_and_per_call(make_client, server, sleeps):
+    with make_client(KEY, base_url=server.url, max_retries=5, _sleep=sleeps.append) as client:
         server.enqueue(*[Reply.error(503)] * 5)
         assert client.chat_completion(REQUEST).retries_taken == 5
         assert [round(s / d, 2) <= 1 for s, d in zip(sleeps, [0.5, 1, 2, 4, 8], strict=True)] == [True] * 5
@@ -244,18 +251,18 @@ def test_retry_after_longer_than_the_cap_is_not_waited_for(client, server, sleep
     assert len(server.requests) == 1
 
 
-def test_the_cap_is_configurable(server, sleeps):
+def test_the_cap_is_configurable(make_client, server, sleeps):
     policy = RetryPolicy(max_retry_after=100_000)
-    with Client(KEY, base_url=server.url, retry=policy, _sleep=sleeps.append) as client:
+    with make_client(KEY, base_url=server.url, retry=policy, _sleep=sleeps.append) as client:
         server.enqueue(Reply.error(429, retry_after=86400))
         client.chat_completion(REQUEST)
     assert sleeps == [86400.0]
 
 
 @pytest.mark.slow
-def test_retry_after_1_really_waits_about_a_second(server):
+def test_retry_after_1_really_waits_about_a_second(make_client, server):
     server.enqueue(Reply.error(429, "wait a second", retry_after=1))
-    with Client(KEY, base_url=server.url) as client:
+    with make_client(KEY, base_url=server.url) as client:
         start = time.perf_counter()
         response = client.chat_completion(REQUEST)
         elapsed = time.perf_counter() - start
@@ -351,23 +358,34 @@ def test_a_bad_policy_is_refused(field, value):
 # ------------------------------------------------------------------------------ transport failures
 
 
-def test_a_refused_connection_is_an_api_connection_error_after_the_retries(sleeps):
+def test_a_refused_connection_is_an_api_connection_error_after_the_retries(make_client, sleeps):
     url = f"http://127.0.0.1:{_closed_port()}"
-    with Client(KEY, base_url=url, _sleep=sleeps.append) as client, pytest.raises(APIConnectionError) as info:
+    with make_client(KEY, base_url=url, _sleep=sleeps.append) as client, pytest.raises(APIConnectionError) as info:
         client.chat_completion(REQUEST)
     error = info.value
     assert not isinstance(error, APITimeoutError)
-    assert isinstance(error.__cause__, requests.ConnectionError)
+    assert isinstance(error.__cause__, make_client.transport_error)
     assert "Connection refused" in str(error)
     assert f"POST {url}/v1/chat/completions" in str(error)
     assert KEY not in str(error)
     assert len(sleeps) == 2
 
 
-def test_a_refused_stream_raises_at_once(sleeps):
+def test_the_retry_loop_names_the_method_it_was_given(caplog):
+    attempts = Attempts(RetryPolicy(), Timeout(total=0.05), "http://h/v1/files", stream=False, client="C", method="GET")
+    with caplog.at_level(logging.DEBUG, logger="chatdsl"):
+        attempts.begin(closed=False)
+        time.sleep(0.06)
+        with pytest.raises(APITimeoutError, match=r"^GET http://h/v1/files: the total deadline"):
+            attempts.begin(closed=False)
+    assert caplog.records[0].getMessage() == "GET http://h/v1/files (attempt 1, stream=False)"
+    assert attempts.late_headers().args[0].startswith("GET http://h/v1/files: ")
+
+
+def test_a_refused_stream_raises_at_once(make_client, sleeps):
     url = f"http://127.0.0.1:{_closed_port()}"
     with (
-        Client(KEY, base_url=url, max_retries=1, _sleep=sleeps.append) as client,
+        make_client(KEY, base_url=url, max_retries=1, _sleep=sleeps.append) as client,
         pytest.raises(APIConnectionError, match="refused"),
     ):
         client.chat_completion_stream(REQUEST)
@@ -382,11 +400,11 @@ def test_a_dropped_connection_is_retried(client, server, reset):
     assert len(server.requests) == 2
 
 
-def test_a_dropped_connection_becomes_an_api_connection_error(client, server):
+def test_a_dropped_connection_becomes_an_api_connection_error(client, server, make_client):
     server.enqueue(*[Reply.drop()] * 3)
     with pytest.raises(APIConnectionError) as info:
         client.chat_completion(REQUEST)
-    assert isinstance(info.value.__cause__, requests.ConnectionError)
+    assert isinstance(info.value.__cause__, make_client.transport_error)
 
 
 def test_a_body_cut_mid_json_is_an_api_connection_error_not_retried(client, server):
@@ -399,9 +417,9 @@ def test_a_body_cut_mid_json_is_an_api_connection_error_not_retried(client, serv
     assert len(server.requests) == 1
 
 
-def test_a_read_timeout_before_the_headers(server, sleeps):
+def test_a_read_timeout_before_the_headers(make_client, server, sleeps):
     server.enqueue(Reply.delayed(1.0, Reply.json(status=200)))
-    with Client(KEY, base_url=server.url, timeout=Timeout(read=0.2), max_retries=0) as client:
+    with make_client(KEY, base_url=server.url, timeout=Timeout(read=0.2), max_retries=0) as client:
         start = time.perf_counter()
         with pytest.raises(APITimeoutError, match=r"no data for 0\.2 s") as info:
             client.chat_completion(REQUEST)
@@ -417,20 +435,20 @@ def test_a_per_call_timeout(client, server):
         client.chat_completion(REQUEST, timeout=Timeout(read=0.2), max_retries=0)
 
 
-def test_the_total_deadline_covers_retries_and_backoff(server, sleeps):
+def test_the_total_deadline_covers_retries_and_backoff(make_client, server, sleeps):
     server.enqueue(Reply.error(503, retry_after=5), Reply.default())
     with (
-        Client(KEY, base_url=server.url, timeout=Timeout(total=2), _sleep=sleeps.append) as client,
+        make_client(KEY, base_url=server.url, timeout=Timeout(total=2), _sleep=sleeps.append) as client,
         pytest.raises(InternalServerError),
     ):
         client.chat_completion(REQUEST)  # waiting 5 s would pass the deadline: no retry
     assert sleeps == []
 
 
-def test_the_total_deadline_ends_a_stream_with_an_error_chunk(server):
+def test_the_total_deadline_ends_a_stream_with_an_error_chunk(make_client, server):
     chunks = server.default_chunks(REQUEST.with_streaming())
     server.enqueue(Reply.stream(chunks, delay=0.3))
-    with Client(KEY, base_url=server.url, timeout=Timeout(total=0.5), max_retries=0) as client:
+    with make_client(KEY, base_url=server.url, timeout=Timeout(total=0.5), max_retries=0) as client:
         start = time.perf_counter()
         with client.chat_completion_stream(REQUEST) as stream:
             received = list(stream)
@@ -445,20 +463,20 @@ def test_the_total_deadline_ends_a_stream_with_an_error_chunk(server):
 # ------------------------------------------------------------------------------ logging
 
 
-def test_retries_are_logged_at_info(server, caplog):
+def test_retries_are_logged_at_info(make_client, server, caplog):
     caplog.set_level(logging.INFO, logger="chatdsl")
     server.enqueue(Reply.error(502))
-    with Client(KEY, base_url=server.url, _sleep=lambda _: None) as client:
+    with make_client(KEY, base_url=server.url, _sleep=lambda _: None) as client:
         client.chat_completion(REQUEST)
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and r.name == "chatdsl"]
     assert len(infos) == 1
     assert f"POST {server.url}/v1/chat/completions failed (HTTP 502); retry 1 of 2 in " in infos[0]
 
 
-def test_no_exception_text_or_log_line_contains_the_key(server, caplog):
+def test_no_exception_text_or_log_line_contains_the_key(make_client, server, caplog):
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
-    with Client(KEY, base_url=server.url, timeout=Timeout(read=0.2), _sleep=lambda _: None) as client:
+    with make_client(KEY, base_url=server.url, timeout=Timeout(read=0.2), _sleep=lambda _: None) as client:
         server.enqueue(
             Reply.error(400, f"bad request from {KEY[:4]}"),
             Reply.drop(),

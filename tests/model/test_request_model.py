@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import enum
 import json
 import pickle
+import uuid
 from typing import Any
 
 import attrs
@@ -401,6 +403,93 @@ def test_frozen_values_are_shared_not_copied() -> None:
     assert isinstance(pickle.loads(pickle.dumps(frozen)), FrozenDict)
     assert repr(FrozenList([1])) == "FrozenList([1])"
     assert repr(FrozenDict(a=1)) == "FrozenDict({'a': 1})"
+
+
+def test_a_builder_step_returns_a_frozen_request_not_the_copiers_draft() -> None:
+    derived = chatdsl.chat("m").with_temperature(0.5)
+    assert type(derived) is ChatCompletionRequest
+    assert not hasattr(derived, "__dict__")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        derived.temperature = 1  # type: ignore[misc]
+    assert derived.temperature == 0.5
+    assert derived.model == "m"
+
+
+def test_chat_with_a_model_is_the_constructors_request_and_checks_the_model() -> None:
+    from chatdsl.model.templating import is_unrendered
+
+    assert chatdsl.chat("m") == ChatCompletionRequest(model="m")
+    assert type(chatdsl.chat("m")) is ChatCompletionRequest
+    assert not is_unrendered(chatdsl.chat("m"))
+    with pytest.raises(ValidationError, match=r"^model: '' is empty"):
+        chatdsl.chat("")
+    with pytest.raises(ValidationError, match=r"^model: 3 is an int, not a string"):
+        chatdsl.chat(3)  # type: ignore[arg-type]
+
+
+def test_equal_schemas_share_one_frozen_copy_and_the_callers_dicts_are_not_kept() -> None:
+    def schema() -> dict[str, Any]:
+        return {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}}}
+
+    mine = schema()
+    first = Tool.of("a", mine)
+    second = Tool.of("b", schema())
+    assert second.function.parameters is first.function.parameters  # frozen once, then shared
+    assert isinstance(first.function.parameters["properties"]["city"]["enum"], FrozenList)
+    mine["properties"]["city"]["enum"].append("Oslo")
+    mine["title"] = "changed"
+    assert first.function.parameters == schema()
+    assert Tool.of("c", mine).function.parameters == mine  # a changed dict is frozen anew
+    assert first.function.parameters == schema()
+    fed_back = first.function.parameters
+    assert JsonSchema(name="n", schema=fed_back).schema is fed_back
+
+
+def test_the_shared_schemas_stay_bounded() -> None:
+    from chatdsl import _checks
+
+    for number in range(_checks._SCHEMAS_MAX + 50):
+        Tool.of("f", {"type": "object", "description": f"schema {number}"})
+    assert 0 < len(_checks._SCHEMAS) <= _checks._SCHEMAS_MAX
+    big = {"description": "x" * (_checks._SCHEMA_KEY_MAX + 1)}
+    assert Tool.of("f", big).function.parameters is not Tool.of("f", big).function.parameters  # too big to keep
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    ("shared", "lookalike", "error"),
+    [
+        ({"x": None}, {"x": float("nan")}, "not a finite number"),
+        ({"x": "red"}, {"x": _Colour.RED}, "not a JSON value"),
+        ({"x": "00000000-0000-0000-0000-000000000000"}, {"x": uuid.UUID(int=0)}, "not a JSON value"),
+    ],
+)
+def test_a_value_whose_json_looks_like_a_shared_schema_is_still_checked(
+    shared: dict[str, Any], lookalike: dict[str, Any], error: str
+) -> None:
+    Tool.of("a", shared)
+    with pytest.raises(ValidationError, match=error):
+        Tool.of("b", lookalike)
+
+
+def test_a_tuple_lookalike_is_frozen_to_an_equal_list() -> None:
+    Tool.of("a", {"required": ["a", "b"]})
+    parameters = Tool.of("b", {"required": ("a", "b")}).function.parameters
+    assert isinstance(parameters["required"], FrozenList)
+    assert parameters == {"required": ["a", "b"]}
+
+
+@given(s.json_objects)
+def test_a_schema_built_twice_is_the_same_frozen_value(value: dict[str, Any]) -> None:
+    first = Tool.of("a", copy.deepcopy(value)).function.parameters
+    second = Tool.of("b", copy.deepcopy(value)).function.parameters
+    assert first == second == value
+    assert isinstance(second, FrozenDict)
+    with pytest.raises(TypeError, match="immutable"):
+        second["new"] = 1
 
 
 # ------------------------------------------------------------------------- tools, choices, formats

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from chatdsl import AssistantMessage, ChatCompletionChoice, ChatCompletionResponse, OutputError
+from chatdsl import AssistantMessage, ChatCompletionChoice, ChatCompletionResponse, CompletionChunk, OutputError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,18 +34,19 @@ def test_message_without_a_choice_is_an_output_error_naming_the_response() -> No
     assert response.assistant_message() is None  # the optional spelling stays
 
 
-def test_mypy_types_message_and_output_without_any(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mypy_types_message_output_and_chunks_without_optional(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     api = pytest.importorskip("mypy.api")
     monkeypatch.setenv("MYPYPATH", str(ROOT))  # this checkout's chatdsl, wherever pytest runs from
     snippet = tmp_path / "snippet.py"
     snippet.write_text(
         textwrap.dedent(
             """
+            from datetime import timedelta
             from typing import Any, assert_type
 
             import attrs
 
-            from chatdsl import AssistantMessage, ChatCompletionResponse, Client, ToolCall, chat
+            from chatdsl import AssistantMessage, ChatCompletionResponse, Client, StreamError, ToolCall, chat
 
 
             @attrs.frozen
@@ -61,6 +63,18 @@ def test_mypy_types_message_and_output_without_any(tmp_path: Path, monkeypatch: 
                 assert_type(response.message.output(), dict[str, Any])
                 assert_type(call.parse_arguments(int), int)
                 assert_type(call.parse_arguments(City), City)
+
+
+            def stream(client: Client) -> float:
+                total = 0.0
+                with client.chat_completion_stream(chat("m").user("Hi")) as chunks:
+                    for chunk in chunks:
+                        assert_type(chunk.error, StreamError | None)
+                        if chunk.error is not None:
+                            raise chunk.error
+                        assert_type(chunk.total_latency, timedelta)
+                        total += chunk.chunk_latency.total_seconds()  # no assert, no Optional
+                return total
             """
         )
     )
@@ -72,3 +86,14 @@ def test_mypy_types_message_and_output_without_any(tmp_path: Path, monkeypatch: 
     finally:
         sys.setrecursionlimit(limit)  # mypy raises it for the whole process; later tests rely on the default
     assert status == 0, out + err
+
+
+def test_a_chunk_no_stream_timed_says_so_when_its_latency_is_read() -> None:
+    chunk = CompletionChunk.from_dict({"id": "chunk-3", "choices": []})
+    for name in ("chunk_latency", "total_latency"):
+        with pytest.raises(AttributeError, match=rf"'chunk-3' has no {name}: only the chunks a client's stream"):
+            getattr(chunk, name)
+        assert getattr(chunk, name, None) is None
+    timed = CompletionChunk(id="c", chunk_latency=timedelta(milliseconds=3), total_latency=timedelta(seconds=1))
+    assert (timed.chunk_latency, timed.total_latency) == (timedelta(milliseconds=3), timedelta(seconds=1))
+    assert timed == chunk.__class__(id="c")  # the timing is a fact of the exchange, not compared

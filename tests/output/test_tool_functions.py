@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 
 import chatdsl
 from chatdsl import FunctionCall, FunctionTool, OutputError, Tool, ToolCall, ValidationError
+from chatdsl.client.loop import run_tools
 from chatdsl.output.schema import parse_docstring
 
 
@@ -363,10 +364,16 @@ def test_deeply_nested_tool_arguments_are_an_output_error() -> None:
         call.arguments()
 
 
-def test_async_functions_are_refused_as_tools() -> None:
+def test_an_async_function_is_described_as_a_tool_the_sync_loop_refuses_it() -> None:
     async def fetch(url: str) -> str:
         """Fetch a page."""
         return url
 
-    with pytest.raises(ValidationError, match="async function"):
-        chatdsl.tool(fetch)
+    described = chatdsl.tool(fetch)  # AsyncClient.run_tools awaits it
+    assert described.tool.function.name == "fetch"
+    assert described.tool.function.description == "Fetch a page."
+    request = chatdsl.chat("m").user("hi")
+    with pytest.raises(ValidationError, match=r"is an async function; Client\.run_tools calls tools synchronously"):
+        run_tools(lambda _: pytest.fail("nothing is sent"), request, [fetch])
+    with pytest.raises(ValidationError, match="AsyncClient"):
+        run_tools(lambda _: pytest.fail("nothing is sent"), request, {"fetch": described})

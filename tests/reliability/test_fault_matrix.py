@@ -4,10 +4,11 @@ Each row of :data:`MATRIX` is one fault scripted on a :class:`~chatdsl.testing.L
 documented outcome for a plain call and for a streamed call (``None``: the fault does not exist for
 that kind of call). Every case checks the outcome (success, a typed error, or an error chunk), the
 number of attempts (counted by the server, and by the client's own "attempt N" log lines), the time
-taken against the timeouts, and that no connection is left open once the client is closed.
+taken against the timeouts, and that no connection is left open once the client is closed. Every
+case runs for both clients (``make_client``: :class:`~chatdsl.Client` and :class:`~chatdsl.AsyncClient`).
 
 The settings are small so the whole matrix runs in a few seconds: ``read=0.3`` s, ``connect=0.5`` s,
-two retries waiting 0.02 s then 0.04 s (no jitter). :func:`markdown` renders the matrix for the README.
+two retries waiting 0.02 s then 0.04 s (no jitter). :func:`markdown` renders the matrix for docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from chatdsl import (
     APIConnectionError,
     APITimeoutError,
     ChatCompletionResponse,
-    Client,
     CompletionChunk,
     InternalServerError,
     MalformedResponseError,
@@ -35,6 +35,7 @@ from chatdsl import (
     Timeout,
 )
 from chatdsl.testing import LocalServer, Reply
+from tests._clients import ClientDriver
 from tests._secrets import TEST_KEY, SecretGuard
 
 KEY = TEST_KEY
@@ -66,7 +67,7 @@ class Outcome:
     """More checks on the error, response or chunks."""
 
     def describe(self) -> str:
-        """The outcome as a README table cell."""
+        """The outcome as a cell of the docs' fault-matrix table."""
         tries = f"{self.attempts} attempt" + ("s" if self.attempts > 1 else "")
         if self.result == "response":
             return f"response ({tries})"
@@ -305,7 +306,9 @@ def _attempts_logged(guard: SecretGuard) -> int:
 
 
 @pytest.mark.parametrize(("fault", "kind"), CASES)
-def test_fault_matrix(fault: Fault, kind: str, server: LocalServer, secret_guard: SecretGuard) -> None:
+def test_fault_matrix(
+    fault: Fault, kind: str, server: LocalServer, secret_guard: SecretGuard, make_client: ClientDriver
+) -> None:
     outcome = getattr(fault, kind)
     assert outcome is not None
     if fault.script is None:
@@ -318,7 +321,7 @@ def test_fault_matrix(fault: Fault, kind: str, server: LocalServer, secret_guard
         if rest is not None:
             server.handler = lambda _: rest
 
-    client = Client(KEY, base_url=url, timeout=TIMEOUT, retry=POLICY)
+    client = make_client(KEY, base_url=url, timeout=TIMEOUT, retry=POLICY)
     raised: BaseException | None = None
     result: Any = None
     stream = None
@@ -389,7 +392,7 @@ def test_the_matrix_covers_every_fault_of_the_issue() -> None:
 
 
 def markdown() -> str:
-    """Return the fault matrix as a Markdown table (for the README's "Reliability" section)."""
+    """Return the fault matrix as a Markdown table (for docs/reliability.md, "The fault matrix")."""
     lines = [
         "| fault | plain call | streamed call |",
         "| --- | --- | --- |",
@@ -403,5 +406,5 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # print the table: python -m tests.test_fault_matrix
+if __name__ == "__main__":  # print the table: python -m tests.reliability.test_fault_matrix
     print(markdown())

@@ -18,7 +18,6 @@ import pytest
 import chatdsl
 from chatdsl import (
     ChatCompletionRequest,
-    Client,
     RequestTemplate,
     TemplateError,
     TemplateLibrary,
@@ -27,6 +26,7 @@ from chatdsl import (
 )
 from chatdsl.templates.library import DEFAULT_MAX_SIZE
 from chatdsl.testing import LocalServer, Reply
+from tests._clients import ClientDriver
 from tests._secrets import TEST_KEY, SecretGuard, exception_texts, frame_locals, leaked
 
 KEY = TEST_KEY
@@ -153,8 +153,10 @@ def server() -> Iterator[LocalServer]:
         yield srv
 
 
-def test_no_fault_shows_the_key_anywhere(server: LocalServer, secret_guard: SecretGuard) -> None:
-    """Every kind of failure, plain and streamed; the guard checks all logs and errors when the test ends."""
+def test_no_fault_shows_the_key_anywhere(
+    server: LocalServer, secret_guard: SecretGuard, make_client: ClientDriver
+) -> None:
+    """Every kind of failure, plain and streamed, for both clients; the guard checks all logs and errors at the end."""
     plain_faults = [
         Reply.error(400, "Invalid model"),
         Reply.error(401, "Unauthorized"),
@@ -177,7 +179,7 @@ def test_no_fault_shows_the_key_anywhere(server: LocalServer, secret_guard: Secr
         Reply.stream(done=False),
         Reply.json(),
     ]
-    with Client(KEY, base_url=server.url, timeout=Timeout(connect=1, read=0.2), max_retries=0) as client:
+    with make_client(KEY, base_url=server.url, timeout=Timeout(connect=1, read=0.2), max_retries=0) as client:
         for fault in plain_faults:
             server.enqueue(fault)
             with pytest.raises(chatdsl.ChatDSLError):
@@ -195,22 +197,23 @@ def test_no_fault_shows_the_key_anywhere(server: LocalServer, secret_guard: Secr
         assert KEY not in repr(server.last_request)
         assert KEY not in repr(client.chat_completion(REQUEST))
     with pytest.raises(ValidationError) as refused:  # credentials in the URL are refused, and not echoed
-        Client(KEY, base_url="http://user:secret-pw@127.0.0.1:1", max_retries=0)
+        make_client(KEY, base_url="http://user:secret-pw@127.0.0.1:1", max_retries=0)
     assert "secret-pw" not in str(refused.value)
     with (
-        Client(KEY, base_url="http://127.0.0.1:1", max_retries=0) as closed_port,
+        make_client(KEY, base_url="http://127.0.0.1:1", max_retries=0) as closed_port,
         pytest.raises(chatdsl.APIConnectionError),
     ):
         closed_port.chat_completion(REQUEST)
     assert len(secret_guard.exceptions) >= len(plain_faults) + len(stream_faults) - 1
     names = {where.split()[2] for where, _ in secret_guard.records}
-    assert {"chatdsl", "urllib3.connectionpool", "chatdsl.testing"} <= names
+    transport = {"urllib3.connectionpool"} if make_client.kind == "sync" else set()
+    assert {"chatdsl", "chatdsl.testing"} | transport <= names
 
 
-def test_a_bad_key_is_never_echoed(server: LocalServer) -> None:
+def test_a_bad_key_is_never_echoed(server: LocalServer, make_client: ClientDriver) -> None:
     for bad in (KEY + " ", KEY + "\n", "é" + KEY):
         with pytest.raises(ValidationError) as info:
-            Client(bad, base_url=server.url)
+            make_client(bad, base_url=server.url)
         assert not leaked(str(info.value))
 
 

@@ -14,6 +14,7 @@ from chatdsl import (
     ChatDSLError,
     Client,
     InternalServerError,
+    Limits,
     RateLimitError,
     RetryPolicy,
     RunResult,
@@ -230,3 +231,15 @@ def test_429_without_retry_after_uses_the_backoff(client: Client, local: LocalSe
     assert result.ok
     assert result.attempts == 2
     assert isinstance(RateLimitError, type)
+
+
+def test_a_concurrency_above_the_connection_pool_is_warned_about(
+    local: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Client("k", base_url=local.url, limits=Limits(pool_maxsize=2)) as client:
+        assert len(list(client.run_many(_requests(4), concurrency=4))) == 4  # type: ignore[arg-type]
+    assert "run_many(concurrency=4) is above the client's pool_maxsize=2" in caplog.text
+    caplog.clear()
+    with Client("k", base_url=local.url, limits=Limits(pool_maxsize=4)) as client:
+        assert len(list(client.run_many(_requests(4), concurrency=4))) == 4  # type: ignore[arg-type]
+    assert "pool_maxsize" not in caplog.text

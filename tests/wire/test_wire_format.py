@@ -606,3 +606,15 @@ def test_no_key_sent_is_lost_even_as_null(body: dict[str, Any]) -> None:
     except ValidationError:
         return  # a null where a value is required: refused, not silently dropped
     assert _keys_kept(body, response.to_dict()) == []
+
+
+def test_a_delta_without_tool_calls_has_no_key_where_a_message_has_null() -> None:
+    chunk = CompletionChunk.from_dict({"id": "x", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+    assert "tool_calls" not in chunk.to_dict()["choices"][0]["delta"]
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}, "index": 0}
+    with_call = CompletionChunk.from_dict({"id": "x", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
+    assert with_call.to_dict()["choices"][0]["delta"]["tool_calls"] == [call]
+    response = ChatCompletionResponse.from_dict(
+        {"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
+    )
+    assert response.to_dict()["choices"][0]["message"]["tool_calls"] is None
