@@ -126,7 +126,7 @@ def _port(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from chatdsl import __version__
+    from chatdsl._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -114,7 +114,7 @@ class BaseClient(Generic[_S]):
         _sleep: Callable[[float], Any] | None = None,
     ) -> None:
         try:
-            from chatdsl import __version__
+            from chatdsl._version import __version__
 
             self._dialect = Dialect.coerce(dialect)
             self._drop_unsupported = check_flag("drop_unsupported", drop_unsupported)
