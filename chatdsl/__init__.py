@@ -32,6 +32,7 @@ from chatdsl._errors import (
     ValidationError,
 )
 from chatdsl._types import UNSET, FrozenDict, FrozenList, JSONValue, UnsetType
+from chatdsl._version import __version__
 from chatdsl.model.batch import (
     BatchError,
     BatchJob,
@@ -179,8 +180,6 @@ def __dir__() -> list[str]:
     """The public API only (``__all__``), for ``dir(chatdsl)`` and autocompletion."""
     return sorted(__all__)
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "UNSET",

@@ -1,5 +1,5 @@
-"""``python -m chatdsl``: the ``chatdsl`` command (see :mod:`chatdsl._cli`)."""
+"""``python -m chatdsl``: the ``chatdsl`` command (see :mod:`chatdsl.cli.main`)."""
 
-from chatdsl._cli import main
+from chatdsl.cli.main import main
 
 raise SystemExit(main())

@@ -42,8 +42,6 @@ from chatdsl.client.status import (
     ERROR_BODY_LIMIT,
     Body,
     ConnectionFailure,
-    _request_id,
-    _retry_after,
     announced_too_large,
     api_error,
     body_deadline_error,
@@ -52,6 +50,8 @@ from chatdsl.client.status import (
     is_json,
     not_an_event_stream,
     read_limit,
+    request_id_of,
+    retry_after_of,
     scrubbed_chain,
     short_text,
 )
@@ -453,7 +453,7 @@ class AsyncClient(BaseClient["aiohttp.ClientSession | None"]):
                     exchange = _Exchange(response, sent_at, attempts.retries, when, limits, log_url, self._limits)
                     return await reader(exchange)
                 error = await _status_error(response, when)
-                retry_after = _retry_after(response.headers)
+                retry_after = retry_after_of(response.headers)
                 attempts.rejected(error, sent_at)
             waited = self._sleep(attempts.failed(error, retry_after))
             if inspect.isawaitable(waited):
@@ -502,7 +502,7 @@ async def _accept(exchange: _Exchange) -> _Exchange:
         response.status,
         time.perf_counter() - exchange.sent_at,
         exchange.retries,
-        _request_id(response.headers),
+        request_id_of(response.headers),
     )
     return exchange
 

@@ -26,15 +26,15 @@ from chatdsl.client.config import (
     Limits,
     RetryPolicy,
     Timeout,
-    _check_base_url,
-    _check_headers,
-    _check_key,
-    _flag,
-    _is_loopback,
-    _is_openai_service,
-    _redact_url,
     base_url_or_env,
+    check_base_url,
+    check_flag,
+    check_headers,
+    check_key,
     env_key_allowed,
+    is_loopback,
+    is_openai_service,
+    redact_url,
 )
 from chatdsl.client.retry import Attempts
 from chatdsl.model.request import ChatCompletionRequest
@@ -114,10 +114,10 @@ class BaseClient(Generic[_S]):
         _sleep: Callable[[float], Any] | None = None,
     ) -> None:
         try:
-            from chatdsl import __version__
+            from chatdsl._version import __version__
 
             self._dialect = Dialect.coerce(dialect)
-            self._drop_unsupported = _flag("drop_unsupported", drop_unsupported)
+            self._drop_unsupported = check_flag("drop_unsupported", drop_unsupported)
             env = self._dialect.api_key_env
             target, target_env = base_url_or_env(self._dialect, base_url)
             self._key_given = api_key is not None
@@ -127,23 +127,23 @@ class BaseClient(Generic[_S]):
                     state = "is not set" if api_key is None else "is empty"
                     raise ValidationError("api_key", f"{state}; pass api_key=... or set the {env} environment variable")
             # an OpenAI-compatible server may need no key (a local vLLM, llama.cpp or Ollama): None or "" is none
-            self._api_key = None if self._dialect is Dialect.OPENAI and not api_key else _check_key(api_key, env)
+            self._api_key = None if self._dialect is Dialect.OPENAI and not api_key else check_key(api_key, env)
             self._allow_insecure_http = bool(allow_insecure_http)
-            self._base_url = _check_base_url(
+            self._base_url = check_base_url(
                 target,
                 # without a key nothing secret travels: plain http anywhere is the caller's business
                 allow_insecure_http=self._allow_insecure_http or self._api_key is None,
                 env=target_env,
             )
-            self._loopback = _is_loopback(urlsplit(self._base_url).hostname or "")
+            self._loopback = is_loopback(urlsplit(self._base_url).hostname or "")
             self._url = self._base_url + PATH
-            self._log_url = _redact_url(self._url)
+            self._log_url = redact_url(self._url)
             self._timeout = Timeout.coerce(timeout)
             policy = RetryPolicy() if retry is None else retry
             if not isinstance(policy, RetryPolicy):
                 raise ValidationError("retry", f"{policy!r} is not a RetryPolicy")
             self._retry = policy if max_retries is None else attrs.evolve(policy, max_retries=max_retries)
-            self._headers = _check_headers(headers)
+            self._headers = check_headers(headers)
             self._limits = DEFAULT_LIMITS if limits is None else limits
             if not isinstance(self._limits, Limits):
                 raise ValidationError("limits", f"{self._limits!r} is not a Limits")
@@ -331,8 +331,10 @@ class BaseClient(Generic[_S]):
         """Return the body and headers (without ``Authorization``) of the POST of *request*."""
         data = request.to_dict()
         if self._dialect is not Dialect.MISTRAL:
-            drop = self._drop_unsupported if drop_unsupported is None else _flag("drop_unsupported", drop_unsupported)
-            openai_service = _is_openai_service(self._base_url)
+            drop = (
+                self._drop_unsupported if drop_unsupported is None else check_flag("drop_unsupported", drop_unsupported)
+            )
+            openai_service = is_openai_service(self._base_url)
             data = to_wire(data, self._dialect, drop_unsupported=drop, openai_service=openai_service)
         body = dumps_bytes(data)
         accept = "text/event-stream" if stream else "application/json"
@@ -350,7 +352,7 @@ class BaseClient(Generic[_S]):
             send_headers["Accept-Encoding"] = "identity"  # compression would hold events back
         send_headers.update(self._headers)
         if headers:
-            send_headers.update(_check_headers(headers))
+            send_headers.update(check_headers(headers))
         return send_headers
 
     def _endpoint(self, path: str) -> tuple[str, str]:
@@ -358,7 +360,7 @@ class BaseClient(Generic[_S]):
         if path == PATH:
             return self._url, self._log_url
         url = self._base_url + path
-        return url, _redact_url(url)
+        return url, redact_url(url)
 
     def _attempts(
         self, method: str, log_url: str, *, stream: bool, timeout: Timeout | float | None, max_retries: int | None

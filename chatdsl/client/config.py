@@ -177,7 +177,7 @@ class Limits:
 DEFAULT_LIMITS: Final = Limits()
 
 
-def _check_key(api_key: Any, env: str = API_KEY_ENV) -> str:
+def check_key(api_key: Any, env: str = API_KEY_ENV) -> str:
     if not isinstance(api_key, str):
         raise ValidationError("api_key", f"is {type(api_key).__name__}, not a string")
     if not api_key:
@@ -187,7 +187,7 @@ def _check_key(api_key: Any, env: str = API_KEY_ENV) -> str:
     return api_key
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """Whether *host* is this machine: ``localhost``, a loopback address, or a ``*.localhost`` name
     that resolves to loopback addresses only (such names are not loopback by themselves everywhere)."""
     host = host.lower().rstrip(".")
@@ -232,7 +232,7 @@ def base_url_or_env(
     return dialect.default_base_url, None
 
 
-def _check_base_url(base_url: Any, *, allow_insecure_http: bool, env: str | None = None) -> str:
+def check_base_url(base_url: Any, *, allow_insecure_http: bool, env: str | None = None) -> str:
     """Return *base_url* checked and normalised (no trailing ``/``); *env*: the variable it was read from.
 
     A refused URL is a :class:`~chatdsl.ValidationError` on ``base_url`` that names *env* when the
@@ -253,30 +253,30 @@ def _checked_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError("base_url", f"{base_url!r} is not an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
-        raise ValidationError("base_url", f"{_redact_url(base_url)!r} has a query or fragment; give the base only")
+        raise ValidationError("base_url", f"{redact_url(base_url)!r} has a query or fragment; give the base only")
     if "@" in parts.netloc:
         raise ValidationError(
             "base_url",
-            f"{_redact_url(base_url)!r} holds user:password@ credentials, which chatdsl would not send (the "
+            f"{redact_url(base_url)!r} holds user:password@ credentials, which chatdsl would not send (the "
             "Authorization header carries the API key); pass a proxy's credentials with headers=... or a session=...",
         )
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
         raise ValidationError(
             "base_url",
-            f"{_redact_url(base_url)!r} is plain http to a remote host, which would send the API key "
+            f"{redact_url(base_url)!r} is plain http to a remote host, which would send the API key "
             "unencrypted; use https, or pass allow_insecure_http=True if you mean it",
         )
     checked = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
     if checked.endswith("/v1"):
         raise ValidationError(
             "base_url",
-            f"{_redact_url(checked)!r} ends with /v1, and chatdsl adds /v1/chat/completions itself; "
-            f"pass {_redact_url(checked[:-3])!r}",
+            f"{redact_url(checked)!r} ends with /v1, and chatdsl adds /v1/chat/completions itself; "
+            f"pass {redact_url(checked[:-3])!r}",
         )
     return checked
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """Return *url* without a ``user:password@`` part (for logs and messages)."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
@@ -297,12 +297,12 @@ def env_key_allowed(dialect: Dialect, base_url: str) -> bool:
     return host == urlsplit(dialect.default_base_url).hostname
 
 
-def _is_openai_service(base_url: str) -> bool:
+def is_openai_service(base_url: str) -> bool:
     """Whether *base_url* is OpenAI's own API (which refuses the sampling fields self-hosted servers take)."""
     return urlsplit(base_url).hostname == urlsplit(Dialect.OPENAI.default_base_url).hostname
 
 
-def _flag(name: str, value: Any) -> bool:
+def check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(name, f"{value!r} is not True or False")
     return value
@@ -312,7 +312,7 @@ _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE: Final = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\x20-\x7e\x80-\xff\t]*[\x21-\x7e\x80-\xff])?)?")
 
 
-def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """Return *headers* as a dict, each name a token and each value one line of visible characters.
 
     A refused value is never shown (it may be a token read from a file, with its trailing newline).

@@ -1,4 +1,4 @@
-"""The total deadline of a call: :class:`_Watchdog`, fired by one shared scheduler thread.
+"""The total deadline of a call: :class:`Watchdog`, fired by one shared scheduler thread.
 
 A watchdog calls whatever it is pointed at (a callable) when the deadline passes; what that
 interrupts — a socket, a response — is the transport's business. Nothing here imports
@@ -20,7 +20,7 @@ logger: Final = logging.getLogger("chatdsl")
 
 
 class _Scheduler:
-    """One daemon thread that fires every pending :class:`_Watchdog` at its deadline (a heap of
+    """One daemon thread that fires every pending :class:`Watchdog` at its deadline (a heap of
     deadlines, not a thread per call). Started on first use; a cancelled watchdog stays in the heap
     until its time comes, unless cancelled ones pile up (then the heap is rebuilt without them)."""
 
@@ -28,12 +28,12 @@ class _Scheduler:
 
     def __init__(self) -> None:
         self._condition = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._heap: list[tuple[float, int, Watchdog]] = []
         self._order = 0
         self._cancelled = 0
         self._thread: threading.Thread | None = None
 
-    def add(self, watchdog: _Watchdog, deadline: float) -> None:
+    def add(self, watchdog: Watchdog, deadline: float) -> None:
         with self._condition:
             self._order += 1
             heapq.heappush(self._heap, (deadline, self._order, watchdog))
@@ -74,7 +74,7 @@ class _Scheduler:
 _SCHEDULER: Final = _Scheduler()
 
 
-class _Watchdog:
+class Watchdog:
     """Enforces a call's total deadline: at the deadline it interrupts what the call is waiting on
     — the connection sending the request or receiving the headers (its socket is shut down), then
     the response being read (``HTTPResponse.shutdown``) — so a blocked read or write returns at once.

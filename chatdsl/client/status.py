@@ -62,15 +62,15 @@ __all__ = [
 
 logger: Final = logging.getLogger("chatdsl")
 
-_set = object.__setattr__  # the HTTP facts of a response just parsed (not shared yet) are set in place
+set_in_place = object.__setattr__  # the HTTP facts of a response just parsed (not shared yet) are set in place
 _MICROSECOND: Final = timedelta(microseconds=1)
-_ZERO: Final = timedelta(0)
+ZERO: Final = timedelta(0)
 
 
-def _elapsed(start: float, end: float) -> timedelta:
+def elapsed(start: float, end: float) -> timedelta:
     # timedelta * int is several times cheaper than timedelta(seconds=float): it is paid twice per chunk
     seconds = end - start
-    return _MICROSECOND * round(seconds * 1_000_000) if seconds > 0 else _ZERO
+    return _MICROSECOND * round(seconds * 1_000_000) if seconds > 0 else ZERO
 
 
 _STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
@@ -86,7 +86,7 @@ _STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
 _DECIMAL: Final = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
+def retry_after_of(headers: Mapping[str, str]) -> float | None:
     """Return the server's requested wait in seconds (``retry-after-ms`` or ``Retry-After``), if any."""
     value = headers.get("retry-after-ms")
     if value is not None and _DECIMAL.fullmatch(value.strip()):
@@ -108,11 +108,11 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+def lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
 
-def _request_id(headers: Mapping[str, str]) -> str | None:
+def request_id_of(headers: Mapping[str, str]) -> str | None:
     return headers.get("mistral-correlation-id") or headers.get("x-request-id") or None
 
 
@@ -141,11 +141,11 @@ def api_error(status: int, reason: str | None, headers: Mapping[str, str], raw: 
     common: dict[str, Any] = {
         "status_code": status,
         "body": body,
-        "request_id": _request_id(headers),
-        "headers": _lower(headers),
+        "request_id": request_id_of(headers),
+        "headers": lower_keys(headers),
     }
     if cls is RateLimitError:
-        return RateLimitError(message, retry_after=_retry_after(headers), **common)
+        return RateLimitError(message, retry_after=retry_after_of(headers), **common)
     return cls(message, **common)
 
 
@@ -215,7 +215,7 @@ def completion(
     *too_large*: the announced length exceeded *limit* (the body was not read); *sent_at*: when the
     attempt was sent (``time.perf_counter``), for ``latency``.
     """
-    request_id = _request_id(headers)
+    request_id = request_id_of(headers)
     _check_size(status, headers, body, limit=limit, too_large=too_large)
     try:
         data = _json.loads(body)
@@ -233,24 +233,24 @@ def completion(
                 status_code=status,
                 body=body.decode("utf-8", "replace"),
                 request_id=request_id,
-                headers=_lower(headers),
+                headers=lower_keys(headers),
             ) from exc
         received = time.perf_counter()
         logger.debug(
             "POST %s -> %d in %.3f s (retries %d, request id %s)", url, status, received - sent_at, retries, request_id
         )
         # ``parsed`` is new and not shared yet: its HTTP facts are set in place (no copy).
-        _set(parsed, "latency", _elapsed(sent_at, received))
-        _set(parsed, "request_id", request_id)
-        _set(parsed, "rate_limit", RateLimitInfo.from_headers(headers))
-        _set(parsed, "retries_taken", retries)
+        set_in_place(parsed, "latency", elapsed(sent_at, received))
+        set_in_place(parsed, "request_id", request_id)
+        set_in_place(parsed, "rate_limit", RateLimitInfo.from_headers(headers))
+        set_in_place(parsed, "retries_taken", retries)
         return parsed
     raise MalformedResponseError(
         problem if data is None else f"{problem}: {describe_error_body(data)!r}",
         status_code=status,
         body=body.decode("utf-8", "replace"),
         request_id=request_id,
-        headers=_lower(headers),
+        headers=lower_keys(headers),
     )
 
 
@@ -264,8 +264,8 @@ def _check_size(
             f"the body is larger than max_response_size ({size}; the limit is {limit} bytes)",
             status_code=status,
             body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
-            request_id=_request_id(headers),
-            headers=_lower(headers),
+            request_id=request_id_of(headers),
+            headers=lower_keys(headers),
         )
 
 
@@ -286,8 +286,8 @@ def json_value(
             _not_json(body),
             status_code=status,
             body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
-            request_id=_request_id(headers),
-            headers=_lower(headers),
+            request_id=request_id_of(headers),
+            headers=lower_keys(headers),
         ) from None
 
 
@@ -318,8 +318,8 @@ def not_an_event_stream(status: int, headers: Mapping[str, str], raw: bytes | by
         f"asked for an event stream, got a JSON body: {describe_error_body(body)!r}",
         status_code=status,
         body=text,
-        request_id=_request_id(headers),
-        headers=_lower(headers),
+        request_id=request_id_of(headers),
+        headers=lower_keys(headers),
     )
 
 

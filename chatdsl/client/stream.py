@@ -17,7 +17,7 @@ import attrs
 from chatdsl._errors import APIConnectionError, APITimeoutError, StreamError
 from chatdsl.client.config import Limits, Timeout
 from chatdsl.client.merge import Merger
-from chatdsl.client.status import _ZERO, _elapsed, _lower, _request_id, _set
+from chatdsl.client.status import ZERO, elapsed, lower_keys, request_id_of, set_in_place
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk, RateLimitInfo
 from chatdsl.wire.sse import DONE, SSEDecoder, decode_chunk
 
@@ -30,7 +30,7 @@ _set_chunk_latency = CompletionChunk.__dict__["_chunk_latency"].__set__
 _set_total_latency = CompletionChunk.__dict__["_total_latency"].__set__
 
 
-_CLOSED_BY_CALLER: Final = "the stream was closed by the caller before it ended"
+CLOSED_BY_CALLER: Final = "the stream was closed by the caller before it ended"
 
 
 class UsageFold:
@@ -52,7 +52,7 @@ class UsageFold:
                 self.held = None
                 if chunk.usage is not None and not chunk.choices and chunk.error is None:
                     # both were stamped by this stream (so timed) and are not shared: fold in place
-                    _set(held, "usage", chunk.usage)
+                    set_in_place(held, "usage", chunk.usage)
                     _set_chunk_latency(held, held.chunk_latency + chunk.chunk_latency)
                     _set_total_latency(held, chunk.total_latency)
                     chunk = held
@@ -69,7 +69,7 @@ class UsageFold:
         return held
 
 
-def _fold_usage(chunks: Generator[CompletionChunk]) -> Generator[CompletionChunk]:
+def fold_trailing_usage(chunks: Generator[CompletionChunk]) -> Generator[CompletionChunk]:
     """Fold a trailing usage-only chunk of *chunks* into the chunk marked last before it (:class:`UsageFold`)."""
     fold = UsageFold()
     try:
@@ -151,7 +151,7 @@ class StreamState:
         self.error: StreamError | None = None
         self.reported = False  # whether an error chunk was handed over
         self.last_at = sent_at
-        self.since_last = self.since_sent = _ZERO  # the latencies of the chunks of the current read
+        self.since_last = self.since_sent = ZERO  # the latencies of the chunks of the current read
 
     def complete(self) -> bool:
         """Whether the answer is all there: ``[DONE]`` came, or every expected choice has a finish reason."""
@@ -209,11 +209,11 @@ class StreamState:
     def stamp(self, chunk: CompletionChunk, received: float, *, last: bool) -> CompletionChunk:
         """Set *chunk*'s latencies and ``is_last_chunk`` (it was just built by this stream: in place)."""
         if received != self.last_at:  # the first event of a read: later ones arrived with it
-            self.since_sent = _elapsed(self.sent_at, received)
-            self.since_last = _elapsed(self.last_at, received)
+            self.since_sent = elapsed(self.sent_at, received)
+            self.since_last = elapsed(self.last_at, received)
             self.last_at = received
         else:
-            self.since_last = _ZERO
+            self.since_last = ZERO
         _set_is_last_chunk(chunk, last)
         _set_chunk_latency(chunk, self.since_last)
         _set_total_latency(chunk, self.since_sent)
@@ -237,7 +237,7 @@ class StreamState:
     def closed_early(self) -> None:
         """The caller closed the stream: unless the answer was complete, that is its error."""
         if self.error is None and not self.complete():
-            self.error = StreamError(_CLOSED_BY_CALLER)
+            self.error = StreamError(CLOSED_BY_CALLER)
 
     def interrupted(self, exc: BaseException) -> None:
         """*exc* (``KeyboardInterrupt``, a cancellation, …) ended the stream during a read."""
@@ -297,9 +297,9 @@ class StreamFacts:
     def _take_facts(self, status: int, headers: Mapping[str, str], retries: int) -> None:
         self.status_code: int = status
         """The HTTP status of the response."""
-        self.headers: dict[str, str] = _lower(headers)
+        self.headers: dict[str, str] = lower_keys(headers)
         """The response headers (names lower-cased)."""
-        self.request_id: str | None = _request_id(headers)
+        self.request_id: str | None = request_id_of(headers)
         """The server's request id (``mistral-correlation-id``, else ``x-request-id``)."""
         self.rate_limit: RateLimitInfo | None = RateLimitInfo.from_headers(headers)
         """The server's ``x-ratelimit-*`` headers."""

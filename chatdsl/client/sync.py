@@ -31,7 +31,6 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
 
-import attrs
 import requests
 
 from chatdsl._errors import (
@@ -40,24 +39,21 @@ from chatdsl._errors import (
     StreamError,
     ValidationError,
 )
-from chatdsl.client.base import BaseClient, SessionState
+from chatdsl.client.base import BaseClient
 from chatdsl.client.batch import BatchMethods
 from chatdsl.client.config import (
     API_KEY_ENV as API_KEY_ENV,  # re-exported: it was defined here before the split
 )
 from chatdsl.client.config import (
-    DEFAULT_LIMITS,
     Limits,
     RetryPolicy,
     Timeout,
 )
-from chatdsl.client.deadline import _Watchdog
+from chatdsl.client.deadline import Watchdog
 from chatdsl.client.loop import DEFAULT_MAX_ROUNDS
 from chatdsl.client.retry import Attempts
 from chatdsl.client.status import (
     ERROR_BODY_LIMIT,
-    _request_id,
-    _retry_after,
     announced_too_large,
     api_error,
     completion,
@@ -66,26 +62,29 @@ from chatdsl.client.status import (
     length_mismatch,
     not_an_event_stream,
     read_limit,
+    request_id_of,
+    retry_after_of,
 )
-from chatdsl.client.stream import _CLOSED_BY_CALLER, StreamFacts, StreamState, _fold_usage
+from chatdsl.client.stream import CLOSED_BY_CALLER, StreamFacts, StreamState, fold_trailing_usage
 from chatdsl.client.transport import (
-    _NOT_SENT,
-    _READ_ERRORS,
-    _READ_SIZE,
-    _after_release,
-    _attempt,
-    _BearerAuth,
-    _close,
-    _close_pools,
-    _copy_body,
-    _drain,
-    _new_session,
-    _NoAuth,
-    _read_body,
-    _read_failure,
-    _read_released,
-    _scrub,
-    _transport_error,
+    NOT_SENT,
+    READ_ERRORS,
+    READ_SIZE,
+    BearerAuth,
+    Exchange,
+    NoAuth,
+    after_release,
+    close_pools,
+    close_response,
+    copy_body,
+    current_attempt,
+    drain,
+    new_session,
+    read_body,
+    read_failure,
+    read_released,
+    scrub,
+    transport_error,
 )
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk
@@ -102,22 +101,6 @@ __all__ = ["ChatCompletionStream", "Client", "Limits", "RetryPolicy", "Timeout"]
 logger: Final = logging.getLogger("chatdsl")
 
 _T = TypeVar("_T")
-
-
-@attrs.frozen
-class _Exchange:
-    """A successful response's headers have arrived: what the caller needs to read it."""
-
-    response: requests.Response
-    sent_at: float
-    retries: int
-    deadline: float | None
-    timeout: Timeout
-    url: str
-    limits: Limits = DEFAULT_LIMITS
-    watchdog: _Watchdog = attrs.field(factory=lambda: _Watchdog(None))
-    state: SessionState | None = None
-    method: str = "POST"
 
 
 # ------------------------------------------------------------------------------------ the client
@@ -173,8 +156,8 @@ class Client(BaseClient[requests.Session], BatchMethods):
     _default_sleep: ClassVar[Callable[[float], Any]] = time.sleep
 
     def _open(self, session: requests.Session | None) -> requests.Session:
-        self._auth: requests.auth.AuthBase = _NoAuth() if self._api_key is None else _BearerAuth(self._api_key)
-        return _new_session(self._limits) if session is None else session
+        self._auth: requests.auth.AuthBase = NoAuth() if self._api_key is None else BearerAuth(self._api_key)
+        return new_session(self._limits) if session is None else session
 
     @property
     def session(self) -> requests.Session:
@@ -192,7 +175,7 @@ class Client(BaseClient[requests.Session], BatchMethods):
         stays open), and sends no retry.
         """
         if self._mark_closed():
-            _close_pools(self._session)
+            close_pools(self._session)
             self._session.close()
 
     def __enter__(self) -> Self:
@@ -324,7 +307,7 @@ class Client(BaseClient[requests.Session], BatchMethods):
     def _send(
         self,
         request: ChatCompletionRequest,
-        reader: Callable[[_Exchange], _T],
+        reader: Callable[[Exchange], _T],
         *,
         stream: bool,
         timeout: Timeout | float | None,
@@ -356,7 +339,7 @@ class Client(BaseClient[requests.Session], BatchMethods):
         body: bytes | IO[bytes] | None,
         send_headers: dict[str, str],
         attempts: Attempts,
-        reader: Callable[[_Exchange], _T],
+        reader: Callable[[Exchange], _T],
         *,
         stream: bool,
         params: Mapping[str, Any] | None = None,
@@ -378,7 +361,7 @@ class Client(BaseClient[requests.Session], BatchMethods):
         if self._loopback:
             settings["proxies"] = {}  # the key stays on the machine: never through a proxy
         limits, deadline = attempts.limits, attempts.deadline
-        watchdog = _Watchdog(deadline)
+        watchdog = Watchdog(deadline)
         state = self._shared
         try:
             while True:
@@ -389,24 +372,24 @@ class Client(BaseClient[requests.Session], BatchMethods):
                     rewind(0)
                 sent_at = time.perf_counter()
                 if deadline is not None:
-                    _attempt.watchdog = watchdog
+                    current_attempt.watchdog = watchdog
                 try:
                     response = session.send(prepared, timeout=(connect, read), allow_redirects=False, **settings)
-                except _NOT_SENT as exc:
-                    _scrub(exc)
+                except NOT_SENT as exc:
+                    scrub(exc)
                     raise APIConnectionError(
                         f"{method} {log_url}: the request could not be sent ({type(exc).__name__}); nothing was sent"
                     ) from None
-                except _READ_ERRORS as exc:
+                except READ_ERRORS as exc:
                     watchdog.watch(None)
-                    error = _transport_error(exc, log_url, limits, deadline, fired=watchdog.fired, method=method)
+                    error = transport_error(exc, log_url, limits, deadline, fired=watchdog.fired, method=method)
                 else:
                     watchdog.watch(response.raw.shutdown)
                     if watchdog.fired:  # the headers came as the deadline passed: too late all the same
-                        _close(response, watchdog)
+                        close_response(response, watchdog)
                         raise attempts.late_headers()
                     if 200 <= response.status_code < 300:
-                        exchange = _Exchange(
+                        exchange = Exchange(
                             response,
                             sent_at,
                             attempts.retries,
@@ -420,11 +403,11 @@ class Client(BaseClient[requests.Session], BatchMethods):
                         )
                         return reader(exchange)
                     error = _status_error(response, watchdog)
-                    retry_after = _retry_after(response.headers)
+                    retry_after = retry_after_of(response.headers)
                     attempts.rejected(error, sent_at)
                 finally:
                     if deadline is not None:
-                        _attempt.watchdog = None
+                        current_attempt.watchdog = None
                 self._sleep(attempts.failed(error, retry_after))
         except BaseException:
             watchdog.cancel()
@@ -432,7 +415,7 @@ class Client(BaseClient[requests.Session], BatchMethods):
         finally:
             if not stream:
                 watchdog.cancel()
-            _after_release(state)
+            after_release(state)
 
     # ------------------------------------------------------------------ runs
 
@@ -471,7 +454,7 @@ class Client(BaseClient[requests.Session], BatchMethods):
         )
 
 
-def _accept(exchange: _Exchange) -> _Exchange:
+def _accept(exchange: Exchange) -> Exchange:
     """The reader of a stream: headers are in, the body is the stream's business.
 
     A JSON body instead of an event stream (a server or proxy that ignored ``"stream": true`` or
@@ -480,8 +463,8 @@ def _accept(exchange: _Exchange) -> _Exchange:
     response = exchange.response
     if is_json(response.headers):
         try:
-            raw = _read_body(response, ERROR_BODY_LIMIT)
-        except _READ_ERRORS:
+            raw = read_body(response, ERROR_BODY_LIMIT)
+        except READ_ERRORS:
             raw = bytearray()
         finally:
             response.close()
@@ -492,12 +475,12 @@ def _accept(exchange: _Exchange) -> _Exchange:
         response.status_code,
         time.perf_counter() - exchange.sent_at,
         exchange.retries,
-        _request_id(response.headers),
+        request_id_of(response.headers),
     )
     return exchange
 
 
-def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
+def _read_completion(exchange: Exchange) -> ChatCompletionResponse:
     """Read and parse a success body; a transport failure raises ``APIConnectionError`` with
     ``response_started=True`` (not retried: the server already generated the answer)."""
     body, too_large = _success_body(exchange)
@@ -514,21 +497,21 @@ def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
     )
 
 
-def _read_json(exchange: _Exchange) -> tuple[Any, str | None]:
+def _read_json(exchange: Exchange) -> tuple[Any, str | None]:
     """Read a success body (as :func:`_read_completion` does); return its JSON value and the request id."""
     body, too_large = _success_body(exchange)
     headers = exchange.response.headers
     value = json_value(
         exchange.response.status_code, headers, body, limit=exchange.limits.max_response_size, too_large=too_large
     )
-    return value, _request_id(headers)
+    return value, request_id_of(headers)
 
 
-def _read_into(write: Callable[[bytes], object]) -> Callable[[_Exchange], int]:
+def _read_into(write: Callable[[bytes], object]) -> Callable[[Exchange], int]:
     """Return the reader of a download: each piece of the body handed to *write* as it arrives; the byte count."""
 
-    def read(exchange: _Exchange) -> int:
-        size = _read_released(exchange, lambda response: _copy_body(response, write))
+    def read(exchange: Exchange) -> int:
+        size = read_released(exchange, lambda response: copy_body(response, write))
         error = length_mismatch(exchange.method, exchange.url, size, exchange.response.headers)
         if error is not None:
             raise error
@@ -537,27 +520,27 @@ def _read_into(write: Callable[[bytes], object]) -> Callable[[_Exchange], int]:
     return read
 
 
-def _success_body(exchange: _Exchange) -> tuple[bytes | bytearray, bool]:
+def _success_body(exchange: Exchange) -> tuple[bytes | bytearray, bool]:
     """Read a success body up to one byte past ``max_response_size`` (nothing when its announced length is past
     it already); return it and whether its announced length was too large."""
     limit = exchange.limits.max_response_size
     too_large = announced_too_large(exchange.response.headers, limit)
-    body = _read_released(exchange, lambda response: b"" if too_large else _read_body(response, read_limit(limit)))
+    body = read_released(exchange, lambda response: b"" if too_large else read_body(response, read_limit(limit)))
     return body, too_large
 
 
-def _status_error(response: requests.Response, watchdog: _Watchdog) -> APIError:
+def _status_error(response: requests.Response, watchdog: Watchdog) -> APIError:
     """Return the exception for an error status, with the server's message, body and request id.
 
     The body is read up to 1 MiB and until the total deadline (*watchdog*); what could not be read is left out.
     """
     watchdog.watch(response.raw.shutdown)
     try:
-        raw = _read_body(response, ERROR_BODY_LIMIT)
-    except _READ_ERRORS:
+        raw = read_body(response, ERROR_BODY_LIMIT)
+    except READ_ERRORS:
         raw = bytearray()
     finally:
-        _close(response, watchdog)
+        close_response(response, watchdog)
     return api_error(response.status_code, response.reason, response.headers, raw)
 
 
@@ -604,7 +587,7 @@ class ChatCompletionStream(StreamFacts, Iterator[CompletionChunk]):
     send the two back to back.)
     """
 
-    def __init__(self, exchange: _Exchange, *, expected_choices: int = 1, fold_usage: bool = False) -> None:
+    def __init__(self, exchange: Exchange, *, expected_choices: int = 1, fold_usage: bool = False) -> None:
         response = exchange.response
         self._take_facts(response.status_code, response.headers, exchange.retries)
         # All reading state lives in the reader, which never refers back to the stream: dropping
@@ -685,7 +668,7 @@ class _Reader:
 
     __slots__ = ("chunks", "closing", "exchange", "lock", "released", "response", "state", "turn", "watchdog")
 
-    def __init__(self, exchange: _Exchange, expected: int, request_id: str | None, *, fold_usage: bool) -> None:
+    def __init__(self, exchange: Exchange, expected: int, request_id: str | None, *, fold_usage: bool) -> None:
         self.exchange = exchange
         self.response = exchange.response
         self.lock = threading.RLock()
@@ -702,7 +685,9 @@ class _Reader:
             request_id=request_id,
             release=self.release,
         )
-        self.chunks: Generator[CompletionChunk] = _fold_usage(self.generate()) if fold_usage else self.generate()
+        self.chunks: Generator[CompletionChunk] = (
+            fold_trailing_usage(self.generate()) if fold_usage else self.generate()
+        )
 
     def close(self) -> None:
         with self.lock:
@@ -750,9 +735,9 @@ class _Reader:
         fired = self.watchdog.cancel()
         response = self.response
         if reuse and not fired:
-            _drain(response)
-        _close(response, self.watchdog)
-        _after_release(self.exchange.state)
+            drain(response)
+        close_response(response, self.watchdog)
+        after_release(self.exchange.state)
 
     def interrupted(self) -> bool:
         """Whether :meth:`close` was called while this thread was reading (it shut the socket down)."""
@@ -765,11 +750,11 @@ class _Reader:
         try:
             while not self.closing:
                 try:
-                    data = raw.read1(_READ_SIZE, decode_content=True)
-                except _READ_ERRORS as exc:
+                    data = raw.read1(READ_SIZE, decode_content=True)
+                except READ_ERRORS as exc:
                     if self.interrupted():
                         break
-                    kind, reason = _read_failure(exc, fired=watchdog.fired)
+                    kind, reason = read_failure(exc, fired=watchdog.fired)
                     yield state.failure(state.read_failure(kind, reason, exc))
                     return
                 received = time.perf_counter()
@@ -786,7 +771,7 @@ class _Reader:
                     return
             # close() was called from another thread while this one was reading
             if not state.complete():
-                yield state.failure(StreamError(_CLOSED_BY_CALLER))
+                yield state.failure(StreamError(CLOSED_BY_CALLER))
         except GeneratorExit:
             raise
         except BaseException as exc:  # KeyboardInterrupt, or any exception while reading: the stream ends here

@@ -1,7 +1,7 @@
 """The ``requests``/``urllib3`` plumbing of :class:`~chatdsl.Client`: auth, the session, reads, transport errors.
 
 The auth objects (the key in ``Authorization`` only, never in a repr), the session the client makes
-(no cookies, pools that enforce the total deadline with :class:`~chatdsl.client.deadline._Watchdog`),
+(no cookies, pools that enforce the total deadline with :class:`~chatdsl.client.deadline.Watchdog`),
 reading a body as it arrives, and turning a ``requests``/``urllib3`` exception into a chatdsl error
 with the requests objects (which hold the headers) cut off it. Every decision about what a body or
 an error means lives in the transport-free modules (``status``, ``stream``, ``retry``).
@@ -16,15 +16,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
+import attrs
 import requests
 import urllib3
 
 from chatdsl._errors import APIConnectionError
 from chatdsl.client.base import SessionState
-from chatdsl.client.config import Limits, Timeout
-from chatdsl.client.deadline import _Watchdog
+from chatdsl.client.config import DEFAULT_LIMITS, Limits, Timeout
+from chatdsl.client.deadline import Watchdog
 from chatdsl.client.status import (
     Body,
     ConnectionFailure,
@@ -35,23 +36,20 @@ from chatdsl.client.status import (
 )
 from chatdsl.client.stream import StreamFailure
 
-if TYPE_CHECKING:
-    from chatdsl.client.sync import _Exchange
-
 __all__: list[str] = []
 
 _T = TypeVar("_T")
 
-_READ_SIZE: Final = 65536
+READ_SIZE: Final = 65536
 _DRAIN_WAIT: Final = 0.05  # after [DONE]: how long to wait for the end of the HTTP body (to reuse the connection)
 _DRAIN_LIMIT: Final = 1 << 16
 
 
 # Everything a read from an open response may raise on a transport problem.
-_READ_ERRORS: Final = (urllib3.exceptions.HTTPError, requests.RequestException, http.client.HTTPException, OSError)
+READ_ERRORS: Final = (urllib3.exceptions.HTTPError, requests.RequestException, http.client.HTTPException, OSError)
 
 # What ``requests`` raises before sending a byte (a malformed URL or header): never retried.
-_NOT_SENT: Final = (
+NOT_SENT: Final = (
     requests.exceptions.InvalidURL,
     requests.exceptions.InvalidSchema,
     requests.exceptions.MissingSchema,
@@ -60,7 +58,23 @@ _NOT_SENT: Final = (
 )
 
 
-class _BearerAuth(requests.auth.AuthBase):
+@attrs.frozen
+class Exchange:
+    """A successful response's headers have arrived: what the caller needs to read it."""
+
+    response: requests.Response
+    sent_at: float
+    retries: int
+    deadline: float | None
+    timeout: Timeout
+    url: str
+    limits: Limits = DEFAULT_LIMITS
+    watchdog: Watchdog = attrs.field(factory=lambda: Watchdog(None))
+    state: SessionState | None = None
+    method: str = "POST"
+
+
+class BearerAuth(requests.auth.AuthBase):
     """Sets ``Authorization: Bearer <key>``; its repr never shows the key."""
 
     __slots__ = ("_value",)
@@ -76,7 +90,7 @@ class _BearerAuth(requests.auth.AuthBase):
         return "<BearerAuth ***>"
 
 
-class _NoAuth(requests.auth.AuthBase):
+class NoAuth(requests.auth.AuthBase):
     """Sends no ``Authorization`` header (and, being an auth object, keeps ``.netrc`` from adding one)."""
 
     __slots__ = ()
@@ -88,7 +102,7 @@ class _NoAuth(requests.auth.AuthBase):
         return "<NoAuth>"
 
 
-def _scrub(exc: BaseException) -> None:
+def scrub(exc: BaseException) -> None:
     """Cut the ``requests`` objects off a transport error and everything chained to it.
 
     A ``requests`` exception keeps the ``PreparedRequest`` it failed on (``exc.request``), whose
@@ -124,8 +138,8 @@ def _reason(exc: BaseException) -> str:
     return short_text(current)
 
 
-_attempt: Final = threading.local()
-"""The :class:`_Watchdog` of the call the current thread is sending (``watchdog``), for the pools
+current_attempt: Final = threading.local()
+"""The :class:`Watchdog` of the call the current thread is sending (``watchdog``), for the pools
 of the client's own sessions to point it at each connection they use (:class:`_DeadlinePool`)."""
 
 
@@ -141,7 +155,7 @@ def _shutdown_connection(connection: Any) -> Callable[[], object]:
 
 
 def _watch_connection(conn: Any) -> None:
-    watchdog: _Watchdog | None = getattr(_attempt, "watchdog", None)
+    watchdog: Watchdog | None = getattr(current_attempt, "watchdog", None)
     if watchdog is not None:
         watchdog.watch(_shutdown_connection(conn))
 
@@ -164,14 +178,14 @@ class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
 
 class _Adapter(requests.adapters.HTTPAdapter):
     """The adapter of the client's own session: its pools enforce the total deadline while a
-    request is sent and its headers arrive (see :class:`_Watchdog`)."""
+    request is sent and its headers arrive (see :class:`Watchdog`)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineHTTPSPool}
 
 
-def _close(response: requests.Response, watchdog: _Watchdog) -> None:
+def close_response(response: requests.Response, watchdog: Watchdog) -> None:
     """Point *watchdog* away from *response*, then close it: its connection back to the pool, unless the
     watchdog shut its socket down (then the connection is closed, so no later call is handed a dead socket)."""
     watchdog.watch(None)
@@ -181,11 +195,11 @@ def _close(response: requests.Response, watchdog: _Watchdog) -> None:
     response.close()
 
 
-def _after_release(state: SessionState | None) -> None:
+def after_release(state: SessionState | None) -> None:
     """A response was released: if the client closed its session meanwhile, close the pools again — the
     call may have made a new one after ``close()`` (``requests`` would), and pooled its connection there."""
     if state is not None and state.closed and isinstance(state.session, requests.Session):
-        _close_pools(state.session)
+        close_pools(state.session)
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -199,7 +213,7 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
-def _new_session(limits: Limits) -> requests.Session:
+def new_session(limits: Limits) -> requests.Session:
     """Return a session that keeps no cookies, whose adapters keep ``limits.pool_maxsize`` connections per host."""
     session = requests.Session()
     session.cookies.set_policy(_NoCookies())
@@ -208,7 +222,7 @@ def _new_session(limits: Limits) -> requests.Session:
     return session
 
 
-def _close_pools(session: requests.Session) -> None:
+def close_pools(session: requests.Session) -> None:
     """Close the idle pooled connections of *session* now.
 
     ``Session.close()`` alone leaves them to the garbage collector with urllib3 2.x: its pools are
@@ -225,7 +239,7 @@ def _close_pools(session: requests.Session) -> None:
                 pool.close()
 
 
-def _transport_error(
+def transport_error(
     exc: BaseException,
     url: str,
     limits: Timeout,
@@ -240,7 +254,7 @@ def _transport_error(
     *response_started*: a success status had arrived (the body broke off); the message says so.
     *fired*: the call's watchdog cut the connection at the total deadline. *method* names the request.
     """
-    _scrub(exc)
+    scrub(exc)
     kind: ConnectionFailure
     if fired or (deadline is not None and time.perf_counter() >= deadline - 1e-3 and isinstance(exc, requests.Timeout)):
         kind = "deadline"
@@ -257,9 +271,9 @@ def _transport_error(
     return error
 
 
-def _read_failure(exc: BaseException, *, fired: bool) -> tuple[StreamFailure, str]:
+def read_failure(exc: BaseException, *, fired: bool) -> tuple[StreamFailure, str]:
     """Classify a failed read of a stream's body (scrubbed): its kind and reason (see ``StreamState.read_failure``)."""
-    _scrub(exc)
+    scrub(exc)
     if fired:
         return "deadline", ""
     if isinstance(exc, (urllib3.exceptions.TimeoutError, requests.Timeout, TimeoutError)):
@@ -267,17 +281,17 @@ def _read_failure(exc: BaseException, *, fired: bool) -> tuple[StreamFailure, st
     return "broken", _reason(exc)
 
 
-def _read_body(response: requests.Response, limit: int | None = None) -> bytearray:
+def read_body(response: requests.Response, limit: int | None = None) -> bytearray:
     """Read the rest of the body as it arrives (``read1``: never waits to fill a buffer), at most *limit* bytes."""
     raw = response.raw
     body = Body(limit)
-    while body.add(raw.read1(_READ_SIZE, decode_content=True)):
+    while body.add(raw.read1(READ_SIZE, decode_content=True)):
         pass
     return body.data
 
 
 class _WriteFailed(Exception):
-    """What the destination of a download raised (a full disk is no transport failure): :func:`_read_released`
+    """What the destination of a download raised (a full disk is no transport failure): :func:`read_released`
     raises :attr:`error` itself."""
 
     def __init__(self, error: Exception) -> None:
@@ -285,11 +299,11 @@ class _WriteFailed(Exception):
         self.error = error
 
 
-def _copy_body(response: requests.Response, write: Callable[[bytes], object]) -> int:
+def copy_body(response: requests.Response, write: Callable[[bytes], object]) -> int:
     """Hand the rest of the body to *write* piece by piece as it arrives; return the number of bytes."""
     raw = response.raw
     size = 0
-    while data := raw.read1(_READ_SIZE, decode_content=True):
+    while data := raw.read1(READ_SIZE, decode_content=True):
         try:
             write(data)
         except Exception as exc:
@@ -298,7 +312,7 @@ def _copy_body(response: requests.Response, write: Callable[[bytes], object]) ->
     return size
 
 
-def _read_released(exchange: _Exchange, read: Callable[[requests.Response], _T]) -> _T:
+def read_released(exchange: Exchange, read: Callable[[requests.Response], _T]) -> _T:
     """Return ``read(response)`` of a success answer under the call's total deadline, then release the response;
     a transport failure raises ``APIConnectionError`` with ``response_started=True`` (never sent again)."""
     response = exchange.response
@@ -308,21 +322,21 @@ def _read_released(exchange: _Exchange, read: Callable[[requests.Response], _T])
         result = read(response)
     except _WriteFailed as failed:
         raise failed.error from None
-    except _READ_ERRORS as exc:
-        _scrub(exc)
+    except READ_ERRORS as exc:
+        scrub(exc)
         if watchdog.fired:
             raise body_deadline_error(exchange.url, exchange.timeout, exchange.method) from exc
-        raise _transport_error(
+        raise transport_error(
             exc, exchange.url, exchange.timeout, None, response_started=True, method=exchange.method
         ) from exc
     finally:
-        _close(response, watchdog)
+        close_response(response, watchdog)
     if watchdog.fired:
         raise body_deadline_error(exchange.url, exchange.timeout, exchange.method)
     return result
 
 
-def _drain(response: requests.Response) -> None:
+def drain(response: requests.Response) -> None:
     """Read the end of a finished stream's body if it comes within ``_DRAIN_WAIT`` (then the
     connection goes back to the pool); otherwise leave it for ``close()`` to discard."""
     raw = response.raw
@@ -334,9 +348,9 @@ def _drain(response: requests.Response) -> None:
             sock.settimeout(_DRAIN_WAIT)
         size = 0
         while size <= _DRAIN_LIMIT and time.perf_counter() < end:
-            data = raw.read1(_READ_SIZE, decode_content=True)
+            data = raw.read1(READ_SIZE, decode_content=True)
             if not data:
                 return
             size += len(data)
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return

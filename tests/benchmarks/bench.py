@@ -881,7 +881,7 @@ _PEAK_SCRIPT = textwrap.dedent(
     if kind == "batch":
         bench.chatdsl_batch_file(count, len)
     else:
-        from chatdsl._cli import main
+        from chatdsl.cli.main import main
         status = main(["run", sys.argv[3], "--input", sys.argv[4], "--output", sys.argv[5], "--base-url", sys.argv[6],
                        "--concurrency", "32", "--progress-every", "3600"])
         assert status == 0, status

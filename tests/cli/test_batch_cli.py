@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chatdsl._cli import main
+from chatdsl.cli.main import main
 from chatdsl.testing import LocalServer, Reply
 from tests._secrets import TEST_KEY
 from tests.cli.test_cli import serving

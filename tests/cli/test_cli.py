@@ -18,7 +18,7 @@ import pytest
 
 import chatdsl
 from chatdsl import RequestTemplate
-from chatdsl._cli import main
+from chatdsl.cli.main import main
 from chatdsl.testing import LocalServer, Reply
 from tests._secrets import TEST_KEY
 

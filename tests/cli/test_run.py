@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from chatdsl._cli import main
+from chatdsl.cli.main import main
 from chatdsl.runs.rows import scan_output
 from chatdsl.testing import LocalServer, RecordedRequest, Reply
 from tests._secrets import TEST_KEY

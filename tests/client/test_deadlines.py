@@ -39,16 +39,16 @@ class _RecordingRaw:
 
 
 def test_a_cancelled_watchdog_never_touches_the_socket_even_if_its_deadline_was_already_firing() -> None:
-    from chatdsl.client.deadline import _Watchdog
+    from chatdsl.client.deadline import Watchdog
 
     raw = _RecordingRaw()
-    watchdog = _Watchdog(time.perf_counter() + 60)
+    watchdog = Watchdog(time.perf_counter() + 60)
     watchdog.watch(raw.shutdown)
     assert watchdog.cancel() is False
     watchdog.fire()  # the scheduler popped it as cancel() ran: it must now do nothing
     assert (raw.shutdowns, watchdog.fired) == (0, False)
 
-    fired = _Watchdog(time.perf_counter() + 60)
+    fired = Watchdog(time.perf_counter() + 60)
     fired.watch(raw.shutdown)
     fired.fire()
     assert fired.cancel() is True
@@ -60,11 +60,11 @@ def test_a_cancelled_watchdog_never_touches_the_socket_even_if_its_deadline_was_
 
 
 def test_one_scheduler_thread_serves_every_deadline() -> None:
-    from chatdsl.client.deadline import _Watchdog
+    from chatdsl.client.deadline import Watchdog
 
     before = {thread.ident for thread in threading.enumerate()}
     raws = [_RecordingRaw() for _ in range(50)]
-    watchdogs = [_Watchdog(time.perf_counter() + 0.05 + index * 0.001) for index in range(50)]
+    watchdogs = [Watchdog(time.perf_counter() + 0.05 + index * 0.001) for index in range(50)]
     for watchdog, raw in zip(watchdogs, raws, strict=True):
         watchdog.watch(raw.shutdown)
     for watchdog in watchdogs[::2]:

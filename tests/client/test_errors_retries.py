@@ -30,7 +30,7 @@ from chatdsl import (
     ValidationError,
 )
 from chatdsl.client.retry import Attempts, attempt_timeouts, retry_delay, retryable_status
-from chatdsl.client.status import _retry_after, api_error
+from chatdsl.client.status import api_error, retry_after_of
 from chatdsl.testing import Reply
 from tests._secrets import TEST_KEY
 
@@ -282,19 +282,19 @@ def test_rate_limit_error_reads_retry_after(client, server):
 
 
 def test_parsing_retry_after():
-    assert _retry_after({"retry-after": "3"}) == 3.0
-    assert _retry_after({"retry-after": " 1.5 "}) == 1.5
-    assert _retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert _retry_after({"retry-after": "soon"}) is None
-    assert _retry_after({"retry-after": "-1"}) is None
-    assert _retry_after({"retry-after": "nan"}) is None
+    assert retry_after_of({"retry-after": "3"}) == 3.0
+    assert retry_after_of({"retry-after": " 1.5 "}) == 1.5
+    assert retry_after_of({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert retry_after_of({"retry-after": "soon"}) is None
+    assert retry_after_of({"retry-after": "-1"}) is None
+    assert retry_after_of({"retry-after": "nan"}) is None
     for odd in ("1_0", "inf", "1e3", "+5", "0x10", "٣"):  # float() would take these; HTTP says digits
-        assert _retry_after({"retry-after": odd}) is None, odd
-        assert _retry_after({"retry-after-ms": odd}) is None, odd
-    assert _retry_after({"retry-after-ms": "1_0", "retry-after": "2"}) == 2.0
-    assert _retry_after({}) is None
+        assert retry_after_of({"retry-after": odd}) is None, odd
+        assert retry_after_of({"retry-after-ms": odd}) is None, odd
+    assert retry_after_of({"retry-after-ms": "1_0", "retry-after": "2"}) == 2.0
+    assert retry_after_of({}) is None
     past = format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True)
-    assert _retry_after({"retry-after": past}) == 0.0
+    assert retry_after_of({"retry-after": past}) == 0.0
 
 
 def test_backoff_values():

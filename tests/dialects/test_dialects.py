@@ -674,13 +674,13 @@ def test_sampling_extensions_go_to_self_hosted_servers_and_are_refused_by_openai
 
 
 def test_a_client_treats_only_openai_s_own_host_as_openai_s_service() -> None:
-    from chatdsl.client.config import _is_openai_service
+    from chatdsl.client.config import is_openai_service
 
-    assert _is_openai_service("https://api.openai.com")
-    assert _is_openai_service("https://api.openai.com:443/proxy")
-    assert not _is_openai_service("http://127.0.0.1:8000")
-    assert not _is_openai_service("https://api.openai.com.example")
-    assert not _is_openai_service("https://api.mistral.ai")
+    assert is_openai_service("https://api.openai.com")
+    assert is_openai_service("https://api.openai.com:443/proxy")
+    assert not is_openai_service("http://127.0.0.1:8000")
+    assert not is_openai_service("https://api.openai.com.example")
+    assert not is_openai_service("https://api.mistral.ai")
 
 
 @pytest.mark.parametrize("key", ["prompt_logprobs", "top_prompt_logprobs", "guardrails"])

@@ -13,7 +13,7 @@ from mistral_common.protocol.instruct.messages import UserMessage
 from mistral_common.protocol.instruct.request import ChatCompletionRequest as MistralRequest
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-from chatdsl._cli import main
+from chatdsl.cli.main import main
 
 
 def _template(tmp_path: Path, model: str = "mistral-large-2411") -> Path:

@@ -28,18 +28,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from chatdsl._cli import (
-    PROG,
-    _add_max_size,
-    _add_vars,
-    _env_name,
-    _Failure,
-    _key_from_env,
-    _safe,
-    _seconds,
-    _variable,
-)
 from chatdsl._errors import TemplateError, ValidationError
+from chatdsl.cli.common import (
+    PROG,
+    Failure,
+    add_max_size,
+    add_vars,
+    env_name,
+    key_from_env,
+    positive_seconds,
+    safe,
+    variable_pair,
+)
 
 if TYPE_CHECKING:
     from chatdsl.client.sync import Client
@@ -65,13 +65,13 @@ def add_batch_command(commands: Any) -> None:
     submit.add_argument(
         "--metadata",
         metavar="KEY=VALUE",
-        type=_variable,
+        type=variable_pair,
         action="append",
         default=[],
         help="metadata kept with the job (repeat for several)",
     )
-    _add_vars(submit)
-    _add_max_size(submit)
+    add_vars(submit)
+    add_max_size(submit)
 
     status = steps.add_parser("status", help="print a job's status and counts")
     status.add_argument("job", metavar="JOB", help="the job id")
@@ -80,9 +80,13 @@ def add_batch_command(commands: Any) -> None:
     wait = steps.add_parser("wait", help="wait until a job ends, printing its progress (exit 1 unless SUCCESS)")
     wait.add_argument("job", metavar="JOB", help="the job id")
     wait.add_argument(
-        "--poll-interval", metavar="SECONDS", type=_seconds, default=5.0, help="seconds between polls (default 5)"
+        "--poll-interval",
+        metavar="SECONDS",
+        type=positive_seconds,
+        default=5.0,
+        help="seconds between polls (default 5)",
     )
-    wait.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="give up after this long (exit 1)")
+    wait.add_argument("--timeout", metavar="SECONDS", type=positive_seconds, help="give up after this long (exit 1)")
 
     results = steps.add_parser("results", help="write a finished job's answers and errors as JSONL records")
     results.add_argument("job", metavar="JOB", help="the job id")
@@ -96,10 +100,10 @@ def add_batch_command(commands: Any) -> None:
         step.add_argument(
             "--api-key-env",
             metavar="NAME",
-            type=_env_name,
+            type=env_name,
             help="read the key from this environment variable (default: MISTRAL_API_KEY)",
         )
-        step.add_argument("--http-timeout", metavar="SECONDS", type=_seconds, help="connect and read timeout")
+        step.add_argument("--http-timeout", metavar="SECONDS", type=positive_seconds, help="connect and read timeout")
 
 
 def run_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -110,12 +114,12 @@ def run_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         with _client(args) as client:
             job = client.submit_batch(items, model=args.model, metadata=dict(args.metadata) or None)
         out.write(f"{job.id}\n")
-        err.write(f"{PROG}: submitted batch job {job.id} ({_safe(str(job.status))})\n")
+        err.write(f"{PROG}: submitted batch job {job.id} ({safe(str(job.status))})\n")
         return 0
     with _client(args) as client:
         if step == "status":
             job = client.get_batch_job(args.job)
-            out.write((_safe(job.to_json(indent=2)) if args.json else _summary(job)) + "\n")
+            out.write((safe(job.to_json(indent=2)) if args.json else _summary(job)) + "\n")
             return 0
         if step == "cancel":
             job = client.cancel_batch_job(args.job)
@@ -132,9 +136,9 @@ def _client(args: argparse.Namespace) -> Client:
 
     options: dict[str, Any] = {}
     if args.api_key_env is not None:
-        options["api_key"] = _key_from_env(args.api_key_env)
+        options["api_key"] = key_from_env(args.api_key_env)
     elif not os.environ.get(API_KEY_ENV):
-        raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
+        raise Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
     if args.base_url:
         options["base_url"] = args.base_url
     if args.http_timeout:
@@ -157,7 +161,7 @@ def _rows(args: argparse.Namespace) -> Iterator[tuple[str, ChatCompletionRequest
     model = args.model
     name = str(args.input)
     if not Path(name).is_file():
-        raise _Failure(f"{name}: no such file (--input)")
+        raise Failure(f"{name}: no such file (--input)")
     rows = read_rows(name)
 
     def generate() -> Iterator[tuple[str, ChatCompletionRequest]]:
@@ -199,7 +203,7 @@ def _summary(job: BatchJob) -> str:
     )
     for problem in job.errors:
         line += f"\n  error: {problem.message}" + (f" (x{problem.count})" if problem.count != 1 else "")
-    return _safe(line)
+    return safe(line)
 
 
 def _wait(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -222,7 +226,7 @@ def _wait(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) ->
             args.job, poll_interval=args.poll_interval, timeout=args.timeout, on_progress=progress
         )
     except BatchTimeoutError as exc:
-        raise _Failure(str(exc)) from None
+        raise Failure(str(exc)) from None
     out.write(_summary(job) + "\n")
     return 0 if job.status is BatchJobStatus.SUCCESS else 1
 
@@ -232,7 +236,7 @@ def _results(client: Client, args: argparse.Namespace, err: TextIO) -> int:
 
     job = client.get_batch_job(args.job)
     if not job.done:
-        raise _Failure(f"batch job {job.id} is {job.status}: wait for it to end first (`{PROG} batch wait {job.id}`)")
+        raise Failure(f"batch job {job.id} is {job.status}: wait for it to end first (`{PROG} batch wait {job.id}`)")
     path = Path(args.output)
     with open(path, "wb"):
         pass  # replaced: the records of this job only
@@ -246,7 +250,7 @@ def _results(client: Client, args: argparse.Namespace, err: TextIO) -> int:
                 assert result.error is not None
                 writer.write(error_record(result.custom_id, result.error))
                 failed += 1
-    err.write(f"{PROG}: {ok} answered, {failed} failed; written to {_safe(str(path))}\n")
+    err.write(f"{PROG}: {ok} answered, {failed} failed; written to {safe(str(path))}\n")
     if job.errors:
         err.write(_summary(job) + "\n")
     return 0 if str(job.status) == "SUCCESS" else 1

@@ -9,9 +9,9 @@
                  [--dialect D [--drop-unsupported]] [--api-key-env NAME]
     chatdsl tokens TEMPLATE [--var NAME=VALUE ...] [--model M] [--tokenizer FILE]
     chatdsl run TEMPLATE --input FILE --output FILE [--var NAME=VALUE ...] [--concurrency N] [--resume]
-                [--max-errors N] [--base-url URL] [--dialect D] [--dry-run]   (see chatdsl.runs.command)
+                [--max-errors N] [--base-url URL] [--dialect D] [--dry-run]   (see chatdsl.cli.run)
     chatdsl serve [--port N] [--host HOST] [--api-key-env NAME] [--dialect D] [--delay SECONDS]
-    chatdsl batch submit|status|wait|results|cancel ...   (Mistral's Batch API: see chatdsl._batch_cli)
+    chatdsl batch submit|status|wait|results|cancel ...   (Mistral's Batch API: see chatdsl.cli.batch)
 
 ``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
 Ollama, LM Studio, OpenAI); a field the dialect has no equivalent for is an error naming it, unless
@@ -38,11 +38,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from chatdsl._errors import ChatDSLError, TemplateError, ValidationError
+from chatdsl.cli.common import (
+    PROG,
+    Failure,
+    add_dialect,
+    add_max_size,
+    add_vars,
+    client_options,
+    env_name,
+    key_from_env,
+    positive_int,
+    positive_seconds,
+    safe,
+)
 from chatdsl.model.messages import raw_arguments
 from chatdsl.model.templating import did_you_mean
 from chatdsl.templates.files import template_files
 from chatdsl.templates.library import (
-    DEFAULT_MAX_SIZE,
     RequestTemplate,
     TemplateLibrary,
     missing_names,
@@ -56,31 +68,13 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-PROG = "chatdsl"
-
-
-class _Failure(Exception):
-    """A user-facing failure: its lines go to stderr and the command exits with status 1."""
-
-    def __init__(self, *lines: str) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
-
 
 def _one_line(text: str) -> str:
     return " ".join(text.split("\n")).strip()
 
 
-# Control characters (C0 but newline and tab, DEL, C1) drive a terminal: ESC [ starts a colour, a cursor move or
-# worse, and C1's 0x9b is a one-character ESC [. Text from a server is printed with them written out as escapes.
-_CONTROL: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\n\t"}
 # JSON output: C0 is escaped by every JSON writer already; DEL and C1 are legal raw in strings, so escape them.
 _JSON_CONTROL: Final = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
-
-
-def _safe(text: str) -> str:
-    """Return *text* with its control characters (but newline and tab) shown as ``\\xNN`` escapes."""
-    return text.translate(_CONTROL)
 
 
 def _safe_json(text: str) -> str:
@@ -111,33 +105,6 @@ def _error_lines(exc: BaseException) -> list[str]:
 # ------------------------------------------------------------------------------------ arguments
 
 
-def _variable(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
-    return name, value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
-
-
 def _delay(text: str) -> float:
     try:
         value = float(text)
@@ -146,21 +113,6 @@ def _delay(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds of 0 or more")
     return value
-
-
-def _key_from_env(name: str) -> str:
-    key = os.environ.get(name)
-    if key is None:
-        raise _Failure(f"{name} (named by --api-key-env) is not set")
-    if not key:
-        raise _Failure(f"{name} (named by --api-key-env) is empty")
-    return key
-
-
-def _env_name(text: str) -> str:
-    if not text or "=" in text or "\0" in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an environment variable name")
-    return text
 
 
 def _port(text: str) -> int:
@@ -173,46 +125,8 @@ def _port(text: str) -> int:
     return value
 
 
-def _add_vars(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--var",
-        "-v",
-        dest="vars",
-        metavar="NAME=VALUE",
-        type=_variable,
-        action="append",
-        default=[],
-        help="a value for a template variable (repeat for several; the last one for a name wins)",
-    )
-
-
-def _add_dialect(
-    parser: argparse.ArgumentParser,
-    *,
-    drop: bool = True,
-    help: str = "the server's wire format: mistral (default) or openai (an OpenAI-compatible server)",
-) -> None:
-    parser.add_argument("--dialect", choices=("mistral", "openai"), default="mistral", help=help)
-    if drop:
-        parser.add_argument(
-            "--drop-unsupported",
-            action="store_true",
-            help="leave out fields the dialect has no equivalent for (default: they are an error)",
-        )
-
-
-def _add_max_size(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--max-size",
-        metavar="BYTES",
-        type=_positive_int,
-        default=DEFAULT_MAX_SIZE,
-        help=f"refuse template files larger than this (default {DEFAULT_MAX_SIZE})",
-    )
-
-
 def _parser() -> argparse.ArgumentParser:
-    from chatdsl import __version__
+    from chatdsl._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -225,10 +139,10 @@ def _parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", help="print the wire JSON of a rendered template")
     render.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
-    _add_vars(render)
+    add_vars(render)
     render.add_argument("--compact", action="store_true", help="print the JSON on one line")
-    _add_dialect(render)
-    _add_max_size(render)
+    add_dialect(render)
+    add_max_size(render)
 
     validate = commands.add_parser("validate", help="check template files (one line per problem; exit status 1 if any)")
     validate.add_argument("paths", metavar="PATH", nargs="+", help="template files, or folders of them")
@@ -238,24 +152,24 @@ def _parser() -> argparse.ArgumentParser:
         help="also render each template with its defaults (and --var values) and check it can be sent "
         "(templates whose header says abstract = true are meant to be extended and are skipped)",
     )
-    _add_vars(validate)
-    _add_dialect(
+    add_vars(validate)
+    add_dialect(
         validate,
         drop=False,
         help="also check every field maps to this wire format (openai: an OpenAI-compatible server)",
     )
-    _add_max_size(validate)
+    add_max_size(validate)
     _add_token_budget(validate)
 
     listing = commands.add_parser("list", help="list the templates of a folder with their variables")
     listing.add_argument("directory", metavar="DIRECTORY")
-    _add_max_size(listing)
+    add_max_size(listing)
 
     send = commands.add_parser(
         "send", help="send a rendered template and print the answer (key: MISTRAL_API_KEY, or see --api-key-env)"
     )
     send.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
-    _add_vars(send)
+    add_vars(send)
     send.add_argument("--stream", action="store_true", help="stream the answer, printing text as it arrives")
     send.add_argument(
         "--base-url",
@@ -263,21 +177,21 @@ def _parser() -> argparse.ArgumentParser:
         help="the API's base URL (default: $MISTRAL_BASE_URL, $OPENAI_BASE_URL with --dialect openai, else the API's)",
     )
     send.add_argument("--json", action="store_true", help="print the response (or each chunk) as JSON")
-    send.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="connect and read timeout")
-    _add_dialect(send)
+    send.add_argument("--timeout", metavar="SECONDS", type=positive_seconds, help="connect and read timeout")
+    add_dialect(send)
     send.add_argument(
         "--api-key-env",
         metavar="NAME",
-        type=_env_name,
+        type=env_name,
         help="read the key from this environment variable (default: MISTRAL_API_KEY; with --dialect openai, "
         "OPENAI_API_KEY for api.openai.com and no key for other servers)",
     )
-    _add_max_size(send)
+    add_max_size(send)
 
     _add_tokens_command(commands)
     _add_batch_command(commands)
 
-    from chatdsl.runs.command import add_run_command
+    from chatdsl.cli.run import add_run_command
 
     add_run_command(commands)
 
@@ -287,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--api-key-env",
         metavar="NAME",
-        type=_env_name,
+        type=env_name,
         help="answer 401 unless requests carry the key held by this environment variable (default: any key)",
     )
     serve.add_argument(
@@ -302,7 +216,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="wait this long before each streamed chunk, so streaming can be watched offline (default 0)",
     )
-    _add_dialect(serve, drop=False)
+    add_dialect(serve, drop=False)
     return parser
 
 
@@ -389,7 +303,7 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             found += _over_budget(name, path, values, args)
         problems.update(dict.fromkeys(found))
     for line in problems:
-        out.write(_safe(line) + "\n")
+        out.write(safe(line) + "\n")
     count = len(problems)
     skipped = f" ({abstract} abstract, not rendered: meant to be extended)" if abstract else ""
     if count:
@@ -402,11 +316,11 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _list(args: argparse.Namespace, out: TextIO) -> int:
     library = TemplateLibrary(args.directory, max_size=args.max_size)
     for info in library.describe():
-        description = " ".join(filter(None, ("[abstract]" if info.abstract else "", _safe(info.description))))
+        description = " ".join(filter(None, ("[abstract]" if info.abstract else "", safe(info.description))))
         out.write(f"{info.name}\t{description}\n" if description else f"{info.name}\n")
         for var in info.variables:
             default = "required" if var.required else f"default {var.default!r}"
-            description = f"  {_safe(var.description)}" if var.description else ""
+            description = f"  {safe(var.description)}" if var.description else ""
             out.write(f"    ${var.name} ({default}){description}\n")
     return 0
 
@@ -420,39 +334,14 @@ def _usage_line(usage: UsageInfo | None) -> str:
 def _print_tool_calls(response: ChatCompletionResponse, out: TextIO) -> None:
     message = response.assistant_message()
     for call in (message.tool_calls if message is not None else None) or ():
-        out.write(_safe(f"[tool call {call.function.name}({raw_arguments(call)})]") + "\n")
-
-
-def _client_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Return the ``Client`` arguments of a command that sends: key, dialect, base URL, timeout."""
-    from chatdsl.client.config import API_KEY_ENV, base_url_or_env, env_key_allowed
-    from chatdsl.wire.dialects import Dialect
-
-    options: dict[str, Any] = {"dialect": args.dialect, "drop_unsupported": args.drop_unsupported}
-    if args.api_key_env is not None:
-        options["api_key"] = _key_from_env(args.api_key_env)
-    elif args.dialect == "mistral" and not os.environ.get(API_KEY_ENV):
-        raise _Failure(f"{API_KEY_ENV} is not set; set it to your API key (any key works with `{PROG} serve`)")
-    elif args.dialect == "openai":
-        openai = Dialect.OPENAI
-        target, _ = base_url_or_env(openai, args.base_url or None)  # the client falls back to OPENAI_BASE_URL too
-        if env_key_allowed(openai, target) and not os.environ.get(openai.api_key_env):
-            raise _Failure(
-                f"{openai.api_key_env} is not set; OpenAI's API needs a key "
-                "(for an OpenAI-compatible server, give its --base-url)"
-            )
-    if args.base_url:
-        options["base_url"] = args.base_url
-    if args.timeout:
-        options["timeout"] = args.timeout
-    return options
+        out.write(safe(f"[tool call {call.function.name}({raw_arguments(call)})]") + "\n")
 
 
 def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from chatdsl.client.sync import Client
 
     request = _rendered(args)
-    with Client(**_client_options(args)) as client:
+    with Client(**client_options(args)) as client:
         started = time.perf_counter()
         if args.stream:
             return _send_stream(client, request, args, out, err, started)
@@ -466,7 +355,7 @@ def _send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 out.write(f"[choice {index}]\n")
             text = choice.message.text()
             if text or not choice.message.tool_calls:  # no empty line above a tool call
-                out.write(_safe(text) + "\n")
+                out.write(safe(text) + "\n")
         _print_tool_calls(response, out)
     latency = response.latency.total_seconds() if response.latency is not None else elapsed
     err.write(f"{_usage_line(response.usage)}; latency {latency:.3f} s\n")
@@ -494,7 +383,7 @@ def _send_stream(
                 if text:
                     if first is None:
                         first = time.perf_counter() - started
-                    out.write(_safe(text))
+                    out.write(safe(text))
                     ended_line = text.endswith("\n")
             out.flush()
         final = stream.final_response()
@@ -523,9 +412,9 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     api_key: str | None = None
     if args.api_key is not None and args.api_key_env is not None:
-        raise _Failure("give the key once: --api-key-env NAME (--api-key is deprecated)")
+        raise Failure("give the key once: --api-key-env NAME (--api-key is deprecated)")
     if args.api_key_env is not None:
-        api_key = _key_from_env(args.api_key_env)
+        api_key = key_from_env(args.api_key_env)
     elif args.api_key is not None:
         err.write(
             f"{PROG}: warning: --api-key is deprecated: other users of this machine can read a key given on the "
@@ -549,7 +438,7 @@ def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         server.start()
     except OSError as exc:
-        raise _Failure(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+        raise Failure(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -582,7 +471,7 @@ def _add_token_budget(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-prompt-tokens",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         help="fail a template whose rendered request (defaults and --var values; a required variable without "
         "a value counts as its placeholder text) has more than N prompt tokens (needs chatdsl[tokens])",
     )
@@ -593,10 +482,10 @@ def _add_tokens_command(commands: Any) -> None:
         "tokens", help="print the prompt tokens of a rendered template (needs chatdsl[tokens])"
     )
     tokens.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
-    _add_vars(tokens)
+    add_vars(tokens)
     tokens.add_argument("--model", metavar="M", help="count for this model instead of the template's")
     tokens.add_argument("--tokenizer", metavar="FILE", help="a mistral-common tokenizer file (an exact count)")
-    _add_max_size(tokens)
+    add_max_size(tokens)
 
 
 def _count(request: ChatCompletionRequest, tokenizer: str | None = None) -> Any:
@@ -605,9 +494,9 @@ def _count(request: ChatCompletionRequest, tokenizer: str | None = None) -> Any:
     try:
         return count_tokens(request, tokenizer=tokenizer)
     except ImportError as exc:
-        raise _Failure(str(exc)) from None
+        raise Failure(str(exc)) from None
     except ValueError as exc:
-        raise _Failure(_one_line(str(exc))) from None
+        raise Failure(_one_line(str(exc))) from None
 
 
 def _tokens(args: argparse.Namespace, out: TextIO) -> int:
@@ -617,7 +506,7 @@ def _tokens(args: argparse.Namespace, out: TextIO) -> int:
     result = _count(request, args.tokenizer)
     out.write(f"{result.tokens}\n")
     if result.note:
-        sys.stderr.write(f"{PROG}: {_safe(result.note)}\n")
+        sys.stderr.write(f"{PROG}: {safe(result.note)}\n")
     return 0
 
 
@@ -635,13 +524,13 @@ def _over_budget(name: str, path: Path, values: dict[str, str], args: argparse.N
 
 
 def _add_batch_command(commands: Any) -> None:
-    from chatdsl._batch_cli import add_batch_command
+    from chatdsl.cli.batch import add_batch_command
 
     add_batch_command(commands)
 
 
 def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from chatdsl._batch_cli import run_batch
+    from chatdsl.cli.batch import run_batch
 
     return run_batch(args, out, err)
 
@@ -664,16 +553,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "batch":
             return _batch(args, out, err)
         if args.command == "run":
-            from chatdsl.runs.command import run_command
+            from chatdsl.cli.run import run_command
 
             return run_command(args, out, err)
         return _serve(args, out, err)
-    except (ChatDSLError, _Failure) as exc:
-        lines = exc.lines if isinstance(exc, _Failure) else [_as_options(x, args.command) for x in _error_lines(exc)]
+    except (ChatDSLError, Failure) as exc:
+        lines = exc.lines if isinstance(exc, Failure) else [_as_options(x, args.command) for x in _error_lines(exc)]
         if isinstance(exc, ChatDSLError) and not isinstance(exc, ValidationError):
             lines = [f"{type(exc).__name__}: {line}" for line in lines]
         for line in lines:
-            err.write(f"{PROG}: error: {_safe(line)}\n")
+            err.write(f"{PROG}: error: {safe(line)}\n")
         return 1
     except KeyboardInterrupt:
         err.write(f"\n{PROG}: interrupted\n")

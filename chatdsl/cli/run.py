@@ -31,19 +31,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from chatdsl._cli import (
-    PROG,
-    _add_dialect,
-    _add_max_size,
-    _add_vars,
-    _client_options,
-    _env_name,
-    _Failure,
-    _positive_int,
-    _safe,
-    _seconds,
-)
 from chatdsl._errors import RowError, TemplateError, ValidationError
+from chatdsl.cli.common import (
+    PROG,
+    Failure,
+    add_dialect,
+    add_max_size,
+    add_vars,
+    client_options,
+    env_name,
+    positive_int,
+    positive_seconds,
+    safe,
+)
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.templating import did_you_mean
 from chatdsl.runs.core import RunResult
@@ -67,8 +67,8 @@ def add_run_command(commands: Any) -> None:
     run.add_argument("template", metavar="TEMPLATE", help="a .json or .toml template file")
     run.add_argument("--input", required=True, metavar="FILE", help="JSONL (one object a line) or CSV (header row)")
     run.add_argument("--output", metavar="FILE", help="the JSONL file the answers are appended to (one line a row)")
-    _add_vars(run)
-    run.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="requests at once (default 8)")
+    add_vars(run)
+    run.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests at once (default 8)")
     run.add_argument(
         "--resume", action="store_true", help="skip the rows that already have a response line in --output"
     )
@@ -76,7 +76,7 @@ def add_run_command(commands: Any) -> None:
         "--max-errors", type=_count, metavar="N", help="stop once more than N rows failed (default: never stop)"
     )
     run.add_argument("--base-url", metavar="URL", help="the API's base URL (default https://api.mistral.ai)")
-    _add_dialect(run)
+    add_dialect(run)
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -84,21 +84,23 @@ def add_run_command(commands: Any) -> None:
     )
     run.add_argument("--requests-per-second", type=_rate, metavar="R", help="send at most R requests a second")
     run.add_argument("--tokens-per-minute", type=_rate, metavar="T", help="use at most T tokens a minute")
-    run.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="connect and read timeout of each request")
+    run.add_argument(
+        "--timeout", metavar="SECONDS", type=positive_seconds, help="connect and read timeout of each request"
+    )
     run.add_argument(
         "--api-key-env",
         metavar="NAME",
-        type=_env_name,
+        type=env_name,
         help="read the key from this environment variable (default: MISTRAL_API_KEY)",
     )
     run.add_argument(
         "--progress-every",
-        type=_seconds,
+        type=positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help="when stderr is not a terminal, print a progress line this often (default 10)",
     )
-    _add_max_size(run)
+    add_max_size(run)
 
 
 def _count(text: str) -> int:
@@ -140,7 +142,7 @@ class _Rows:
         try:
             yield from read_rows(self.path)
         except OSError as exc:
-            raise _Failure(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
+            raise Failure(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
 
     def requests(self) -> Iterator[tuple[Row, ChatCompletionRequest | RowError]]:
         """Yield every row not skipped with its request, or the :class:`RowError` that keeps it from being sent."""
@@ -299,11 +301,11 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.dry_run:
         return _dry_run(args, template, out, err)
     if args.output is None:
-        raise _Failure("--output FILE is required (unless --dry-run)")
+        raise Failure("--output FILE is required (unless --dry-run)")
     output = Path(args.output)
     if not args.resume and output.exists() and output.stat().st_size > 0:
-        raise _Failure(f"{output} already exists; pass --resume to continue that run, or choose another --output")
-    options = _client_options(args)
+        raise Failure(f"{output} already exists; pass --resume to continue that run, or choose another --output")
+    options = client_options(args)
     from chatdsl.client.sync import Client
 
     with contextlib.ExitStack() as stack:
@@ -311,7 +313,7 @@ def run_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             state = scan_output(output) if args.resume else OutputState()
             writer = stack.enter_context(RecordWriter(output))
         except OSError as exc:
-            raise _Failure(f"{output}: cannot be written ({exc.strerror or exc})") from None
+            raise Failure(f"{output}: cannot be written ({exc.strerror or exc})") from None
         return _run(args, template, state, writer, stack.enter_context(Client(**options, limits=_limits(args))), err)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the with block returns)
 
@@ -397,7 +399,7 @@ def _summary(stats: _Stats, skipped: int, output: Path, err: TextIO, *, note: st
     p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
     if p50 is not None and p95 is not None:
         lines.append(f"latency: p50 {p50:.3f} s, p95 {p95:.3f} s")
-    lines.append(f"output: {_safe(str(output))}")
+    lines.append(f"output: {safe(str(output))}")
     err.write("".join(line + "\n" for line in lines))
 
 
@@ -413,7 +415,7 @@ def _dry_run(args: argparse.Namespace, template: RequestTemplate, out: TextIO, e
     for _, request in rows.requests():
         if isinstance(request, RowError):
             bad += 1
-            err.write(f"{PROG}: error: {_safe(' '.join(str(request).split()))}\n")
+            err.write(f"{PROG}: error: {safe(' '.join(str(request).split()))}\n")
             continue
         requests += 1
         if counter is not None:
@@ -430,7 +432,7 @@ def _dry_run(args: argparse.Namespace, template: RequestTemplate, out: TextIO, e
         mean = f", mean {tokens / requests:,.0f} a request" if requests else ""
         out.write(f"prompt tokens: {tokens:,}{approximate}{mean}\n")
         for note in sorted(notes):
-            err.write(f"{PROG}: {_safe(note)}\n")
+            err.write(f"{PROG}: {safe(note)}\n")
     return 1 if bad else 0
 
 

@@ -1,0 +1,1 @@
+"""cli: the chatdsl command (see the layout table in docs/development.md)."""
