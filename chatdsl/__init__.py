@@ -15,6 +15,7 @@ from chatdsl._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchTimeoutError,
     ChatDSLError,
     ClientClosedError,
     InternalServerError,
@@ -31,6 +32,16 @@ from chatdsl._errors import (
     ValidationError,
 )
 from chatdsl._types import UNSET, FrozenDict, FrozenList, JSONValue, UnsetType
+from chatdsl.model.batch import (
+    BatchError,
+    BatchJob,
+    BatchJobList,
+    BatchJobRequest,
+    BatchJobStatus,
+    FileDeleted,
+    FileInfo,
+    FileList,
+)
 from chatdsl.model.guardrails import GuardrailConfig, ModerationAction, ModerationConfig
 from chatdsl.model.messages import (
     AssistantMessage,
@@ -119,6 +130,7 @@ from chatdsl.wire.dialects import Dialect
 
 if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` stays cheap
     from chatdsl.client.aio import AsyncChatCompletionStream, AsyncClient
+    from chatdsl.client.batch import BatchResult
     from chatdsl.client.config import Limits, RetryPolicy, Timeout
     from chatdsl.client.loop import ToolRunResult
     from chatdsl.client.sync import ChatCompletionStream, Client
@@ -132,6 +144,7 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): `import chatdsl` s
 _LAZY: dict[str, str] = {
     "AsyncChatCompletionStream": "chatdsl.client.aio",
     "AsyncClient": "chatdsl.client.aio",
+    "BatchResult": "chatdsl.client.batch",
     "ChatCompletionStream": "chatdsl.client.sync",
     "Client": "chatdsl.client.sync",
     "Limits": "chatdsl.client.config",
@@ -180,6 +193,13 @@ __all__ = [
     "AudioChunk",
     "AuthenticationError",
     "BadRequestError",
+    "BatchError",
+    "BatchJob",
+    "BatchJobList",
+    "BatchJobRequest",
+    "BatchJobStatus",
+    "BatchResult",
+    "BatchTimeoutError",
     "ChatCompletionChoice",
     "ChatCompletionRequest",
     "ChatCompletionResponse",
@@ -194,6 +214,9 @@ __all__ = [
     "Dialect",
     "DocumentURLChunk",
     "FileChunk",
+    "FileDeleted",
+    "FileInfo",
+    "FileList",
     "FinishReason",
     "FrozenDict",
     "FrozenList",

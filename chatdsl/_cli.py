@@ -11,6 +11,7 @@
     chatdsl run TEMPLATE --input FILE --output FILE [--var NAME=VALUE ...] [--concurrency N] [--resume]
                 [--max-errors N] [--base-url URL] [--dialect D] [--dry-run]   (see chatdsl.runs.command)
     chatdsl serve [--port N] [--host HOST] [--api-key-env NAME] [--dialect D] [--delay SECONDS]
+    chatdsl batch submit|status|wait|results|cancel ...   (Mistral's Batch API: see chatdsl._batch_cli)
 
 ``--dialect`` is ``mistral`` (default) or ``openai`` (an OpenAI-compatible server: vLLM, llama.cpp,
 Ollama, LM Studio, OpenAI); a field the dialect has no equivalent for is an error naming it, unless
@@ -274,6 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_max_size(send)
 
     _add_tokens_command(commands)
+    _add_batch_command(commands)
 
     from chatdsl.runs.command import add_run_command
 
@@ -629,6 +631,21 @@ def _over_budget(name: str, path: Path, values: dict[str, str], args: argparse.N
     return [f"{name}: {result.tokens} prompt tokens{approximate}, over the budget of {args.max_prompt_tokens}"]
 
 
+# ---------------------------------------------------------------------------------------- batch
+
+
+def _add_batch_command(commands: Any) -> None:
+    from chatdsl._batch_cli import add_batch_command
+
+    add_batch_command(commands)
+
+
+def _batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from chatdsl._batch_cli import run_batch
+
+    return run_batch(args, out, err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chatdsl`` command with *argv* (default ``sys.argv[1:]``) and return its exit status."""
     out, err = sys.stdout, sys.stderr
@@ -644,6 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list(args, out)
         if args.command == "send":
             return _send(args, out, err)
+        if args.command == "batch":
+            return _batch(args, out, err)
         if args.command == "run":
             from chatdsl.runs.command import run_command
 

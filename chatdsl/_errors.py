@@ -20,7 +20,8 @@
     │   └── APITimeoutError           connect, read or total deadline passed
     ├── ClientClosedError(RuntimeError)  the client (or the client owning its session) was closed
     ├── StreamError                   a stream broke after it began (cut, malformed event, error event)
-    └── ToolLoopError                 a tool loop hit max_rounds, or (with on_error="raise") an unknown tool
+    ├── ToolLoopError                 a tool loop hit max_rounds, or (with on_error="raise") an unknown tool
+    └── BatchTimeoutError(TimeoutError)  a batch job was still running when a wait for it ran out
 
 Transport failures (``APIConnectionError``) are kept apart from bad status codes (``APIError``).
 No exception text ever contains the API key.
@@ -37,6 +38,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchTimeoutError",
     "ChatDSLError",
     "ClientClosedError",
     "InternalServerError",
@@ -290,4 +292,12 @@ class ToolLoopError(ChatDSLError):
     def __init__(self, message: str, *, request: Any, response: Any = None) -> None:
         self.request = request
         self.response = response
+        super().__init__(message)
+
+
+class BatchTimeoutError(ChatDSLError, TimeoutError):
+    """A wait for a batch job ran out before the job ended; ``job`` is its last known state (a ``BatchJob``)."""
+
+    def __init__(self, message: str, *, job: Any = None) -> None:
+        self.job = job
         super().__init__(message)

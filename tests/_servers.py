@@ -35,7 +35,8 @@ def raw_server(handle: Callable[[socket.socket], None]) -> Iterator[str]:
                     return
                 data += piece
             head, _, body = data.partition(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            announced = re.search(rb"(?i)content-length: *(\d+)", head)
+            length = int(announced.group(1)) if announced else 0  # a GET has no body
             while len(body) < length:
                 body += conn.recv(65536)
             with contextlib.suppress(OSError):

@@ -91,3 +91,18 @@ def problems(checker: Draft202012Validator, body: Any) -> list[str]:
         f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
         for error in sorted(checker.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
     ]
+
+
+BATCH_SPEC_PATH = Path(__file__).parent / "data" / "mistral-batch-openapi.json"
+BATCH_SPEC_URI = "https://chatdsl.invalid/mistral-batch-openapi.json"
+BATCH_SPEC: dict[str, Any] = json.loads(BATCH_SPEC_PATH.read_text(encoding="utf-8"))
+_BATCH_REGISTRY = Registry().with_resource(
+    BATCH_SPEC_URI, Resource.from_contents(BATCH_SPEC, default_specification=DRAFT202012)
+)
+
+
+def batch_validator(schema_name: str) -> Draft202012Validator:
+    """Return a Draft 2020-12 validator for a Files or Batch API schema (``BatchJobOut``, ``UploadFileOut``, ...)."""
+    return Draft202012Validator(
+        {"$ref": f"{BATCH_SPEC_URI}#/components/schemas/{schema_name}"}, registry=_BATCH_REGISTRY
+    )

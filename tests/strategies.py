@@ -638,3 +638,78 @@ def with_nulls(draw: st.DrawFn, body: Any) -> Any:
     if isinstance(body, list):
         return [draw(with_nulls(item)) for item in body]
     return body
+
+
+# ------------------------------------------------------------------------------- files and batch jobs
+# (the Batch API: chatdsl.model.batch; wire schemas in tests/data/mistral-batch-openapi.json)
+
+from chatdsl import (  # noqa: E402 (this section's own imports, kept with it)
+    BatchError,
+    BatchJob,
+    BatchJobList,
+    BatchJobRequest,
+    BatchJobStatus,
+    FileDeleted,
+    FileInfo,
+    FileList,
+)
+
+file_ids = st.uuids().map(str)
+timestamps = st.integers(0, 2**33).map(lambda seconds: datetime.fromtimestamp(seconds, UTC))
+counts = st.integers(0, 10**6)
+batch_errors = st.builds(BatchError, message=non_empty_texts, count=st.integers(1, 1000))
+batch_jobs = st.builds(
+    BatchJob,
+    id=file_ids,
+    input_files=st.lists(file_ids, max_size=2).map(tuple),
+    metadata=st.none() | st.dictionaries(identifiers, json_values, max_size=2),
+    endpoint=st.just("/v1/chat/completions"),
+    model=st.none() | models,
+    agent_id=st.none() | identifiers,
+    output_file=st.none() | file_ids,
+    error_file=st.none() | file_ids,
+    errors=st.lists(batch_errors, max_size=2).map(tuple),
+    outputs=st.none() | st.lists(json_objects, max_size=2).map(tuple),
+    status=st.sampled_from(list(BatchJobStatus)),
+    created_at=timestamps,
+    total_requests=counts,
+    completed_requests=counts,
+    succeeded_requests=counts,
+    failed_requests=counts,
+    started_at=st.none() | timestamps,
+    completed_at=st.none() | timestamps,
+)
+batch_job_lists = st.builds(BatchJobList, data=st.lists(batch_jobs, max_size=2).map(tuple), total=counts)
+
+
+def files(*, deleted: S[Any] = st.none()) -> S[FileInfo]:
+    """Stored files as the server describes them (``deleted``: ``None`` for an upload's answer)."""
+    return st.builds(
+        FileInfo,
+        id=file_ids,
+        size_bytes=counts,
+        created_at=timestamps,
+        filename=non_empty_texts,
+        purpose=st.sampled_from(["fine-tune", "batch", "ocr"]),
+        sample_type=st.sampled_from(["pretrain", "instruct", "batch_request", "batch_result", "batch_error"]),
+        source=st.sampled_from(["upload", "repository", "mistral"]),
+        num_lines=st.none() | counts,
+        mimetype=st.none() | st.just("application/jsonl"),
+        signature=st.none() | identifiers,
+        expires_at=st.none() | timestamps,
+        visibility=st.none() | st.sampled_from(["workspace", "user"]),
+        deleted=deleted,
+    )
+
+
+file_lists = st.builds(FileList, data=st.lists(files(), max_size=2).map(tuple), total=st.none() | counts)
+deleted_files = st.builds(FileDeleted, id=file_ids, deleted=st.booleans())
+_metadata_keys = st.text(string.ascii_letters + string.digits + "_-. ", min_size=1, max_size=32)
+batch_job_requests = st.builds(
+    BatchJobRequest,
+    input_files=st.lists(file_ids, min_size=1, max_size=3).map(tuple),
+    model=st.none() | models,
+    agent_id=st.none() | identifiers,
+    metadata=st.none() | st.dictionaries(_metadata_keys, st.text(min_size=1, max_size=20), max_size=3),
+    timeout_hours=st.just(UNSET) | st.integers(1, 168),
+)

@@ -2,9 +2,10 @@
 
 :class:`BaseClient` reads and checks the constructor's arguments (the key and its environment
 variables, the base URL and its loopback rules, timeouts, retries, limits, headers, the dialect),
-derives clients (``with_options``), refuses pickling, and turns a request into the bytes and
-headers of one POST. A subclass adds only its transport: how a session is made and closed, and how
-bytes move. Nothing here imports ``requests``, ``urllib3`` or ``aiohttp``.
+derives clients (``with_options``), refuses pickling, turns a request into the bytes and headers
+of one POST, and begins a call of any method and path (its headers and its retry loop,
+:class:`~chatdsl.client.retry.Attempts`). A subclass adds only its transport: how a session is made
+and closed, and how bytes move. Nothing here imports ``requests``, ``urllib3`` or ``aiohttp``.
 """
 
 from __future__ import annotations
@@ -334,17 +335,58 @@ class BaseClient(Generic[_S]):
             openai_service = _is_openai_service(self._base_url)
             data = to_wire(data, self._dialect, drop_unsupported=drop, openai_service=openai_service)
         body = dumps_bytes(data)
-        send_headers = {
-            "User-Agent": self._user_agent,
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if stream else "application/json",
-        }
+        accept = "text/event-stream" if stream else "application/json"
+        return body, self._call_headers(content_type="application/json", accept=accept, stream=stream, headers=headers)
+
+    def _call_headers(
+        self, *, content_type: str | None, accept: str, stream: bool, headers: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        """Return the headers (without ``Authorization``) of a call: the client's, then the call's *headers*."""
+        send_headers = {"User-Agent": self._user_agent}
+        if content_type is not None:
+            send_headers["Content-Type"] = content_type
+        send_headers["Accept"] = accept
         if stream:
             send_headers["Accept-Encoding"] = "identity"  # compression would hold events back
         send_headers.update(self._headers)
         if headers:
             send_headers.update(_check_headers(headers))
-        return body, send_headers
+        return send_headers
+
+    def _endpoint(self, path: str) -> tuple[str, str]:
+        """Return the URL of *path* (``/v1/...``) and its redacted form for messages and logs."""
+        if path == PATH:
+            return self._url, self._log_url
+        url = self._base_url + path
+        return url, _redact_url(url)
+
+    def _attempts(
+        self, method: str, log_url: str, *, stream: bool, timeout: Timeout | float | None, max_retries: int | None
+    ) -> Attempts:
+        """Begin a call (a closed client raises): the :class:`~chatdsl.client.retry.Attempts` of its retry
+        loop, per-call overrides applied, its messages naming *method* and *log_url*."""
+        self._check_open()
+        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
+        policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
+        return Attempts(policy, limits, log_url, stream=stream, client=type(self).__name__, method=method)
+
+    def _start_call(
+        self,
+        method: str,
+        path: str,
+        *,
+        content_type: str | None,
+        accept: str,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[str, dict[str, str], Attempts]:
+        """Begin a call of *method* on *path* other than a chat completion (the Files and Batch APIs): its
+        URL, headers (without ``Authorization``) and :class:`~chatdsl.client.retry.Attempts`."""
+        url, log_url = self._endpoint(path)
+        attempts = self._attempts(method, log_url, stream=False, timeout=timeout, max_retries=max_retries)
+        send_headers = self._call_headers(content_type=content_type, accept=accept, stream=False, headers=headers)
+        return url, send_headers, attempts
 
     def _start(
         self,
@@ -358,11 +400,9 @@ class BaseClient(Generic[_S]):
     ) -> tuple[bytes, dict[str, str], Attempts]:
         """Begin a call (a closed client raises): the body, the headers (without ``Authorization``) and
         the :class:`~chatdsl.client.retry.Attempts` of its retry loop (per-call overrides applied)."""
-        self._check_open()
-        limits = self._timeout if timeout is None else Timeout.coerce(timeout)
-        policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
+        attempts = self._attempts("POST", self._log_url, stream=stream, timeout=timeout, max_retries=max_retries)
         body, send_headers = self._prepare(request, stream=stream, headers=headers, drop_unsupported=drop_unsupported)
-        return body, send_headers, Attempts(policy, limits, self._log_url, stream=stream, client=type(self).__name__)
+        return body, send_headers, attempts
 
     def _stream_request(self, request: ChatCompletionRequest) -> tuple[ChatCompletionRequest, int, bool]:
         """Return *request* checked and set to stream, the number of choices to expect, and whether to fold usage."""

@@ -63,20 +63,24 @@ class Attempts:
 
     ::
 
-        attempts = Attempts(policy, timeout, url, stream=False, client="Client")
+        attempts = Attempts(policy, timeout, url, stream=False, client="Client", method="POST")
         while True:
             connect, read = attempts.begin(closed=...)      # raises when the deadline or the client is gone
             ... send; on success return ...; on failure:
             sleep(attempts.failed(error, retry_after))      # raises *error* when it is not worth another try
 
     It holds the total deadline (``time.perf_counter`` seconds, ``None``: none), the retries taken, and
-    logs each attempt and retry on the ``chatdsl`` logger.
+    logs each attempt and retry on the ``chatdsl`` logger; its messages name the HTTP *method* and
+    the (redacted) *url*.
     """
 
-    __slots__ = ("client", "deadline", "limits", "policy", "previous", "retries", "stream", "url")
+    __slots__ = ("client", "deadline", "limits", "method", "policy", "previous", "retries", "stream", "url")
 
-    def __init__(self, policy: RetryPolicy, limits: Timeout, url: str, *, stream: bool, client: str) -> None:
+    def __init__(
+        self, policy: RetryPolicy, limits: Timeout, url: str, *, stream: bool, client: str, method: str = "POST"
+    ) -> None:
         self.policy = policy
+        self.method = method
         self.limits = limits
         self.url = url
         self.stream = stream
@@ -94,22 +98,23 @@ class Attempts:
         timeouts = attempt_timeouts(self.limits, self.deadline, time.perf_counter())
         if timeouts is None:  # a backoff sleep overran the deadline (checked before sleeping)
             passed = f"the total deadline of {self.limits.total} s passed before attempt {self.retries + 1}"
-            raise APITimeoutError(f"POST {self.url}: {passed}") from self.previous
+            raise APITimeoutError(f"{self.method} {self.url}: {passed}") from self.previous
         if self.retries and closed:
             raise ClientClosedError(f"this {self.client} was closed while the call waited to retry") from self.previous
-        logger.debug("POST %s (attempt %d, stream=%s)", self.url, self.retries + 1, self.stream)
+        logger.debug("%s %s (attempt %d, stream=%s)", self.method, self.url, self.retries + 1, self.stream)
         return timeouts
 
     def late_headers(self) -> APITimeoutError:
         """The error of a response whose headers came as the total deadline passed."""
         return APITimeoutError(
-            f"POST {self.url}: the total deadline of {self.limits.total} s passed while the headers arrived"
+            f"{self.method} {self.url}: the total deadline of {self.limits.total} s passed while the headers arrived"
         )
 
     def rejected(self, error: APIError, sent_at: float) -> None:
         """An error status arrived: log it, and raise *error* if the policy does not send again on it."""
         logger.debug(
-            "POST %s -> %d in %.3f s (request id %s)",
+            "%s %s -> %d in %.3f s (request id %s)",
+            self.method,
             self.url,
             error.status_code,
             time.perf_counter() - sent_at,
@@ -126,7 +131,8 @@ class Attempts:
         self.retries += 1
         self.previous = error
         logger.info(
-            "POST %s failed (%s); retry %d of %d in %.2f s",
+            "%s %s failed (%s); retry %d of %d in %.2f s",
+            self.method,
             self.url,
             _short(error),
             self.retries,

@@ -52,6 +52,8 @@ __all__ = [
     "content_length",
     "error_class",
     "is_json",
+    "json_value",
+    "length_mismatch",
     "not_an_event_stream",
     "read_limit",
     "scrubbed_chain",
@@ -214,20 +216,12 @@ def completion(
     attempt was sent (``time.perf_counter``), for ``latency``.
     """
     request_id = _request_id(headers)
-    if too_large or (limit is not None and len(body) > limit):
-        size = f"{content_length(headers)} bytes announced" if too_large else "more bytes"
-        raise MalformedResponseError(
-            f"the body is larger than max_response_size ({size}; the limit is {limit} bytes)",
-            status_code=status,
-            body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
-            request_id=request_id,
-            headers=_lower(headers),
-        )
+    _check_size(status, headers, body, limit=limit, too_large=too_large)
     try:
         data = _json.loads(body)
     except (ValueError, RecursionError):
         data = None
-        problem = f"the body is not JSON: {describe_error_body(body.decode('utf-8', 'replace'))!r}"
+        problem = _not_json(body)
     else:
         problem = "" if isinstance(data, dict) and "choices" in data else "the body has no 'choices'"
     if not problem:
@@ -257,6 +251,53 @@ def completion(
         body=body.decode("utf-8", "replace"),
         request_id=request_id,
         headers=_lower(headers),
+    )
+
+
+def _check_size(
+    status: int, headers: Mapping[str, str], body: bytes | bytearray, *, limit: int | None, too_large: bool
+) -> None:
+    """Raise :class:`~chatdsl.MalformedResponseError` if a success body is past *limit* (see :func:`completion`)."""
+    if too_large or (limit is not None and len(body) > limit):
+        size = f"{content_length(headers)} bytes announced" if too_large else "more bytes"
+        raise MalformedResponseError(
+            f"the body is larger than max_response_size ({size}; the limit is {limit} bytes)",
+            status_code=status,
+            body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
+            request_id=_request_id(headers),
+            headers=_lower(headers),
+        )
+
+
+def _not_json(body: bytes | bytearray) -> str:
+    return f"the body is not JSON: {describe_error_body(body.decode('utf-8', 'replace'))!r}"
+
+
+def json_value(
+    status: int, headers: Mapping[str, str], body: bytes | bytearray, *, limit: int | None, too_large: bool
+) -> Any:
+    """Return the JSON value of a success body (of the Files and Batch APIs), read as :func:`completion`
+    reads one; else raise :class:`~chatdsl.MalformedResponseError` (too large, not JSON)."""
+    _check_size(status, headers, body, limit=limit, too_large=too_large)
+    try:
+        return _json.loads(body)
+    except (ValueError, RecursionError):
+        raise MalformedResponseError(
+            _not_json(body),
+            status_code=status,
+            body=body[:_SHOWN_BODY].decode("utf-8", "replace"),
+            request_id=_request_id(headers),
+            headers=_lower(headers),
+        ) from None
+
+
+def length_mismatch(method: str, url: str, size: int, headers: Mapping[str, str]) -> APIConnectionError | None:
+    """The error of a downloaded body of *size* bytes that is not the announced ``Content-Length`` (else ``None``)."""
+    announced = content_length(headers)
+    if announced is None or size == announced:
+        return None
+    return APIConnectionError(
+        f"{method} {url}: the body ended after {size} of {announced} bytes", response_started=True
     )
 
 
@@ -321,33 +362,40 @@ ConnectionFailure: TypeAlias = Literal["deadline", "connect", "read", "tls", "br
 
 
 def connection_error(
-    kind: ConnectionFailure, url: str, limits: Timeout, reason: str, *, response_started: bool = False
+    kind: ConnectionFailure,
+    url: str,
+    limits: Timeout,
+    reason: str,
+    *,
+    response_started: bool = False,
+    method: str = "POST",
 ) -> APIConnectionError:
     """Return the chatdsl error of a transport failure of *kind* (*reason*: the transport's short description).
 
     *response_started*: a success status had arrived (the body broke off); the message says so.
+    *method* and *url* (redacted) name the request.
     """
     after = " after a success status (the request was not sent again)" if response_started else ""
     if kind == "deadline":
         return APITimeoutError(
-            f"POST {url}: the total deadline of {limits.total} s passed{after} ({reason})",
+            f"{method} {url}: the total deadline of {limits.total} s passed{after} ({reason})",
             response_started=response_started,
         )
     if kind == "connect":
-        return APITimeoutError(f"POST {url}: connecting timed out after {limits.connect} s ({reason})")
+        return APITimeoutError(f"{method} {url}: connecting timed out after {limits.connect} s ({reason})")
     if kind == "read":
         return APITimeoutError(
-            f"POST {url}: no data for {limits.read} s{after} ({reason})", response_started=response_started
+            f"{method} {url}: no data for {limits.read} s{after} ({reason})", response_started=response_started
         )
     if kind == "tls":
-        return APIConnectionError(f"POST {url}: TLS failed{after} ({reason})", response_started=response_started)
-    return APIConnectionError(f"POST {url} failed{after}: {reason}", response_started=response_started)
+        return APIConnectionError(f"{method} {url}: TLS failed{after} ({reason})", response_started=response_started)
+    return APIConnectionError(f"{method} {url} failed{after}: {reason}", response_started=response_started)
 
 
-def body_deadline_error(url: str, limits: Timeout) -> APITimeoutError:
+def body_deadline_error(url: str, limits: Timeout, method: str = "POST") -> APITimeoutError:
     """The error of a success body still being read when the total deadline passed."""
     return APITimeoutError(
-        f"POST {url}: the total deadline of {limits.total} s passed while reading the body "
+        f"{method} {url}: the total deadline of {limits.total} s passed while reading the body "
         "(after a success status: the request was not sent again)",
         response_started=True,
     )

@@ -29,7 +29,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
 
 import attrs
 import requests
@@ -41,6 +41,7 @@ from chatdsl._errors import (
     ValidationError,
 )
 from chatdsl.client.base import BaseClient, SessionState
+from chatdsl.client.batch import BatchMethods
 from chatdsl.client.config import (
     API_KEY_ENV as API_KEY_ENV,  # re-exported: it was defined here before the split
 )
@@ -52,15 +53,17 @@ from chatdsl.client.config import (
 )
 from chatdsl.client.deadline import _Watchdog
 from chatdsl.client.loop import DEFAULT_MAX_ROUNDS
+from chatdsl.client.retry import Attempts
 from chatdsl.client.status import (
     ERROR_BODY_LIMIT,
     _request_id,
     _retry_after,
     announced_too_large,
     api_error,
-    body_deadline_error,
     completion,
     is_json,
+    json_value,
+    length_mismatch,
     not_an_event_stream,
     read_limit,
 )
@@ -74,11 +77,13 @@ from chatdsl.client.transport import (
     _BearerAuth,
     _close,
     _close_pools,
+    _copy_body,
     _drain,
     _new_session,
     _NoAuth,
     _read_body,
     _read_failure,
+    _read_released,
     _scrub,
     _transport_error,
 )
@@ -112,12 +117,13 @@ class _Exchange:
     limits: Limits = DEFAULT_LIMITS
     watchdog: _Watchdog = attrs.field(factory=lambda: _Watchdog(None))
     state: SessionState | None = None
+    method: str = "POST"
 
 
 # ------------------------------------------------------------------------------------ the client
 
 
-class Client(BaseClient[requests.Session]):
+class Client(BaseClient[requests.Session], BatchMethods):
     """A client of the chat-completions endpoint, around one ``requests.Session``.
 
     ``api_key`` falls back to the ``MISTRAL_API_KEY`` environment variable (for any ``base_url``: a
@@ -148,6 +154,10 @@ class Client(BaseClient[requests.Session]):
     ``127.0.0.1``, ``::1``, or a ``*.localhost`` name that resolves to loopback addresses only) is
     never reached through a proxy (``http_proxy`` and the like are ignored for it): the key stays on
     the machine. A client cannot be pickled or copied (a ``TypeError``): it holds the key.
+
+    Mistral's Files and Batch APIs are methods too (``submit_batch``, ``wait_batch_job``,
+    ``batch_results``, ``upload_file``, ...: :class:`~chatdsl.client.batch.BatchMethods`), sent
+    with the same key, retries, timeouts and error mapping.
 
     Use it as a context manager, or call :meth:`close`; a closed client raises
     :class:`~chatdsl.ClientClosedError`. Threads may share a client: it holds no per-call state
@@ -283,6 +293,32 @@ class Client(BaseClient[requests.Session]):
         send = self.chat_completion if on_text is None else streaming_send(self.chat_completion_stream, on_text)
         return run_tools(send, request, tools, max_rounds=max_rounds, on_error=on_error)
 
+    # ------------------------------------------------------------------ files and batch jobs
+
+    # The methods are BatchMethods' (chatdsl/client/batch.py); these two move their bytes.
+
+    def _api_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | IO[bytes] | None = None,
+        content_type: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> tuple[Any, str | None]:
+        """Send a Files or Batch API call; return the answer's JSON value and request id."""
+        url, send_headers, attempts = self._start_call(
+            method, path, content_type=content_type, accept="application/json"
+        )
+        return self._exchange(url, body, send_headers, attempts, _read_json, stream=False, params=params)
+
+    def _api_download(self, path: str, write: Callable[[bytes], object]) -> int:
+        """Download *path*, handing each piece to *write* as it arrives; return the byte count."""
+        url, send_headers, attempts = self._start_call(
+            "GET", path, content_type=None, accept="application/octet-stream"
+        )
+        return self._exchange(url, None, send_headers, attempts, _read_into(write), stream=False)
+
     # ------------------------------------------------------------------ the exchange
 
     def _send(
@@ -312,11 +348,27 @@ class Client(BaseClient[requests.Session]):
             headers=headers,
             drop_unsupported=drop_unsupported,
         )
+        return self._exchange(self._url, body, send_headers, attempts, reader, stream=stream)
+
+    def _exchange(
+        self,
+        url: str,
+        body: bytes | IO[bytes] | None,
+        send_headers: dict[str, str],
+        attempts: Attempts,
+        reader: Callable[[_Exchange], _T],
+        *,
+        stream: bool,
+        params: Mapping[str, Any] | None = None,
+    ) -> _T:
+        """Send ``attempts.method`` to *url* with *body* until *attempts* gives up (see :meth:`_send`); once a
+        success status arrives, return ``reader(exchange)``. A file-object *body* is rewound before each attempt."""
         session = self._session
-        url, log_url = self._url, self._log_url
+        method, log_url = attempts.method, attempts.url
+        rewind = getattr(body, "seek", None)
         try:  # before anything is sent: a failure here is never retried (nor does it show what it refused)
             prepared = session.prepare_request(
-                requests.Request("POST", url, data=body, headers=send_headers, auth=self._auth)
+                requests.Request(method, url, data=body, params=params, headers=send_headers, auth=self._auth)
             )
             settings = session.merge_environment_settings(url, {}, True, None, None)
         except (requests.RequestException, ValueError, TypeError) as exc:
@@ -333,6 +385,8 @@ class Client(BaseClient[requests.Session]):
                 error: APIError | APIConnectionError
                 retry_after: float | None = None
                 connect, read = attempts.begin(closed=self.closed)
+                if rewind is not None:
+                    rewind(0)
                 sent_at = time.perf_counter()
                 if deadline is not None:
                     _attempt.watchdog = watchdog
@@ -341,11 +395,11 @@ class Client(BaseClient[requests.Session]):
                 except _NOT_SENT as exc:
                     _scrub(exc)
                     raise APIConnectionError(
-                        f"POST {log_url}: the request could not be sent ({type(exc).__name__}); nothing was sent"
+                        f"{method} {log_url}: the request could not be sent ({type(exc).__name__}); nothing was sent"
                     ) from None
                 except _READ_ERRORS as exc:
                     watchdog.watch(None)
-                    error = _transport_error(exc, log_url, limits, deadline, fired=watchdog.fired)
+                    error = _transport_error(exc, log_url, limits, deadline, fired=watchdog.fired, method=method)
                 else:
                     watchdog.watch(response.raw.shutdown)
                     if watchdog.fired:  # the headers came as the deadline passed: too late all the same
@@ -362,6 +416,7 @@ class Client(BaseClient[requests.Session]):
                             limits=self._limits,
                             watchdog=watchdog,
                             state=state,
+                            method=method,
                         )
                         return reader(exchange)
                     error = _status_error(response, watchdog)
@@ -445,32 +500,50 @@ def _accept(exchange: _Exchange) -> _Exchange:
 def _read_completion(exchange: _Exchange) -> ChatCompletionResponse:
     """Read and parse a success body; a transport failure raises ``APIConnectionError`` with
     ``response_started=True`` (not retried: the server already generated the answer)."""
+    body, too_large = _success_body(exchange)
     response = exchange.response
-    limit = exchange.limits.max_response_size
-    too_large = announced_too_large(response.headers, limit)
-    watchdog = exchange.watchdog
-    watchdog.watch(response.raw.shutdown)
-    try:
-        body = b"" if too_large else _read_body(response, read_limit(limit))
-    except _READ_ERRORS as exc:
-        _scrub(exc)
-        if watchdog.fired:
-            raise body_deadline_error(exchange.url, exchange.timeout) from exc
-        raise _transport_error(exc, exchange.url, exchange.timeout, None, response_started=True) from exc
-    finally:
-        _close(response, watchdog)
-    if watchdog.fired:
-        raise body_deadline_error(exchange.url, exchange.timeout)
     return completion(
         response.status_code,
         response.headers,
         body,
-        limit=limit,
+        limit=exchange.limits.max_response_size,
         too_large=too_large,
         url=exchange.url,
         sent_at=exchange.sent_at,
         retries=exchange.retries,
     )
+
+
+def _read_json(exchange: _Exchange) -> tuple[Any, str | None]:
+    """Read a success body (as :func:`_read_completion` does); return its JSON value and the request id."""
+    body, too_large = _success_body(exchange)
+    headers = exchange.response.headers
+    value = json_value(
+        exchange.response.status_code, headers, body, limit=exchange.limits.max_response_size, too_large=too_large
+    )
+    return value, _request_id(headers)
+
+
+def _read_into(write: Callable[[bytes], object]) -> Callable[[_Exchange], int]:
+    """Return the reader of a download: each piece of the body handed to *write* as it arrives; the byte count."""
+
+    def read(exchange: _Exchange) -> int:
+        size = _read_released(exchange, lambda response: _copy_body(response, write))
+        error = length_mismatch(exchange.method, exchange.url, size, exchange.response.headers)
+        if error is not None:
+            raise error
+        return size
+
+    return read
+
+
+def _success_body(exchange: _Exchange) -> tuple[bytes | bytearray, bool]:
+    """Read a success body up to one byte past ``max_response_size`` (nothing when its announced length is past
+    it already); return it and whether its announced length was too large."""
+    limit = exchange.limits.max_response_size
+    too_large = announced_too_large(exchange.response.headers, limit)
+    body = _read_released(exchange, lambda response: b"" if too_large else _read_body(response, read_limit(limit)))
+    return body, too_large
 
 
 def _status_error(response: requests.Response, watchdog: _Watchdog) -> APIError:

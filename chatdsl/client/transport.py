@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import requests
 import urllib3
@@ -25,10 +25,22 @@ from chatdsl._errors import APIConnectionError
 from chatdsl.client.base import SessionState
 from chatdsl.client.config import Limits, Timeout
 from chatdsl.client.deadline import _Watchdog
-from chatdsl.client.status import Body, ConnectionFailure, connection_error, scrubbed_chain, short_text
+from chatdsl.client.status import (
+    Body,
+    ConnectionFailure,
+    body_deadline_error,
+    connection_error,
+    scrubbed_chain,
+    short_text,
+)
 from chatdsl.client.stream import StreamFailure
 
+if TYPE_CHECKING:
+    from chatdsl.client.sync import _Exchange
+
 __all__: list[str] = []
+
+_T = TypeVar("_T")
 
 _READ_SIZE: Final = 65536
 _DRAIN_WAIT: Final = 0.05  # after [DONE]: how long to wait for the end of the HTTP body (to reuse the connection)
@@ -221,11 +233,12 @@ def _transport_error(
     *,
     response_started: bool = False,
     fired: bool = False,
+    method: str = "POST",
 ) -> APIConnectionError:
     """Return the chatdsl error for a ``requests``/``urllib3`` failure (chained to it, scrubbed).
 
     *response_started*: a success status had arrived (the body broke off); the message says so.
-    *fired*: the call's watchdog cut the connection at the total deadline.
+    *fired*: the call's watchdog cut the connection at the total deadline. *method* names the request.
     """
     _scrub(exc)
     kind: ConnectionFailure
@@ -239,7 +252,7 @@ def _transport_error(
         kind = "tls"
     else:
         kind = "broken"
-    error = connection_error(kind, url, limits, _reason(exc), response_started=response_started)
+    error = connection_error(kind, url, limits, _reason(exc), response_started=response_started, method=method)
     error.__cause__ = exc
     return error
 
@@ -261,6 +274,52 @@ def _read_body(response: requests.Response, limit: int | None = None) -> bytearr
     while body.add(raw.read1(_READ_SIZE, decode_content=True)):
         pass
     return body.data
+
+
+class _WriteFailed(Exception):
+    """What the destination of a download raised (a full disk is no transport failure): :func:`_read_released`
+    raises :attr:`error` itself."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _copy_body(response: requests.Response, write: Callable[[bytes], object]) -> int:
+    """Hand the rest of the body to *write* piece by piece as it arrives; return the number of bytes."""
+    raw = response.raw
+    size = 0
+    while data := raw.read1(_READ_SIZE, decode_content=True):
+        try:
+            write(data)
+        except Exception as exc:
+            raise _WriteFailed(exc) from None
+        size += len(data)
+    return size
+
+
+def _read_released(exchange: _Exchange, read: Callable[[requests.Response], _T]) -> _T:
+    """Return ``read(response)`` of a success answer under the call's total deadline, then release the response;
+    a transport failure raises ``APIConnectionError`` with ``response_started=True`` (never sent again)."""
+    response = exchange.response
+    watchdog = exchange.watchdog
+    watchdog.watch(response.raw.shutdown)
+    try:
+        result = read(response)
+    except _WriteFailed as failed:
+        raise failed.error from None
+    except _READ_ERRORS as exc:
+        _scrub(exc)
+        if watchdog.fired:
+            raise body_deadline_error(exchange.url, exchange.timeout, exchange.method) from exc
+        raise _transport_error(
+            exc, exchange.url, exchange.timeout, None, response_started=True, method=exchange.method
+        ) from exc
+    finally:
+        _close(response, watchdog)
+    if watchdog.fired:
+        raise body_deadline_error(exchange.url, exchange.timeout, exchange.method)
+    return result
 
 
 def _drain(response: requests.Response) -> None:

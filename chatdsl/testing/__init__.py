@@ -21,7 +21,9 @@ a JSON answer (for ``json_schema`` an instance generated from the schema, within
 a tool choice that forces a call gives a tool call (its id made as the API makes them); after a tool
 message the answer summarises the tool's result. With ``"stream": true`` the same answer arrives as
 server-sent events: first the role with empty content, then one word per event. ``GET /v1/models``
-lists models, as clients that probe it expect.
+lists models, as clients that probe it expect. ``/v1/files`` and ``/v1/batch/jobs`` serve Mistral's
+Files and Batch APIs (``server.batch``, :mod:`chatdsl.testing.batch`): jobs run in the background,
+each line answered as a chat completion is (scripted replies included).
 
 Limits: a request body is read only up to :attr:`LocalServer.max_body_size` whatever its framing
 (``Content-Length`` or chunked; a malformed length or chunk size is a 400, a larger body a 413,

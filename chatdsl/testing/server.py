@@ -30,6 +30,7 @@ import attrs
 from chatdsl._errors import ValidationError
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse, CompletionChunk
+from chatdsl.testing.batch import BatchStore
 from chatdsl.testing.fake import default_chunks, default_response, unmet_header, unmet_notes
 from chatdsl.testing.framing import BodyRefused, json_problem, read_request_body
 from chatdsl.testing.replies import Cut, Headers, Partial, Pause, Reply, StreamItem, phrase, stream_events
@@ -271,6 +272,8 @@ class LocalServer:
         self._conn_ids: dict[Any, int] = {}
         self._reset: set[Any] = set()
         self._accepted_count = 0
+        self.batch: Final = BatchStore(self)
+        """The files and batch jobs of ``/v1/files`` and ``/v1/batch/jobs`` (a ``BatchStore``)."""
 
     def __repr__(self) -> str:
         state = f"url={self.url!r}" if self._httpd is not None else "stopped"
@@ -449,8 +452,6 @@ class LocalServer:
 
     # ------------------------------------------------------------------ default answers
 
-    # ------------------------------------------------------------------ default answers
-
     def default_response(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         """Return the answer the server gives *request* when nothing is scripted (not streamed)."""
         return default_response(request, wire=self._wire, model=self.model, created=self.created)
@@ -515,23 +516,27 @@ class LocalServer:
         elif json_error is not None:
             error = ValidationError("", f"is not valid JSON ({json_error.msg})")
         headers = Headers((k.lower(), v) for k, v in h.headers.items())
-        with self._lock:
-            recorded = RecordedRequest(
-                index=self._received,
-                method=h.command,
-                path=h.path,
-                headers=headers,
-                body=body,
-                json=value,
-                request=request,
-                error=error,
-                connection_id=self._conn_ids.get(h.connection, 0),
-                request_id=ex.request_id,
-            )
-            self._requests.append(recorded)
-            self._received += 1
+        recorded = self._record(
+            h.path,
+            headers,
+            body,
+            value,
+            request,
+            error,
+            method=h.command,
+            connection_id=self._conn_ids.get(h.connection, 0),
+            request_id=ex.request_id,
+        )
         ex.recorded = recorded
 
+        if self.batch.handles(path):
+            status, answer, content_type = self.batch.answer(h.command, h.path, headers, body)
+            if isinstance(answer, bytes):
+                head = self._head(ex, status, content_type, ("Content-Length", str(len(answer))))
+                self._write(ex, head + answer)
+            else:
+                self._send_json(ex, status, answer)
+            return
         if path == MODELS_PATH and h.command == "GET":
             self._send_json(ex, 200, self._wire.models_body(self._model_names(), self.created))
             return
@@ -552,6 +557,37 @@ class LocalServer:
             self._send_json(ex, *refusal)
             return
         self._send_reply(ex, self._script(recorded))
+
+    def _record(
+        self,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        value: Any,
+        request: ChatCompletionRequest | None,
+        error: ValidationError | None,
+        *,
+        method: str = "POST",
+        connection_id: int = 0,
+        request_id: str = "",
+    ) -> RecordedRequest:
+        """Record a request (a batch job's line too: no connection, the job's endpoint as its path)."""
+        with self._lock:
+            recorded = RecordedRequest(
+                index=self._received,
+                method=method,
+                path=path,
+                headers=headers,
+                body=body,
+                json=value,
+                request=request,
+                error=error,
+                connection_id=connection_id,
+                request_id=request_id or uuid.uuid4().hex,
+            )
+            self._requests.append(recorded)
+            self._received += 1
+        return recorded
 
     def _authorized(self, value: str | None) -> bool:
         expected = f"Bearer {self._api_key}".encode()

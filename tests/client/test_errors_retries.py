@@ -29,7 +29,7 @@ from chatdsl import (
     UnprocessableEntityError,
     ValidationError,
 )
-from chatdsl.client.retry import attempt_timeouts, retry_delay, retryable_status
+from chatdsl.client.retry import Attempts, attempt_timeouts, retry_delay, retryable_status
 from chatdsl.client.status import _retry_after, api_error
 from chatdsl.testing import Reply
 from tests._secrets import TEST_KEY
@@ -369,6 +369,17 @@ def test_a_refused_connection_is_an_api_connection_error_after_the_retries(make_
     assert f"POST {url}/v1/chat/completions" in str(error)
     assert KEY not in str(error)
     assert len(sleeps) == 2
+
+
+def test_the_retry_loop_names_the_method_it_was_given(caplog):
+    attempts = Attempts(RetryPolicy(), Timeout(total=0.05), "http://h/v1/files", stream=False, client="C", method="GET")
+    with caplog.at_level(logging.DEBUG, logger="chatdsl"):
+        attempts.begin(closed=False)
+        time.sleep(0.06)
+        with pytest.raises(APITimeoutError, match=r"^GET http://h/v1/files: the total deadline"):
+            attempts.begin(closed=False)
+    assert caplog.records[0].getMessage() == "GET http://h/v1/files (attempt 1, stream=False)"
+    assert attempts.late_headers().args[0].startswith("GET http://h/v1/files: ")
 
 
 def test_a_refused_stream_raises_at_once(make_client, sleeps):

@@ -12,7 +12,7 @@ import pytest
 import chatdsl.client
 
 CLIENT = Path(chatdsl.client.__file__).parent
-TRANSPORT_FREE = ("base", "config", "deadline", "loop", "merge", "retry", "status", "stream")
+TRANSPORT_FREE = ("base", "batch", "config", "deadline", "loop", "merge", "retry", "status", "stream")
 HTTP_STACK = {"requests", "urllib3", "aiohttp"}
 
 

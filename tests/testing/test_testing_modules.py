@@ -16,7 +16,8 @@ ALLOWED: dict[str, set[str]] = {
     "openai_request": set(),  # request_from_openai, when it moves here from chatdsl.wire.dialects
     "wire": {"replies", "openai_request"},
     "fake": {"replies", "wire"},  # a scripted Reply.answer is shaped like the default answers
-    "server": {"replies", "wire", "fake", "framing"},
+    "batch": {"replies", "fake"},  # the Files and Batch APIs, run through the server's normal replies
+    "server": {"replies", "wire", "fake", "framing", "batch"},
     "__init__": {"replies", "server"},
 }
 
