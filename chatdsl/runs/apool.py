@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from chatdsl.client.config import RetryPolicy
 
 __all__ = ["run_many"]
-
-logger: Final = logging.getLogger("chatdsl")
 
 
 def run_many(
@@ -49,21 +46,14 @@ def run_many(
     the call; the items are read as the results are consumed.
     """
     policy, gate = start_run(
-        client.retry,
+        client,
         concurrency=concurrency,
         max_retries=max_retries,
         requests_per_second=requests_per_second,
         tokens_per_minute=tokens_per_minute,
         follow_rate_limits=follow_rate_limits,
+        beyond_the_pool="the requests beyond it wait for a free connection",
     )
-    if concurrency > client.limits.pool_maxsize:
-        logger.warning(
-            "run_many(concurrency=%d) is above the client's pool_maxsize=%d: the requests beyond it wait for a free "
-            "connection; make the client with limits=Limits(pool_maxsize=%d)",
-            concurrency,
-            client.limits.pool_maxsize,
-            concurrency,
-        )
     once = client.with_options(max_retries=0)
     run = _Run(once.chat_completion, policy, gate, concurrency)
     return run.results(items, ordered=bool(ordered))

@@ -28,12 +28,13 @@ only sleep and send around them.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -43,7 +44,12 @@ from chatdsl.client.retry import retry_delay, retryable_error
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse
 
+if TYPE_CHECKING:
+    from chatdsl.client.base import BaseClient
+
 __all__ = ["AHEAD", "ItemRun", "RateGate", "RunItem", "RunResult", "next_delay", "reset_seconds", "start_run", "unpack"]
+
+logger: Final = logging.getLogger("chatdsl")
 
 RunItem = ChatCompletionRequest | tuple[Any, ChatCompletionRequest]
 """An item of a run: a request, or a ``(key, request)`` pair."""
@@ -267,19 +273,21 @@ def next_delay(policy: RetryPolicy, gate: RateGate, error: BaseException, retrie
 
 
 def start_run(
-    retry: RetryPolicy,
+    client: BaseClient[Any],
     *,
     concurrency: int,
     max_retries: int | None,
     requests_per_second: float | None,
     tokens_per_minute: float | None,
     follow_rate_limits: bool,
+    beyond_the_pool: str,
 ) -> tuple[RetryPolicy, RateGate]:
     """Check a run's arguments (a :class:`~chatdsl.ValidationError` naming the bad one); return its
-    retry policy (the client's *retry*, with *max_retries* when given) and its gate."""
+    retry policy (the *client*'s, with *max_retries* when given) and its gate. A *concurrency* above the
+    client's ``pool_maxsize`` is logged as a warning saying what then happens (*beyond_the_pool*)."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValidationError("concurrency", f"{concurrency!r} is not a whole number of 1 or more")
-    policy = retry if max_retries is None else attrs.evolve(retry, max_retries=max_retries)
+    policy = client.retry if max_retries is None else attrs.evolve(client.retry, max_retries=max_retries)
     try:
         gate = RateGate(
             requests_per_second=requests_per_second,
@@ -289,6 +297,16 @@ def start_run(
     except ValueError as exc:
         name, _, rule = str(exc).partition(": ")
         raise ValidationError(name, rule) from None
+    pool = client.limits.pool_maxsize
+    if concurrency > pool:
+        logger.warning(
+            "run_many(concurrency=%d) is above the client's pool_maxsize=%d: %s; "
+            "make the client with limits=Limits(pool_maxsize=%d)",
+            concurrency,
+            pool,
+            beyond_the_pool,
+            concurrency,
+        )
     return policy, gate
 
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["RunItem", "run_many"]
 
 _T = TypeVar("_T")
-logger: Final = logging.getLogger("chatdsl")
 
 
 def run_many(
@@ -53,21 +51,14 @@ def run_many(
     item is taken; the items are read as the results are consumed.
     """
     policy, gate = start_run(
-        client.retry,
+        client,
         concurrency=concurrency,
         max_retries=max_retries,
         requests_per_second=requests_per_second,
         tokens_per_minute=tokens_per_minute,
         follow_rate_limits=follow_rate_limits,
+        beyond_the_pool="the connections beyond it are opened again for every request",
     )
-    if concurrency > client.limits.pool_maxsize:
-        logger.warning(
-            "run_many(concurrency=%d) is above the client's pool_maxsize=%d: the connections beyond it are opened "
-            "again for every request; make the client with limits=Limits(pool_maxsize=%d)",
-            concurrency,
-            client.limits.pool_maxsize,
-            concurrency,
-        )
     once = client.with_options(max_retries=0)
     run = _Run(once.chat_completion, policy, gate, concurrency)
     return run.results(items, ordered=bool(ordered))
