@@ -1,4 +1,5 @@
-"""chatdsl.AsyncClient: concurrent calls, a streamed answer, async tools, a timeout, and a streaming web handler.
+"""chatdsl.AsyncClient: concurrent calls, a streamed answer, async tools, a run of many requests, a timeout, and a
+streaming web handler.
 
 Run: python examples/async_client.py   (needs ``pip install 'chatdsl[async]'``)
 
@@ -95,6 +96,18 @@ async def main() -> None:
         messages = result.request.messages
         calls = [c for m in messages if isinstance(m, chatdsl.AssistantMessage) for c in m.tool_calls or ()]
         print(f"called {[f'{c.name}({c.arguments()})' for c in calls]}; answer: {result.text()}")
+
+        print("\n# many requests, 4 at a time, read lazily from an async generator: run_many")
+
+        async def rows() -> AsyncIterator[tuple[str, chatdsl.ChatCompletionRequest]]:
+            for city in ("Paris", "Lisbon", "Tokyo", "Rome", "Oslo"):
+                yield city, BASE.user(f"One fact about {city}?")
+
+        # aclosing: leaving the block early (break, an error) cancels the calls still in flight at once
+        async with contextlib.aclosing(api.run_many(rows(), concurrency=4, ordered=False)) as results:
+            async for done in results:  # as they complete; a failed item is a result with .error set
+                text = done.response.text() if done.response is not None else f"failed: {done.error}"
+                print(f"{done.key}: {text}  ({done.attempts} attempt(s), {done.latency * 1000:.0f} ms)")
 
         print("\n# a deadline around a call: asyncio.timeout cancels it and closes its connection")
         try:

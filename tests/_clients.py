@@ -3,7 +3,9 @@
 ``make_client`` (the fixture in ``tests/conftest.py``, parametrised ``sync``/``async``) is called like
 ``Client(...)``. For ``async`` it makes a :class:`chatdsl.AsyncClient` and hands back a thin facade
 that runs each call on one event loop (an ``asyncio.Runner`` kept for the test): ``chat_completion``,
-``run_tools`` and ``close`` await the client's coroutines; ``chat_completion_stream`` opens the
+``run_tools`` and ``close`` await the client's coroutines; ``run_many`` returns a generator that
+awaits the async iterator's ``__anext__`` for each result (and its ``aclose()`` when it is closed);
+``chat_completion_stream`` opens the
 stream at once (errors before the headers raise there, as with the sync client) and returns a stream
 facade whose ``next()`` awaits ``__anext__``. Everything else (``closed``, ``error``, ``completed``,
 ``retries_taken``, ``repr`` …) is the real object's.
@@ -74,6 +76,27 @@ class SyncedClient:
 
     def run_tools(self, request: chatdsl.ChatCompletionRequest, tools: Any, **kwargs: Any) -> chatdsl.ToolRunResult:
         return self._runner.run(self.client.run_tools(request, tools, **kwargs))
+
+    def run_many(self, items: Any, **kwargs: Any) -> Iterator[chatdsl.RunResult]:
+        results = self.client.run_many(items, **kwargs)  # arguments are checked here, as with the sync client
+
+        async def step() -> chatdsl.RunResult:
+            return await anext(results)
+
+        async def close() -> None:
+            await results.aclose()
+
+        def drive() -> Iterator[chatdsl.RunResult]:
+            try:
+                while True:
+                    try:
+                        yield self._runner.run(step())
+                    except StopAsyncIteration:
+                        return
+            finally:
+                self._runner.run(close())
+
+        return drive()
 
     def with_options(self, **kwargs: Any) -> SyncedClient:
         return SyncedClient(self.client.with_options(**kwargs), self._runner)

@@ -24,7 +24,17 @@ import os
 import time
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
 
@@ -64,6 +74,7 @@ if TYPE_CHECKING:
 
     from chatdsl.client.loop import OnToolError, Tools
     from chatdsl.model.messages import ToolCall
+    from chatdsl.runs.core import RunItem, RunResult
 
 __all__ = ["AsyncChatCompletionStream", "AsyncClient"]
 
@@ -377,6 +388,37 @@ class AsyncClient(BaseClient["aiohttp.ClientSession | None"]):
             if isinstance(answer, ToolRunResult):
                 return answer
             loop.advance(answer, await _gather([_run_tool(loop, call) for call in answer]))
+
+    def run_many(
+        self,
+        items: Iterable[RunItem] | AsyncIterable[RunItem],
+        *,
+        concurrency: int = 8,
+        ordered: bool = True,
+        max_retries: int | None = None,
+        requests_per_second: float | None = None,
+        tokens_per_minute: float | None = None,
+        follow_rate_limits: bool = True,
+    ) -> AsyncGenerator[RunResult, None]:
+        """Send many requests, *concurrency* at a time: ``async for result in client.run_many(items)``.
+
+        The rules of :meth:`chatdsl.Client.run_many` (order, keys, retries, the shared 429 pause, pacing,
+        limits, one :class:`~chatdsl.RunResult` per item); *items* may also be an async iterable, read
+        lazily. Closing the iterator (``aclose()``, ``contextlib.aclosing``, a cancelled task) cancels the
+        calls in flight and closes their connections. Arguments are checked at the call.
+        """
+        from chatdsl.runs.apool import run_many
+
+        return run_many(
+            self,
+            items,
+            concurrency=concurrency,
+            ordered=ordered,
+            max_retries=max_retries,
+            requests_per_second=requests_per_second,
+            tokens_per_minute=tokens_per_minute,
+            follow_rate_limits=follow_rate_limits,
+        )
 
     async def _streamed(
         self, request: ChatCompletionRequest, on_text: Callable[[str], object]

@@ -19,28 +19,43 @@ shared by the whole run:
   ``tokens_per_minute`` (each answer's ``usage.total_tokens`` moves the next start later by
   its share of the minute).
 
-The gate decides with the clock passed in (``time.monotonic`` seconds); the sync pool
-(:mod:`chatdsl.runs.pool`) sleeps and sends, and an asyncio one can reuse every decision here.
+The gate decides with the clock passed in (``time.monotonic`` seconds) and never blocks (its lock
+guards a few assignments), so threads and asyncio tasks ask it alike. :func:`start_run` checks a
+run's arguments, :class:`ItemRun` keeps one item's attempts (when to send, whether to retry, its
+result): the thread pool (:mod:`chatdsl.runs.pool`) and the asyncio one (:mod:`chatdsl.runs.apool`)
+only sleep and send around them.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from chatdsl._errors import RateLimitError
+from chatdsl._errors import APIError, ChatDSLError, RateLimitError, ValidationError
 from chatdsl.client.config import RetryPolicy
 from chatdsl.client.retry import retry_delay, retryable_error
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse
 
-__all__ = ["RateGate", "RunResult", "next_delay", "reset_seconds"]
+if TYPE_CHECKING:
+    from chatdsl.client.base import BaseClient
+
+__all__ = ["AHEAD", "ItemRun", "RateGate", "RunItem", "RunResult", "next_delay", "reset_seconds", "start_run", "unpack"]
+
+logger: Final = logging.getLogger("chatdsl")
+
+RunItem = ChatCompletionRequest | tuple[Any, ChatCompletionRequest]
+"""An item of a run: a request, or a ``(key, request)`` pair."""
+
+AHEAD: Final = 2
+"""A run takes at most ``AHEAD * concurrency`` items not handed back yet: workers stay busy, memory bounded."""
 
 
 @attrs.frozen(kw_only=True)
@@ -252,3 +267,154 @@ def next_delay(policy: RetryPolicy, gate: RateGate, error: BaseException, retrie
     if delay is not None and isinstance(error, RateLimitError):
         gate.pause(delay, now)
     return delay
+
+
+# ---------------------------------------------------------------------------------- the run
+
+
+def start_run(
+    client: BaseClient[Any],
+    *,
+    concurrency: int,
+    max_retries: int | None,
+    requests_per_second: float | None,
+    tokens_per_minute: float | None,
+    follow_rate_limits: bool,
+    beyond_the_pool: str,
+) -> tuple[RetryPolicy, RateGate]:
+    """Check a run's arguments (a :class:`~chatdsl.ValidationError` naming the bad one); return its
+    retry policy (the *client*'s, with *max_retries* when given) and its gate. A *concurrency* above the
+    client's ``pool_maxsize`` is logged as a warning saying what then happens (*beyond_the_pool*)."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValidationError("concurrency", f"{concurrency!r} is not a whole number of 1 or more")
+    policy = client.retry if max_retries is None else attrs.evolve(client.retry, max_retries=max_retries)
+    try:
+        gate = RateGate(
+            requests_per_second=requests_per_second,
+            tokens_per_minute=tokens_per_minute,
+            follow_headers=follow_rate_limits,
+        )
+    except ValueError as exc:
+        name, _, rule = str(exc).partition(": ")
+        raise ValidationError(name, rule) from None
+    pool = client.limits.pool_maxsize
+    if concurrency > pool:
+        logger.warning(
+            "run_many(concurrency=%d) is above the client's pool_maxsize=%d: %s; "
+            "make the client with limits=Limits(pool_maxsize=%d)",
+            concurrency,
+            pool,
+            beyond_the_pool,
+            concurrency,
+        )
+    return policy, gate
+
+
+def unpack(index: int, item: object) -> tuple[int, Any, ChatCompletionRequest]:
+    """Return ``(index, key, request)`` of the item at *index* (a request is keyed by its index);
+    anything else is a ``TypeError`` naming the item."""
+    if isinstance(item, ChatCompletionRequest):
+        return index, index, item
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], ChatCompletionRequest):
+        return index, item[0], item[1]
+    raise TypeError(
+        f"item {index} of run_many is {type(item).__name__}, not a ChatCompletionRequest or a (key, request) pair"
+    )
+
+
+class ItemRun:
+    """One item's attempts, without I/O: a worker asks it when to send, tells it what came back, gets the result.
+
+    ::
+
+        item = ItemRun(index, key, request, policy, gate)
+        while True:
+            while (wait := item.wait(clock())) > 0:
+                sleep(wait)                              # or stop: item.stopped(clock())
+            item.sending(clock())
+            try:
+                response = send(request)                 # one attempt (a client with max_retries=0)
+            except Exception as exc:
+                delay = item.failed(exc, clock())
+                if delay is None:
+                    return item.result()
+                sleep(delay)
+                continue
+            return item.succeeded(response, clock())
+    """
+
+    __slots__ = ("_ended", "_error", "_first", "attempts", "gate", "index", "key", "policy", "request", "retries")
+
+    def __init__(
+        self, index: int, key: Any, request: ChatCompletionRequest, policy: RetryPolicy, gate: RateGate
+    ) -> None:
+        self.index = index
+        self.key = key
+        self.request = request
+        self.policy = policy
+        self.gate = gate
+        self.attempts = 0
+        self.retries = 0
+        self._first: float | None = None
+        self._ended = 0.0
+        self._error: Exception | None = None
+
+    def wait(self, now: float) -> float:
+        """Return the seconds to wait before the next attempt (the run's gate); 0: send it now (it is counted)."""
+        return self.gate.delay(now)
+
+    def sending(self, now: float) -> None:
+        """An attempt is being sent (the gate said 0)."""
+        if self._first is None:
+            self._first = now
+        self.attempts += 1
+
+    def failed(self, error: Exception, now: float, *, stopping: bool = False) -> float | None:
+        """The attempt failed with *error*: return the seconds to wait before the next one, or ``None``
+        when the item is done (not retryable, no attempt left, or the run is *stopping*): then
+        :meth:`result` is its result. A 429 pauses the whole run (:func:`next_delay`)."""
+        self.gate.observe(error.headers if isinstance(error, APIError) else None, None, now)
+        if isinstance(error, ValidationError):
+            self.attempts -= 1  # refused before sending
+        self._error, self._ended = error, now
+        delay = None if stopping else next_delay(self.policy, self.gate, error, self.retries, now)
+        if delay is not None:
+            self.retries += 1
+        return delay
+
+    def succeeded(self, response: ChatCompletionResponse, now: float) -> RunResult:
+        """The attempt got *response*: the gate takes in its headers and tokens; return the item's result."""
+        usage = response.usage
+        headers = response.rate_limit.headers if response.rate_limit is not None else None
+        self.gate.observe(headers, usage.total_tokens if usage is not None else None, now)
+        return RunResult(
+            key=self.key,
+            index=self.index,
+            request=self.request,
+            response=response,
+            attempts=self.attempts,
+            latency=now - self._start(now),
+        )
+
+    def result(self) -> RunResult:
+        """The item's result after its last failure (see :meth:`failed`)."""
+        error: Exception = self._error if self._error is not None else ChatDSLError("no attempt was made")
+        return RunResult(
+            key=self.key,
+            index=self.index,
+            request=self.request,
+            error=error,
+            attempts=self.attempts,
+            latency=self._ended - self._start(self._ended),
+        )
+
+    def stopped(self, now: float) -> RunResult:
+        """The run stopped before this item's next attempt: its result says so."""
+        error = ChatDSLError("the run was stopped before this request was sent")
+        latency = 0.0 if self._first is None else now - self._first
+        return RunResult(
+            key=self.key, index=self.index, request=self.request, error=error, attempts=self.attempts, latency=latency
+        )
+
+    def _start(self, now: float) -> float:
+        return now if self._first is None else self._first

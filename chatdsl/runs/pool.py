@@ -3,7 +3,7 @@
 The items are taken lazily, at most ``2 * concurrency`` ahead of what was handed back, so memory
 is bounded by the concurrency, not by the input. Each worker sends one attempt at a time through
 a client with ``max_retries=0``, and decides retries itself with the run's policy
-(:func:`chatdsl.runs.core.next_delay`), so every attempt passes the run's shared
+(:class:`chatdsl.runs.core.ItemRun`), so every attempt passes the run's shared
 :class:`~chatdsl.runs.core.RateGate`. An item that fails (after its retries) becomes a result
 with ``error`` set; the run goes on. Closing the iterator early (``break``, an exception, garbage
 collection) stops the run: nothing new is sent, waits end at once, and the requests already in
@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-
-from chatdsl._errors import APIError, ValidationError
 from chatdsl.model.request import ChatCompletionRequest
 from chatdsl.model.response import ChatCompletionResponse
-from chatdsl.runs.core import RateGate, RunResult, next_delay
+from chatdsl.runs.core import AHEAD, ItemRun, RateGate, RunItem, RunResult, start_run, unpack
 
 if TYPE_CHECKING:
     from chatdsl.client.config import RetryPolicy
@@ -36,10 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["RunItem", "run_many"]
 
 _T = TypeVar("_T")
-logger: Final = logging.getLogger("chatdsl")
-
-RunItem = ChatCompletionRequest | tuple[Any, ChatCompletionRequest]
-"""An item of a run: a request, or a ``(key, request)`` pair."""
 
 
 def run_many(
@@ -58,26 +50,15 @@ def run_many(
     See :meth:`Client.run_many <chatdsl.Client.run_many>`. Arguments are checked here, before any
     item is taken; the items are read as the results are consumed.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValidationError("concurrency", f"{concurrency!r} is not a whole number of 1 or more")
-    policy = client.retry if max_retries is None else attrs.evolve(client.retry, max_retries=max_retries)
-    try:
-        gate = RateGate(
-            requests_per_second=requests_per_second,
-            tokens_per_minute=tokens_per_minute,
-            follow_headers=follow_rate_limits,
-        )
-    except ValueError as exc:
-        name, _, rule = str(exc).partition(": ")
-        raise ValidationError(name, rule) from None
-    if concurrency > client.limits.pool_maxsize:
-        logger.warning(
-            "run_many(concurrency=%d) is above the client's pool_maxsize=%d: the connections beyond it are opened "
-            "again for every request; make the client with limits=Limits(pool_maxsize=%d)",
-            concurrency,
-            client.limits.pool_maxsize,
-            concurrency,
-        )
+    policy, gate = start_run(
+        client,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        requests_per_second=requests_per_second,
+        tokens_per_minute=tokens_per_minute,
+        follow_rate_limits=follow_rate_limits,
+        beyond_the_pool="the connections beyond it are opened again for every request",
+    )
     once = client.with_options(max_retries=0)
     run = _Run(once.chat_completion, policy, gate, concurrency)
     return run.results(items, ordered=bool(ordered))
@@ -104,13 +85,13 @@ class _Run:
     def results(self, items: Iterable[RunItem], *, ordered: bool) -> Iterator[RunResult]:
         workers = _Workers(self.concurrency)
         source = enumerate(items)
-        ahead = 2 * self.concurrency  # taken but not handed back: keeps every worker busy, bounds memory
+        ahead = AHEAD * self.concurrency
         try:
             if ordered:
                 window: collections.deque[concurrent.futures.Future[RunResult]] = collections.deque()
                 while True:
                     while len(window) < ahead and (item := next(source, None)) is not None:
-                        window.append(workers.submit(self.one, *_unpack(*item)))
+                        window.append(workers.submit(self.one, *unpack(*item)))
                     if not window:
                         return
                     yield window.popleft().result()
@@ -118,7 +99,7 @@ class _Run:
                 pending: set[concurrent.futures.Future[RunResult]] = set()
                 while True:
                     while len(pending) < ahead and (item := next(source, None)) is not None:
-                        pending.add(workers.submit(self.one, *_unpack(*item)))
+                        pending.add(workers.submit(self.one, *unpack(*item)))
                     if not pending:
                         return
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -130,37 +111,21 @@ class _Run:
 
     def one(self, index: int, key: Any, request: ChatCompletionRequest) -> RunResult:
         """Send one item, retrying as the policy says; never raises (an error becomes the result's)."""
-        gate, clock = self.gate, self.clock
-        attempts = retries = 0
-        first: float | None = None
+        clock, stop = self.clock, self.stop
+        item = ItemRun(index, key, request, self.policy, self.gate)
         while True:
-            while (wait := gate.delay(clock())) > 0:
-                if self.stop.wait(wait):
-                    return _stopped(index, key, request, attempts, first, clock)
-            if first is None:
-                first = clock()
-            attempts += 1
+            while (wait := item.wait(clock())) > 0:
+                if stop.wait(wait):
+                    return item.stopped(clock())
+            item.sending(clock())
             try:
                 response = self.send(request)
             except Exception as exc:
-                now = clock()
-                gate.observe(exc.headers if isinstance(exc, APIError) else None, None, now)
-                if isinstance(exc, ValidationError):
-                    attempts -= 1  # refused before sending
-                delay = None if self.stop.is_set() else next_delay(self.policy, gate, exc, retries, now)
-                if delay is None or self.stop.wait(delay):
-                    return RunResult(
-                        key=key, index=index, request=request, error=exc, attempts=attempts, latency=now - first
-                    )
-                retries += 1
+                delay = item.failed(exc, clock(), stopping=stop.is_set())
+                if delay is None or stop.wait(delay):
+                    return item.result()
                 continue
-            now = clock()
-            usage = response.usage
-            headers = response.rate_limit.headers if response.rate_limit is not None else None
-            gate.observe(headers, usage.total_tokens if usage is not None else None, now)
-            return RunResult(
-                key=key, index=index, request=request, response=response, attempts=attempts, latency=now - first
-            )
+            return item.succeeded(response, clock())
 
 
 class _Workers:
@@ -206,23 +171,3 @@ class _Workers:
                 task[0].cancel()
         for _ in self.threads:
             self.tasks.put(None)
-
-
-def _stopped(
-    index: int, key: Any, request: ChatCompletionRequest, attempts: int, first: float | None, clock: Callable[[], float]
-) -> RunResult:
-    from chatdsl._errors import ChatDSLError
-
-    latency = 0.0 if first is None else clock() - first
-    error = ChatDSLError("the run was stopped before this request was sent")
-    return RunResult(key=key, index=index, request=request, error=error, attempts=attempts, latency=latency)
-
-
-def _unpack(index: int, item: Any) -> tuple[int, Any, ChatCompletionRequest]:
-    if isinstance(item, ChatCompletionRequest):
-        return index, index, item
-    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], ChatCompletionRequest):
-        return index, item[0], item[1]
-    raise TypeError(
-        f"item {index} of run_many is {type(item).__name__}, not a ChatCompletionRequest or a (key, request) pair"
-    )

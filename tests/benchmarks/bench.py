@@ -921,9 +921,28 @@ class _Serve:
         self.process.wait(timeout=30)
 
 
+class _LocalServe:
+    """A LocalServer in its own process serving 256 connections at once (each contender keeps its own pool of
+    *concurrency* connections open: ``chatdsl serve`` accepts 64 at once); ``url`` once started."""
+
+    def __enter__(self) -> str:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _LOCAL_SERVER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
 def run_throughput(url: str, count: int, rounds: int, concurrency: int = 32) -> dict[str, float]:
-    """Requests/s of ``Client.run_many`` (rendering each row too) and of a bare ``requests`` thread pool posting
-    the same bodies, against the same server, interleaved; returned as seconds per request (lower is better)."""
+    """Requests/s of ``Client.run_many`` and ``AsyncClient.run_many`` (rendering each row too) and of a bare
+    ``requests`` thread pool posting the same bodies, against the same server, interleaved; returned as seconds
+    per request (lower is better): ``floor``, ``chatdsl`` (sync), ``async``."""
+    import asyncio
     import concurrent.futures
 
     import requests
@@ -958,15 +977,33 @@ def run_throughput(url: str, count: int, rounds: int, concurrency: int = 32) -> 
             if result.error is not None:
                 raise result.error
 
-    samples: dict[str, list[float]] = {"floor": [], "chatdsl": []}
-    floor()  # warm up (connections, the server's threads)
-    dsl()
+    runner = asyncio.Runner()  # one loop for every round: the async client belongs to the loop of its first call
+    aclient = chatdsl.AsyncClient(
+        api_key="bench-key", base_url=url, limits=chatdsl.Limits(pool_maxsize=concurrency), max_retries=0
+    )
+
+    async def adsl() -> None:
+        keyed = ((row["id"], row) for row in _batch_rows(count))
+        async for result in aclient.run_many(BATCH_TEMPLATE.render_many(keyed), concurrency=concurrency):
+            if result.error is not None:
+                raise result.error
+
+    samples: dict[str, list[float]] = {"floor": [], "chatdsl": [], "async": []}
+    steps: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("floor", floor),
+        ("chatdsl", dsl),
+        ("async", lambda: runner.run(adsl())),
+    )
+    for _, fn in steps:  # warm up (connections, the server's threads)
+        fn()
     for _ in range(rounds):
-        for name, fn in (("floor", floor), ("chatdsl", dsl)):
+        for name, fn in steps:
             start = time.perf_counter()
             fn()
             samples[name].append((time.perf_counter() - start) / count)
     client.close()
+    runner.run(aclient.aclose())
+    runner.close()
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -999,13 +1036,20 @@ def runs_report(quick: bool) -> list[str]:
     )
     small, large = (2_000, 20_000) if quick else (10_000, 100_000)
     batch_small, batch_large = peak_rss("batch", small), peak_rss("batch", large)
-    with _Serve() as url:
+    with _LocalServe() as url:
         throughput = run_throughput(url, 500 if quick else 2_000, rounds=3 if quick else 5)
-        share = throughput["floor"] / throughput["chatdsl"]
-        lines.append(
-            f"| run_many at concurrency 32 vs a requests thread pool (requests/s) | {share:.0%} of the pool | "
-            f"{1 / throughput['floor']:,.0f}/s | {1 / throughput['chatdsl']:,.0f}/s |"
-        )
+    lines.append(
+        f"| run_many at concurrency 32 vs a requests thread pool (requests/s) | "
+        f"{throughput['floor'] / throughput['chatdsl']:.0%} of the pool | "
+        f"{1 / throughput['floor']:,.0f}/s | {1 / throughput['chatdsl']:,.0f}/s |"
+    )
+    lines.append(
+        f"| AsyncClient.run_many at concurrency 32 vs a requests thread pool (requests/s) | "
+        f"{throughput['floor'] / throughput['async']:.0%} of the pool "
+        f"({throughput['chatdsl'] / throughput['async']:.0%} of Client.run_many) | "
+        f"{1 / throughput['floor']:,.0f}/s | {1 / throughput['async']:,.0f}/s |"
+    )
+    with _Serve() as url:
         memory = run_memory(url, (small, large))
     lines.append(
         f"| peak RSS, batch file of {small:,} / {large:,} rows | {batch_large / batch_small:.2f}× | "

@@ -15,8 +15,10 @@ from chatdsl import (
     MalformedResponseError,
     RateLimitError,
     RetryPolicy,
+    ValidationError,
+    chat,
 )
-from chatdsl.runs.core import RateGate, next_delay, reset_seconds
+from chatdsl.runs.core import ItemRun, RateGate, next_delay, reset_seconds
 
 
 def _starts(gate: RateGate, attempts: int, *, step: float = 0.001, until: float = 100.0) -> list[float]:
@@ -148,6 +150,33 @@ def test_next_delay_follows_the_policy_and_pauses_the_run_on_429() -> None:
     fresh = RateGate()
     assert next_delay(policy, fresh, too_long, 0, 0.0) is None  # past max_retry_after: given up, no pause
     assert fresh.delay(0.0) == 0
+
+
+def test_an_item_run_counts_attempts_retries_and_latency() -> None:
+    """What both pools do with an item, on a clock the test moves: a 429 (the run pauses), a 503, no retry left."""
+    policy = RetryPolicy(max_retries=1, initial_delay=0.5, jitter=0)
+    gate = RateGate()
+    request = chat("m").user("x")
+    item = ItemRun(3, "k3", request, policy, gate)
+    assert item.wait(10.0) == 0
+    item.sending(10.0)
+    assert item.failed(RateLimitError("slow", status_code=429, retry_after=2.0), 10.5) == 2.0
+    assert item.wait(11.0) == pytest.approx(1.5)  # the run is paused, this item included
+    assert item.wait(12.5) == 0
+    item.sending(12.5)
+    assert item.failed(InternalServerError("x", status_code=503), 13.0) is None  # no retry left
+    result = item.result()
+    assert (result.key, result.index, result.request, result.attempts) == ("k3", 3, request, 2)
+    assert isinstance(result.error, InternalServerError)
+    assert result.response is None
+    assert result.latency == pytest.approx(3.0)  # first send to the last failure, the pause included
+    assert gate.in_flight == 0
+
+    refused = ItemRun(0, 0, chat("m"), policy, RateGate())
+    refused.sending(0.0)
+    assert refused.failed(ValidationError("messages", "empty"), 0.0) is None
+    assert refused.result().attempts == 0  # never sent
+    assert "stopped" in str(ItemRun(1, 1, request, policy, gate).stopped(5.0).error)
 
 
 def test_an_absolute_reset_time_is_read_as_seconds_from_now() -> None:

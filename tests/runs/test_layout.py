@@ -29,3 +29,14 @@ def test_importing_rows_and_core_loads_no_http_stack() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_asyncio_run_imports_no_http_stack_of_its_own() -> None:
+    """``apool`` only awaits the client's calls: importing it loads neither aiohttp nor requests (nor the pool)."""
+    code = (
+        "import sys, chatdsl.runs.apool; "
+        "names = ('aiohttp', 'requests', 'chatdsl.client.aio', 'chatdsl.runs.pool'); "
+        "print(sorted(m for m in names if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"

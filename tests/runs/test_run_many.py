@@ -1,4 +1,10 @@
-"""``Client.run_many`` over real loopback HTTP: order, laziness, failures, retries, the shared 429 pause, pacing."""
+"""``run_many`` over real loopback HTTP: order, laziness, failures, retries, the shared 429 pause, pacing.
+
+Every test runs for :meth:`Client.run_many` and :meth:`AsyncClient.run_many` (the ``make_client``
+fixture: the async results are awaited one by one behind a sync facade, ``tests/_clients.py``);
+what only the asyncio run has (async iterables, cancellation, the loop never blocked) is in
+``test_async_run_many.py``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from chatdsl import (
     chat,
 )
 from chatdsl.testing import LocalServer, RecordedRequest, Reply
+from tests._clients import ClientDriver
 
 FAST = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.05, jitter=0)
 
@@ -33,8 +40,8 @@ def local() -> Iterator[LocalServer]:
 
 
 @pytest.fixture
-def client(local: LocalServer) -> Iterator[Client]:
-    with Client("test-key-run", base_url=local.url, retry=FAST, timeout=5) as running:
+def client(local: LocalServer, make_client: ClientDriver) -> Iterator[Client]:
+    with make_client("test-key-run", base_url=local.url, retry=FAST, timeout=5) as running:
         yield running
 
 
@@ -121,34 +128,53 @@ def test_one_failure_never_stops_the_run(client: Client, local: LocalServer) -> 
 def test_a_429_pauses_the_whole_run(client: Client, local: LocalServer) -> None:
     """A 429 storm: during the server's Retry-After window no worker sends anything.
 
-    Items 0-6 are slow (answered 0.25 s in, inside the window): their workers, free again, must
-    wait for the window to end too, though they never got a 429 themselves.
+    Items 0-6 are held by the server; item 7 is answered at once, so item 8 goes out next, and once
+    items 0-6 have all arrived it gets a 429 (Retry-After 0.6 s); anything else arriving in those
+    0.6 s would get one too. Items 0-6 are then answered 0.25 s into the window: their workers, free
+    again, must wait for the window to end, though they never got a 429 themselves. Which item meets
+    the 429 is fixed by its number, not by the order the workers happen to send in.
     """
     lock = threading.Lock()
     arrivals: list[float] = []
-    first_429: list[float] = []
+    limited_at: list[float] = []
+    all_held, storm = threading.Event(), threading.Event()
+    held: set[int] = set()
 
     def handler(r: RecordedRequest) -> Reply | None:
-        now = time.monotonic()
+        n = _number(r)
         with lock:
-            arrivals.append(now)
-            if not first_429 and len(arrivals) > 8:
-                first_429.append(now)
-            limited = bool(first_429) and now < first_429[0] + 0.6
+            arrivals.append(time.monotonic())
+            first = n not in held and not (n == 8 and storm.is_set())
+            if n < 7 and first:
+                held.add(n)
+                if len(held) == 7:
+                    all_held.set()
+        if n == 8 and first:
+            assert all_held.wait(5), "items 0-6 never arrived"
+            with lock:
+                limited_at.append(time.monotonic())
+            storm.set()
+            return Reply.error(429, "slow down", retry_after=0.6)
+        with lock:
+            limited = bool(limited_at) and time.monotonic() < limited_at[0] + 0.6
         if limited:
             return Reply.error(429, "slow down", retry_after=0.6)
-        return Reply.delayed(0.25) if _number(r) < 7 else None
+        if n < 7:
+            assert storm.wait(5), "item 8 was never sent"
+            return Reply.delayed(max(0.0, limited_at[0] + 0.25 - time.monotonic()))
+        return None
 
     local.handler = handler
     results = list(client.run_many(_requests(30), concurrency=8))  # type: ignore[arg-type]
     assert all(r.ok for r in results), [r.error for r in results if r.error]
-    start = first_429[0]
-    during = [round(t - start, 3) for t in arrivals if start + 0.05 < t < start + 0.55]
-    assert during == []
-    assert results[8].attempts == 2
+    assert [r.attempts for r in results] == [2 if r.index == 8 else 1 for r in results]  # one 429, no other
+    start = limited_at[0]
+    after = sorted(arrivals)[9:]  # items 0-8 arrived before the 429 went out; 22 items and item 8's retry after it
+    assert len(after) == 22
+    assert [round(t - start, 3) for t in after if t < start + 0.55] == []  # not even the workers freed 0.25 s in
 
 
-def test_rate_limit_headers_keep_the_run_under_the_limit(local: LocalServer) -> None:
+def test_rate_limit_headers_keep_the_run_under_the_limit(local: LocalServer, make_client: ClientDriver) -> None:
     """A server allowing 6 requests per 0.4 s window: paced by its headers, the run hardly meets a 429."""
     lock = threading.Lock()
     window = {"start": 0.0, "used": 0}
@@ -169,7 +195,8 @@ def test_rate_limit_headers_keep_the_run_under_the_limit(local: LocalServer) -> 
         return Reply.default(headers=headers)
 
     local.handler = handler
-    with Client("k", base_url=local.url, retry=RetryPolicy(max_retries=10, initial_delay=0.05, jitter=0)) as client:
+    patient = RetryPolicy(max_retries=10, initial_delay=0.05, jitter=0)
+    with make_client("k", base_url=local.url, retry=patient) as client:
         results = list(client.run_many(_requests(24), concurrency=6))  # type: ignore[arg-type]
         assert all(r.ok for r in results)
         paced = len(limited)
@@ -217,8 +244,8 @@ def test_an_invalid_request_is_an_error_result_never_sent(client: Client, local:
     assert local.requests == []
 
 
-def test_a_closed_client_gives_error_results(local: LocalServer) -> None:
-    client = Client("k", base_url=local.url)
+def test_a_closed_client_gives_error_results(local: LocalServer, make_client: ClientDriver) -> None:
+    client = make_client("k", base_url=local.url)
     client.close()
     [result] = list(client.run_many([chat("m").user("x")]))
     assert isinstance(result.error, ChatDSLError)
@@ -234,12 +261,12 @@ def test_429_without_retry_after_uses_the_backoff(client: Client, local: LocalSe
 
 
 def test_a_concurrency_above_the_connection_pool_is_warned_about(
-    local: LocalServer, caplog: pytest.LogCaptureFixture
+    local: LocalServer, make_client: ClientDriver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Client("k", base_url=local.url, limits=Limits(pool_maxsize=2)) as client:
+    with make_client("k", base_url=local.url, limits=Limits(pool_maxsize=2)) as client:
         assert len(list(client.run_many(_requests(4), concurrency=4))) == 4  # type: ignore[arg-type]
     assert "run_many(concurrency=4) is above the client's pool_maxsize=2" in caplog.text
     caplog.clear()
-    with Client("k", base_url=local.url, limits=Limits(pool_maxsize=4)) as client:
+    with make_client("k", base_url=local.url, limits=Limits(pool_maxsize=4)) as client:
         assert len(list(client.run_many(_requests(4), concurrency=4))) == 4  # type: ignore[arg-type]
     assert "pool_maxsize" not in caplog.text
