@@ -280,6 +280,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = "the test API key leaked:\n" + "\n".join(leaks)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, hand this worker's totals to the controller (see :func:`pytest_testnodedown`)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["secret_guard"] = [_Totals.tests, _Totals.records, _Totals.exceptions, _Totals.leaks]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Under pytest-xdist, add a finished worker's totals to the controller's."""
+    totals = getattr(node, "workeroutput", {}).get("secret_guard")
+    if totals:
+        _Totals.tests += totals[0]
+        _Totals.records += totals[1]
+        _Totals.exceptions += totals[2]
+        _Totals.leaks += totals[3]
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say how much the guard checked."""
     if _Totals.tests:

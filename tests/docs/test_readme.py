@@ -27,7 +27,7 @@ def test_the_quick_start_has_two_commands_one_runs_the_example_one_runs_the_test
     commands = re.findall(r"^```sh\n(.*?)```", section("Quick start"), re.S | re.M)
     assert commands == [
         "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/python examples/quickstart.py\n",
-        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q\n",
+        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q -n auto\n",
     ]
 
 

@@ -20,6 +20,8 @@ import pytest
 
 from tests.docs.pages import README, ROOT, STRICT, Block, blocks, pages, template_file
 
+# one mypy cache per pytest-xdist worker: two mypy runs must not write one cache at once
+CACHE = ROOT / ".mypy_cache" / f"snippets-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 PAGES = pages()
 
 
@@ -79,7 +81,7 @@ def test_every_snippet_passes_mypy_strict(tmp_path: Path) -> None:
     limit = sys.getrecursionlimit()
     try:  # the project's settings (strict, warn_unreachable), over the snippets instead of the package
         config = ["--config-file", str(ROOT / "pyproject.toml"), "--strict", "--no-error-summary"]
-        out, err, status = api.run([*config, "--cache-dir", str(ROOT / ".mypy_cache" / "snippets"), *files])
+        out, err, status = api.run([*config, "--cache-dir", str(CACHE), *files])
     finally:
         sys.setrecursionlimit(limit)  # mypy.api lowers it
     report = re.sub(r"\S*?(snippet_\w+\.py):(\d+)", lambda m: f"{where[m[1]]} +{int(m[2]) - 1}", out)
