@@ -14,8 +14,8 @@ Each also takes ``--base-url URL``, ``--api-key-env NAME`` (default ``MISTRAL_AP
 others; its key is its ``id`` field, else its line number), writes the batch file as the rows come,
 uploads it and creates the job, and prints the job id. A bad row stops the submission before
 anything is sent, every bad row named by its line. ``wait`` prints the job's counts as they change
-and exits 1 unless the job ends ``SUCCESS``. ``results`` writes one JSONL record per line of the
-job's output and error files, in the shape ``chatdsl run`` writes (failed lines are records too:
+and exits 1 unless the job ends ``SUCCESS``. ``results`` writes one JSONL record per result of the
+job (into a new or empty file, unless ``--force``), in the shape ``chatdsl run`` writes (failed lines are records too:
 it exits 0 when the job ended ``SUCCESS``, 1 when it ended otherwise).
 """
 
@@ -90,7 +90,10 @@ def add_batch_command(commands: Any) -> None:
 
     results = steps.add_parser("results", help="write a finished job's answers and errors as JSONL records")
     results.add_argument("job", metavar="JOB", help="the job id")
-    results.add_argument("--output", required=True, metavar="FILE", help="the JSONL file to write (replaced)")
+    results.add_argument(
+        "--output", required=True, metavar="FILE", help="the JSONL file to write (new or empty, unless --force)"
+    )
+    results.add_argument("--force", action="store_true", help="replace --output FILE even if it holds records")
 
     cancel = steps.add_parser("cancel", help="ask for a job's cancellation and print its status")
     cancel.add_argument("job", metavar="JOB", help="the job id")
@@ -231,6 +234,17 @@ def _wait(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) ->
     return 0 if job.status is BatchJobStatus.SUCCESS else 1
 
 
+def _refuse_nonempty(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size:
+        raise Failure(
+            f"{safe(str(path))} already holds {size} bytes (--output); pass --force to replace it, or name a new file"
+        )
+
+
 def _results(client: Client, args: argparse.Namespace, err: TextIO) -> int:
     from chatdsl.runs.rows import RecordWriter, error_record, response_record
 
@@ -238,10 +252,13 @@ def _results(client: Client, args: argparse.Namespace, err: TextIO) -> int:
     if not job.done:
         raise Failure(f"batch job {job.id} is {job.status}: wait for it to end first (`{PROG} batch wait {job.id}`)")
     path = Path(args.output)
-    with open(path, "wb"):
-        pass  # replaced: the records of this job only
+    if not args.force:
+        _refuse_nonempty(path)  # before opening: the writer would cut a torn last line
     ok = failed = 0
-    with RecordWriter(path) as writer:
+    with RecordWriter(path) as writer:  # locked: another writer of the file is an error, and nothing is cut
+        if not args.force:
+            _refuse_nonempty(path)
+        os.truncate(path, 0)  # the records of this job only
         for result in client.batch_results(job):
             if result.response is not None:
                 writer.write(response_record(result.custom_id, result.response))

@@ -363,14 +363,31 @@ class BaseClient(Generic[_S]):
         return url, redact_url(url)
 
     def _attempts(
-        self, method: str, log_url: str, *, stream: bool, timeout: Timeout | float | None, max_retries: int | None
+        self,
+        method: str,
+        log_url: str,
+        *,
+        stream: bool,
+        timeout: Timeout | float | None,
+        max_retries: int | None,
+        idempotent: bool = True,
+        unsure: str = "",
     ) -> Attempts:
         """Begin a call (a closed client raises): the :class:`~chatdsl.client.retry.Attempts` of its retry
         loop, per-call overrides applied, its messages naming *method* and *log_url*."""
         self._check_open()
         limits = self._timeout if timeout is None else Timeout.coerce(timeout)
         policy = self._retry if max_retries is None else attrs.evolve(self._retry, max_retries=max_retries)
-        return Attempts(policy, limits, log_url, stream=stream, client=type(self).__name__, method=method)
+        return Attempts(
+            policy,
+            limits,
+            log_url,
+            stream=stream,
+            client=type(self).__name__,
+            method=method,
+            idempotent=idempotent,
+            unsure=unsure,
+        )
 
     def _start_call(
         self,
@@ -382,11 +399,24 @@ class BaseClient(Generic[_S]):
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        unsure: str = "",
     ) -> tuple[str, dict[str, str], Attempts]:
         """Begin a call of *method* on *path* other than a chat completion (the Files and Batch APIs): its
-        URL, headers (without ``Authorization``) and :class:`~chatdsl.client.retry.Attempts`."""
+        URL, headers (without ``Authorization``) and :class:`~chatdsl.client.retry.Attempts`.
+
+        A call that is not *idempotent* (it creates something) is sent again only when it surely did not
+        reach the server; any other failure says *unsure* (what may have been created, how to check)."""
         url, log_url = self._endpoint(path)
-        attempts = self._attempts(method, log_url, stream=False, timeout=timeout, max_retries=max_retries)
+        attempts = self._attempts(
+            method,
+            log_url,
+            stream=False,
+            timeout=timeout,
+            max_retries=max_retries,
+            idempotent=idempotent,
+            unsure=unsure,
+        )
         send_headers = self._call_headers(content_type=content_type, accept=accept, stream=False, headers=headers)
         return url, send_headers, attempts
 

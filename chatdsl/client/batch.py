@@ -10,9 +10,13 @@ and the decision of a wait (:func:`wait_step`).
 :class:`BatchMethods` holds the ``Client`` methods (``upload_file``, ``create_batch_job``,
 ``wait_batch_job``, ``batch_results``, ...): they build paths and bodies and parse answers here,
 and move bytes through two primitives the transport implements, ``_api_json`` and ``_api_download``
-(which reuse the client's retries, timeouts, error mapping and redaction). Like a chat completion,
-an upload or a job creation that fails before an answer (a connection refused, a retryable status)
-is sent again under the client's :class:`~chatdsl.RetryPolicy`.
+(which reuse the client's retries, timeouts, error mapping and redaction). Reads, deletes and
+cancellations are retried as a chat completion is; an upload or a job creation (which would create a
+second file or job) is sent again under the client's :class:`~chatdsl.RetryPolicy` only when it
+surely reached no server (a connection refused, a connect timeout) or the server turned it away
+(408, 429, 503). After any other failure — a read timeout, a connection cut once the request was
+sent, a 500, 502 or 504 — the error says the file or job may have been created and how to look
+for it (``list_files()``, ``list_batch_jobs()``).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ JOBS_PATH: Final = "/v1/batch/jobs"
 JSONL_TYPE: Final = "application/jsonl"
 _SPOOL: Final = 8 << 20  # a batch file is kept in memory up to this size, then on disk
 _COPY: Final = 1 << 16
+_UPLOAD_UNSURE: Final = "the file may have been uploaded: look for it with list_files() before uploading it again"
+_JOB_UNSURE: Final = "the batch job may have been created: look for it with list_batch_jobs() before creating it again"
 
 # ------------------------------------------------------------------------------------ the batch file
 
@@ -90,14 +96,21 @@ def batch_line(custom_id: str, request: ChatCompletionRequest) -> bytes:
 def write_batch_file(items: Iterable[tuple[str, ChatCompletionRequest]], out: IO[bytes]) -> int:
     """Write a batch file of ``(custom_id, request)`` pairs to *out* as they come; return how many lines.
 
-    Memory stays flat in the number of pairs: nothing is kept of a line once written — so give each
-    pair its own ``custom_id`` (results are joined by it; ``chatdsl batch submit`` refuses a repeated
-    ``id`` in its input).
+    Each pair needs its own ``custom_id`` (results are joined by it): a repeated one is a
+    :class:`~chatdsl.ValidationError` naming it and its line. Memory stays flat in the number of pairs
+    but for the ids seen.
     """
+    seen: dict[str, int] = {}
     count = 0
     for custom_id, request in items:
-        out.write(batch_line(custom_id, request))
+        line = batch_line(custom_id, request)
         count += 1
+        first = seen.setdefault(custom_id, count)
+        if first != count:
+            raise ValidationError(
+                f"[{custom_id}]", f"line {count} repeats the custom_id of line {first}: each request needs its own"
+            )
+        out.write(line)
     return count
 
 
@@ -206,12 +219,15 @@ def _error_message(error: Any, body: Any) -> str:
 
 
 def read_results(output: Iterable[bytes] | None, errors: Iterable[bytes] | None) -> Iterator[BatchResult]:
-    """Yield the results of a job's output file, then those of its error file, joined by ``custom_id``.
+    """Yield one result per ``custom_id`` of a job's output and error files: the answers first, then the failures.
 
-    A ``custom_id`` answered in the output file is not repeated from the error file (each id gets one
-    result; an id the server failed and then answered counts as answered). Blank lines are skipped.
+    Each id gets one result: an answer wins over any failure of the same id (an id the server failed
+    and then answered counts as answered), and of several lines of one kind the first counts. The
+    answers are yielded as they are read; the failures (memory: one per failed id) once both files
+    are read. Blank lines are skipped.
     """
     answered: set[str] = set()
+    failures: dict[str, BatchResult] = {}
     for name, lines in (("output file", output), ("error file", errors)):
         if lines is None:
             continue
@@ -221,9 +237,13 @@ def read_results(output: Iterable[bytes] | None, errors: Iterable[bytes] | None)
             result = parse_result_line(line, where=f"{name} line {number}")
             if result.custom_id in answered:
                 continue
-            if result.ok or name == "output file":
+            if result.ok:
                 answered.add(result.custom_id)
-            yield result
+                failures.pop(result.custom_id, None)
+                yield result
+            else:
+                failures.setdefault(result.custom_id, result)
+    yield from failures.values()
 
 
 # ------------------------------------------------------------------------------------ waiting
@@ -294,6 +314,7 @@ class BatchMethods:
         body: bytes | IO[bytes] | None = None,
         content_type: str | None = None,
         params: Mapping[str, Any] | None = None,
+        unsure: str | None = None,
     ) -> tuple[Any, str | None]:
         raise NotImplementedError
 
@@ -331,7 +352,10 @@ class BatchMethods:
             fill(body)
             body.write(tail)
             body.seek(0)
-            return self._read(FileInfo, self._api_json("POST", FILES_PATH, body=body, content_type=content_type))
+            return self._read(
+                FileInfo,
+                self._api_json("POST", FILES_PATH, body=body, content_type=content_type, unsure=_UPLOAD_UNSURE),
+            )
 
     def get_file(self, file_id: str | FileInfo) -> FileInfo:
         """Return the :class:`~chatdsl.FileInfo` of a stored file (``GET /v1/files/{file_id}``)."""
@@ -404,7 +428,8 @@ class BatchMethods:
                 timeout_hours=timeout_hours,
             )
         body = _json.dumps_bytes(request.to_dict())
-        return self._read(BatchJob, self._api_json("POST", JOBS_PATH, body=body, content_type="application/json"))
+        answer = self._api_json("POST", JOBS_PATH, body=body, content_type="application/json", unsure=_JOB_UNSURE)
+        return self._read(BatchJob, answer)
 
     def get_batch_job(self, job_id: str | BatchJob) -> BatchJob:
         """Return a batch job's current state (``GET /v1/batch/jobs/{job_id}``)."""
@@ -424,7 +449,13 @@ class BatchMethods:
         if model is not None:
             params["model"] = model
         if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
+            given: Any = status  # checked here: a number or None is a ValidationError, not a TypeError
+            statuses: list[Any] = list(given) if isinstance(given, Iterable) and not isinstance(given, str) else [given]
+            for value in statuses:
+                if not isinstance(value, str) or not value:
+                    raise ValidationError(
+                        "status", f"{value!r} is not a BatchJobStatus or a status name (a non-empty string)"
+                    )
             params["status"] = [str(s) for s in statuses]
         return self._read(BatchJobList, self._api_json("GET", JOBS_PATH, params=params))
 
@@ -462,10 +493,18 @@ class BatchMethods:
         """Yield one :class:`BatchResult` per line of a job's output and error files, joined by ``custom_id``.
 
         The files are downloaded to spooled temporary files first (memory stays flat), then read
-        line by line. A job without files yields nothing.
+        line by line. A job that ended without files yields nothing; a job not ended yet raises
+        :class:`~chatdsl.ValidationError` (a :class:`~chatdsl.BatchJob` passed without an output or
+        error file is fetched again first: it may be stale — wait for it with :meth:`wait_batch_job`).
         """
-        if not isinstance(job, BatchJob):
+        if not isinstance(job, BatchJob) or not (job.output_file or job.error_file):
             job = self.get_batch_job(job)
+        if not job.done:
+            raise ValidationError(
+                "job",
+                f"batch job {job.id!r} is still {_status_name(job.status)}: its results come once it has ended "
+                "(wait for it with wait_batch_job())",
+            )
         with _spooled() as output, _spooled() as errors:
             for file_id, out in ((job.output_file, output), (job.error_file, errors)):
                 if file_id:
@@ -495,7 +534,10 @@ class BatchMethods:
                 raise ValidationError("items", "is empty: a batch needs at least one request")
             body.write(tail)
             body.seek(0)
-            uploaded = self._read(FileInfo, self._api_json("POST", FILES_PATH, body=body, content_type=content_type))
+            uploaded = self._read(
+                FileInfo,
+                self._api_json("POST", FILES_PATH, body=body, content_type=content_type, unsure=_UPLOAD_UNSURE),
+            )
         return self.create_batch_job(uploaded.id, model=model, metadata=metadata)
 
     @staticmethod

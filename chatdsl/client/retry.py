@@ -8,16 +8,41 @@ clock passed in (``time.perf_counter`` seconds), so a sync and an asyncio client
 
 from __future__ import annotations
 
+import copy as copy_module
 import logging
 import time
-from typing import Final
+from typing import Final, TypeVar
 
 from chatdsl._errors import APIConnectionError, APIError, APITimeoutError, ClientClosedError, MalformedResponseError
 from chatdsl.client.config import RetryPolicy, Timeout
 
-__all__ = ["Attempts", "attempt_timeouts", "retry_delay", "retryable_error", "retryable_status"]
+__all__ = [
+    "NOT_ACTED",
+    "Attempts",
+    "attempt_timeouts",
+    "copy_error",
+    "retry_delay",
+    "retryable_error",
+    "retryable_status",
+]
 
 logger: Final = logging.getLogger("chatdsl")
+
+_E = TypeVar("_E", bound=APIError | APIConnectionError)
+
+NOT_ACTED: Final = frozenset({408, 429, 503})
+"""The error statuses after which a call that is not idempotent is sent again (if the policy retries them):
+the server turned the request away (its own timeout waiting for it, a rate limit, unavailable) without
+acting on it. A 500 may have acted first, and a gateway's 502 or 504 says nothing of what its upstream did."""
+
+
+def copy_error(error: APIError, message: str) -> APIError:
+    """Return an error of *error*'s class and fields with another *message*."""
+    copy = copy_module.copy(error)
+    copy.message = message
+    rid = f" (request id {error.request_id})" if error.request_id else ""
+    copy.args = (f"HTTP {error.status_code}: {message}{rid}",)
+    return copy
 
 
 def retryable_status(policy: RetryPolicy, status: int) -> bool:
@@ -72,13 +97,43 @@ class Attempts:
     It holds the total deadline (``time.perf_counter`` seconds, ``None``: none), the retries taken, and
     logs each attempt and retry on the ``chatdsl`` logger; its messages name the HTTP *method* and
     the (redacted) *url*.
+
+    A call that is not *idempotent* (a POST that creates something: an upload, a batch job) is sent
+    again only when it surely did not reach the server (:meth:`failed` with ``unsent=True``: the
+    connection was refused or timed out) or the server said it did not act on it (a retryable 408,
+    429 or 503). Any other failure is raised with *unsure* added to its message (what may have been
+    created, and how to check): a read timeout or a cut connection after the request was sent, a
+    500, 502 or 504 (a gateway's upstream may have acted), or a success status whose body broke off.
     """
 
-    __slots__ = ("client", "deadline", "limits", "method", "policy", "previous", "retries", "stream", "url")
+    __slots__ = (
+        "client",
+        "deadline",
+        "idempotent",
+        "limits",
+        "method",
+        "policy",
+        "previous",
+        "retries",
+        "stream",
+        "unsure",
+        "url",
+    )
 
     def __init__(
-        self, policy: RetryPolicy, limits: Timeout, url: str, *, stream: bool, client: str, method: str = "POST"
+        self,
+        policy: RetryPolicy,
+        limits: Timeout,
+        url: str,
+        *,
+        stream: bool,
+        client: str,
+        method: str = "POST",
+        idempotent: bool = True,
+        unsure: str = "",
     ) -> None:
+        self.idempotent = idempotent
+        self.unsure = unsure or "it may have been acted on"
         self.policy = policy
         self.method = method
         self.limits = limits
@@ -106,9 +161,23 @@ class Attempts:
 
     def late_headers(self) -> APITimeoutError:
         """The error of a response whose headers came as the total deadline passed."""
-        return APITimeoutError(
-            f"{self.method} {self.url}: the total deadline of {self.limits.total} s passed while the headers arrived"
-        )
+        passed = f"the total deadline of {self.limits.total} s passed while the headers arrived"
+        late = APITimeoutError(f"{self.method} {self.url}: {passed}")
+        return self.maybe_acted(late)
+
+    def maybe_acted(self, error: _E) -> _E:
+        """Return *error*, or for a call that is not idempotent a copy whose message adds that the server may
+        have acted on it (``unsure``), chained to it. For a failure after the request was sent."""
+        if self.idempotent:
+            return error
+        note = f"; {self.unsure} (the request was not sent again)"
+        copy: APIError | APIConnectionError
+        if isinstance(error, APIError):
+            copy = copy_error(error, error.message + note)
+        else:
+            copy = type(error)(f"{error}{note}", response_started=error.response_started)
+        copy.__cause__ = error
+        return copy  # type: ignore[return-value]  # the same class as *error*
 
     def rejected(self, error: APIError, sent_at: float) -> None:
         """An error status arrived: log it, and raise *error* if the policy does not send again on it."""
@@ -121,10 +190,20 @@ class Attempts:
             error.request_id,
         )
         if not retryable_status(self.policy, error.status_code):
-            raise error
+            raise self.maybe_acted(error) if error.status_code >= 500 else error
+        if not self.idempotent and error.status_code not in NOT_ACTED:
+            raise self.maybe_acted(error)
 
-    def failed(self, error: APIError | APIConnectionError, retry_after: float | None = None) -> float:
-        """Return the seconds to wait before sending again after *error*, or raise *error* to give up."""
+    def failed(
+        self, error: APIError | APIConnectionError, retry_after: float | None = None, *, unsent: bool = False
+    ) -> float:
+        """Return the seconds to wait before sending again after *error*, or raise *error* to give up.
+
+        *unsent*: the request surely did not reach the server (refused, or a connect timeout). A call that
+        is not idempotent gives up on a connection failure without it (see the class docs).
+        """
+        if not self.idempotent and isinstance(error, APIConnectionError) and not unsent:
+            raise self.maybe_acted(error)
         delay = retry_delay(self.policy, self.retries, retry_after, self.deadline, time.perf_counter())
         if delay is None:
             raise error

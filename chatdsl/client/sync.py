@@ -84,6 +84,7 @@ from chatdsl.client.transport import (
     read_failure,
     read_released,
     scrub,
+    surely_unsent,
     transport_error,
 )
 from chatdsl.model.request import ChatCompletionRequest
@@ -288,10 +289,18 @@ class Client(BaseClient[requests.Session], BatchMethods):
         body: bytes | IO[bytes] | None = None,
         content_type: str | None = None,
         params: Mapping[str, Any] | None = None,
+        unsure: str | None = None,
     ) -> tuple[Any, str | None]:
-        """Send a Files or Batch API call; return the answer's JSON value and request id."""
+        """Send a Files or Batch API call; return the answer's JSON value and request id.
+
+        With *unsure* the call is not idempotent (it creates something): see ``BaseClient._start_call``."""
         url, send_headers, attempts = self._start_call(
-            method, path, content_type=content_type, accept="application/json"
+            method,
+            path,
+            content_type=content_type,
+            accept="application/json",
+            idempotent=unsure is None,
+            unsure=unsure or "",
         )
         return self._exchange(url, body, send_headers, attempts, _read_json, stream=False, params=params)
 
@@ -367,6 +376,7 @@ class Client(BaseClient[requests.Session], BatchMethods):
             while True:
                 error: APIError | APIConnectionError
                 retry_after: float | None = None
+                unsent = False
                 connect, read = attempts.begin(closed=self.closed)
                 if rewind is not None:
                     rewind(0)
@@ -382,6 +392,7 @@ class Client(BaseClient[requests.Session], BatchMethods):
                     ) from None
                 except READ_ERRORS as exc:
                     watchdog.watch(None)
+                    unsent = surely_unsent(exc)
                     error = transport_error(exc, log_url, limits, deadline, fired=watchdog.fired, method=method)
                 else:
                     watchdog.watch(response.raw.shutdown)
@@ -401,14 +412,19 @@ class Client(BaseClient[requests.Session], BatchMethods):
                             state=state,
                             method=method,
                         )
-                        return reader(exchange)
+                        try:
+                            return reader(exchange)
+                        except APIConnectionError as exc:  # the body broke off after a success status
+                            if attempts.idempotent:
+                                raise
+                            raise attempts.maybe_acted(exc) from exc
                     error = _status_error(response, watchdog)
                     retry_after = retry_after_of(response.headers)
                     attempts.rejected(error, sent_at)
                 finally:
                     if deadline is not None:
                         current_attempt.watchdog = None
-                self._sleep(attempts.failed(error, retry_after))
+                self._sleep(attempts.failed(error, retry_after, unsent=unsent))
         except BaseException:
             watchdog.cancel()
             raise

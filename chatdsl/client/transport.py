@@ -271,6 +271,27 @@ def transport_error(
     return error
 
 
+def surely_unsent(exc: BaseException) -> bool:
+    """Return whether a ``requests``/``urllib3`` failure happened before any byte of the request left: no
+    connection was made (refused, unreachable, DNS, or a connect timeout). Call it before :func:`scrub`."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)):
+            return True
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            current = reason
+        elif current.args and isinstance(current.args[0], BaseException):
+            current = current.args[0]
+        else:
+            current = current.__cause__
+    return False
+
+
 def read_failure(exc: BaseException, *, fired: bool) -> tuple[StreamFailure, str]:
     """Classify a failed read of a stream's body (scrubbed): its kind and reason (see ``StreamState.read_failure``)."""
     scrub(exc)

@@ -18,6 +18,7 @@ from hypothesis import given
 
 from chatdsl import (
     APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     BatchJob,
@@ -30,6 +31,7 @@ from chatdsl import (
     MalformedResponseError,
     NotFoundError,
     RequestTemplate,
+    Timeout,
     UnprocessableEntityError,
     ValidationError,
     chat,
@@ -81,6 +83,13 @@ def test_a_bad_request_is_named_by_its_custom_id() -> None:
         batch_line("", ask("x"))
 
 
+def test_a_repeated_custom_id_is_refused_with_its_line() -> None:
+    out = io.BytesIO()
+    with pytest.raises(ValidationError, match=r"line 3 repeats the custom_id of line 1") as info:
+        write_batch_file([("a", ask("1")), ("b", ask("2")), ("a", ask("3"))], out)
+    assert info.value.errors[0][0] == "[a]"
+
+
 def test_a_batch_file_is_written_as_the_rows_come() -> None:
     out = io.BytesIO()
     seen: list[int] = []
@@ -95,7 +104,7 @@ def test_a_batch_file_is_written_as_the_rows_come() -> None:
     assert seen[2] > seen[1]
 
 
-def test_writing_a_batch_file_keeps_memory_flat_in_the_number_of_rows() -> None:
+def test_writing_a_batch_file_keeps_the_ids_only_in_memory() -> None:
     template = RequestTemplate(request=chat(MODEL).user("Ticket $id: $text"))
 
     class Sink:
@@ -104,8 +113,8 @@ def test_writing_a_batch_file_keeps_memory_flat_in_the_number_of_rows() -> None:
         def write(self, data: bytes) -> None:
             self.size += len(data)
 
-    def peak(count: int) -> int:
-        rows = ((str(i), {"id": str(i), "text": f"my parcel number {i} is late"}) for i in range(count))
+    def peak(count: int, padding: int = 0) -> int:
+        rows = ((str(i), {"id": str(i), "text": f"my parcel number {i} is late" + "!" * padding}) for i in range(count))
         tracemalloc.start()
         try:
             write_batch_file(template.render_many(rows), Sink())  # type: ignore[arg-type]
@@ -113,8 +122,9 @@ def test_writing_a_batch_file_keeps_memory_flat_in_the_number_of_rows() -> None:
         finally:
             tracemalloc.stop()
 
-    small, large = peak(500), peak(5000)
-    assert large < small + 64 * 1024  # ten times the rows, no more memory (a set of ids would add ~500 kB)
+    small, large, long = peak(500), peak(5000), peak(5000, padding=2000)
+    assert long < large + 64 * 1024  # 10 MB more of requests, no more memory: no line is kept
+    assert large < small + 4500 * 160  # what grows is the set of ids seen (to refuse a repeated one)
 
 
 def test_the_multipart_frame_puts_the_fields_then_the_file() -> None:
@@ -192,6 +202,25 @@ def test_results_join_the_output_and_error_files_by_custom_id() -> None:
     results = list(read_results(output, errors))
     assert [(r.custom_id, r.ok) for r in results] == [("a", True), ("b", True), ("c", False)]
     assert list(read_results(None, None)) == []
+
+
+def test_results_give_one_row_per_id_and_an_answer_wins_over_a_failure() -> None:
+    output = [
+        line("a", 500, {"message": "first try"}),
+        line("a", 200, answer_body("second")),
+        line("c", 200, answer_body()),
+    ]
+    errors = [
+        line("b", 500, {"message": "once"}),
+        line("b", 502, {"message": "twice"}),
+        line("c", 500, {"message": "x"}),
+    ]
+    results = list(read_results(output, errors))
+    assert [(r.custom_id, r.ok) for r in results] == [("a", True), ("c", True), ("b", False)]
+    assert results[0].response is not None
+    assert results[0].response.choices[0].message.content == "second"
+    assert results[2].error is not None
+    assert results[2].error.message == "once"  # the first failure of b
 
 
 # ------------------------------------------------------------------------------------ waiting
@@ -468,3 +497,105 @@ def test_a_result_is_a_frozen_record() -> None:
     assert not result.ok
     with pytest.raises(AttributeError):
         result.custom_id = "b"  # type: ignore[misc]
+
+
+def test_a_repeated_custom_id_sends_nothing(batch_server: LocalServer, batch_client: Client) -> None:
+    with pytest.raises(ValidationError, match=r"\[r\]: line 2 repeats"):
+        batch_client.submit_batch([("r", ask("1")), ("r", ask("2"))])
+    assert batch_server.requests == []
+
+
+def test_results_of_a_job_not_ended_are_an_error_and_a_stale_job_is_fetched_again(
+    batch_server: LocalServer, batch_client: Client
+) -> None:
+    batch_server.batch.start_delay = 30
+    running = batch_client.submit_batch(items(2))
+    with pytest.raises(ValidationError, match=r"job: batch job '.+' is still QUEUED: .*wait_batch_job"):
+        list(batch_client.batch_results(running))
+    with pytest.raises(ValidationError, match="still QUEUED"):
+        list(batch_client.batch_results(running.id))
+    batch_client.cancel_batch_job(running)
+    batch_server.batch.start_delay = 0
+    queued = batch_client.submit_batch(items(3))
+    batch_client.wait_batch_job(queued, poll_interval=0.01)
+    assert queued.status is BatchJobStatus.QUEUED  # the state submit_batch returned: stale now
+    assert sorted(r.custom_id for r in batch_client.batch_results(queued)) == ["row-0", "row-1", "row-2"]
+
+
+@pytest.mark.parametrize("status", [5, [BatchJobStatus.SUCCESS, None], ""])
+def test_a_status_filter_that_is_not_a_status_is_named(batch_client: Client, status: Any) -> None:
+    with pytest.raises(ValidationError, match=r"^status: .* is not a BatchJobStatus or a status name"):
+        batch_client.list_batch_jobs(status=status)
+
+
+# ------------------------------------------------------------------------------------ no job twice
+
+
+def _counting_server(answer: Any) -> tuple[Any, list[bytes]]:
+    seen: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        seen.append(b"")
+        answer(conn)
+
+    return raw_server(handle), seen
+
+
+def test_a_job_creation_whose_answer_is_late_is_not_sent_again() -> None:
+    server, seen = _counting_server(lambda conn: time.sleep(0.6))
+    limits = Timeout(connect=1, read=0.2)
+    with server as url, Client("k" * 32, base_url=url, timeout=limits, _sleep=lambda _: None) as client:
+        with pytest.raises(APITimeoutError) as info:
+            client.create_batch_job("file-1", model=MODEL)
+        assert len(seen) == 1
+        message = str(info.value)
+        assert message.startswith(f"POST {url}/v1/batch/jobs: no data for 0.2 s")
+        assert "the batch job may have been created: look for it with list_batch_jobs()" in message
+        assert isinstance(info.value.__cause__, APITimeoutError)
+        with pytest.raises(APITimeoutError):
+            client.get_batch_job("job-1")  # a GET is sent again
+        assert len(seen) == 4
+
+
+def test_an_upload_cut_after_it_was_sent_is_not_sent_again() -> None:
+    server, seen = _counting_server(lambda conn: conn.close())
+    with server as url, Client("k" * 32, base_url=url, _sleep=lambda _: None) as client:
+        for call in (lambda: client.upload_file(b"{}\n"), lambda: client.submit_batch(items(1))):
+            seen.clear()
+            with pytest.raises(APIConnectionError, match=r"the file may have been uploaded: .*list_files\(\)"):
+                call()
+            assert len(seen) == 1
+
+
+def test_a_job_creation_that_reached_no_server_is_sent_again(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with (
+        Client("k" * 32, base_url=url, _sleep=lambda _: None) as client,
+        caplog.at_level(logging.INFO, "chatdsl"),
+        pytest.raises(APIConnectionError, match="refused") as info,
+    ):
+        client.create_batch_job("file-1", model=MODEL)
+    assert "may have been created" not in str(info.value)  # it surely was not
+    assert "retry 2 of 2" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("status", "posts", "acted"), [(500, 1, True), (502, 1, True), (503, 2, False), (429, 2, False)]
+)
+def test_a_job_creation_is_sent_again_only_after_a_status_that_says_nothing_was_done(
+    batch_server: LocalServer, batch_client: Client, status: int, posts: int, acted: bool
+) -> None:
+    uploaded = batch_client.upload_file(b"{}\n")
+    batch_server.batch.fail_next(status, "trouble")
+    if acted:
+        with pytest.raises(
+            InternalServerError, match=r"^HTTP \d+: trouble; the batch job may have been created"
+        ) as info:
+            batch_client.create_batch_job(uploaded, model=MODEL)
+        assert info.value.status_code == status
+        assert info.value.message.startswith("trouble; ")
+    else:
+        batch_client.create_batch_job(uploaded, model=MODEL)
+    assert len([r for r in batch_server.requests if r.path == "/v1/batch/jobs"]) == posts

@@ -66,7 +66,10 @@ def test_submit_wait_results_write_runs_records(
 
     output = tmp_path / "results.jsonl"
     output.write_text("an old line\n")
-    assert main(batch(server, "results", job, "--output", str(output))) == 0
+    assert main(batch(server, "results", job, "--output", str(output))) == 1  # a file with records is kept
+    assert "already holds 12 bytes (--output); pass --force to replace it" in capsys.readouterr().err
+    assert output.read_text() == "an old line\n"
+    assert main(batch(server, "results", job, "--output", str(output), "--force")) == 0
     records = {r["id"]: r for r in map(json.loads, output.read_text().splitlines())}
     assert set(records) == {"T-1", "T-2", "T-3"}  # the old content was replaced
     assert records["T-1"]["response"]["choices"][0]["finish_reason"] == "stop"
@@ -90,6 +93,28 @@ def test_wait_exits_1_on_a_cancelled_job_and_results_refuse_a_running_one(
     assert "CANCELLATION_REQUESTED" in capsys.readouterr().out
     assert main(batch(server, "wait", job, "--poll-interval", "0.02")) == 1
     assert "CANCELLED" in capsys.readouterr().out
+
+
+def test_results_never_cut_a_file_another_writer_holds(
+    server: LocalServer, rows: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chatdsl.runs.rows import RecordWriter
+
+    job = submit(server, rows, capsys)
+    assert main(batch(server, "wait", job, "--poll-interval", "0.02")) == 0
+    held = tmp_path / "held.jsonl"
+    with RecordWriter(held) as writer:
+        writer.write({"id": "x", "response": {}})
+        size = held.stat().st_size
+        for force in ((), ("--force",)):
+            capsys.readouterr()
+            assert main(batch(server, "results", job, "--output", str(held), *force)) == 1
+            assert held.stat().st_size == size  # nothing cut: the lock is taken before the file is emptied
+        assert "lock" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    assert main(batch(server, "results", job, "--output", str(empty))) == 0  # an empty file needs no --force
+    assert len(empty.read_text().splitlines()) == 3
 
 
 def test_wait_gives_up_after_its_timeout(server: LocalServer, rows: Path, capsys: pytest.CaptureFixture[str]) -> None:
