@@ -43,6 +43,7 @@ import attrs
 from chatdsl._errors import (
     APIConnectionError,
     APIError,
+    ChatDSLError,
     StreamError,
 )
 from chatdsl.client.base import BaseClient
@@ -107,18 +108,46 @@ class _Headers(dict[str, str]):
         return f"<headers {', '.join(self)}: values not shown>"
 
 
+class _OtherLoopError(ChatDSLError, RuntimeError):
+    """An :class:`AsyncClient` was called from an event loop other than the one of its first call."""
+
+
 class _SessionBox:
     """The ``aiohttp.ClientSession`` of a client and the clients derived from it, made on first use
-    (inside the running event loop: a client may be made before any loop runs)."""
+    (inside the running event loop: a client may be made before any loop runs). It belongs to the loop
+    of its first use: a use from another loop raises a clear error instead of aiohttp's."""
 
-    __slots__ = ("limits", "owned", "session")
+    __slots__ = ("limits", "loop", "owned", "session")
 
     def __init__(self, limits: Limits, session: aiohttp.ClientSession | None = None) -> None:
         self.limits = limits
         self.session = session
         self.owned = session is None
+        self.loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    def check_loop(self, *, remember: bool = True) -> None:
+        """Refuse a running loop other than the one of the first use (remembered now, if *remember*)."""
+        running = asyncio.get_running_loop()
+        if self.loop is None:
+            if remember:
+                self.loop = weakref.ref(running)
+            return
+        first = self.loop()
+        if first is running:
+            return
+        state = (
+            " (that loop is closed: this client's session can no longer be used or closed)"
+            if first is None or first.is_closed()
+            else ""
+        )
+        raise _OtherLoopError(
+            f"AsyncClient called from an event loop other than the one of its first call{state}; an AsyncClient "
+            "belongs to the event loop of its first call: make one client per loop, "
+            "or close it with aclose() in that loop"
+        )
 
     def get(self) -> aiohttp.ClientSession:
+        self.check_loop()
         session = self.session
         if session is None:
             aiohttp = _aiohttp()
@@ -295,8 +324,10 @@ class AsyncClient(BaseClient["aiohttp.ClientSession | None"]):
         """Close this client (idempotent); a closed client sends nothing (:class:`~chatdsl.ClientClosedError`).
 
         If it made its session, the session is closed too, with every connection — and every client
-        derived from this one by :meth:`with_options`.
+        derived from this one by :meth:`with_options`. It closes in the event loop of its first call.
         """
+        if self._owns_session and not self.closed:
+            self._box.check_loop(remember=False)  # elsewhere, aiohttp could not close the session
         if self._mark_closed():
             await self._box.close()
 
