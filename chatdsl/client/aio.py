@@ -43,8 +43,8 @@ import attrs
 from chatdsl._errors import (
     APIConnectionError,
     APIError,
-    ChatDSLError,
     StreamError,
+    other_loop_error,
 )
 from chatdsl.client.base import BaseClient
 from chatdsl.client.config import Limits, Timeout
@@ -108,14 +108,9 @@ class _Headers(dict[str, str]):
         return f"<headers {', '.join(self)}: values not shown>"
 
 
-class _OtherLoopError(ChatDSLError, RuntimeError):
-    """An :class:`AsyncClient` was called from an event loop other than the one of its first call."""
-
-
 class _SessionBox:
     """The ``aiohttp.ClientSession`` of a client and the clients derived from it, made on first use
-    (inside the running event loop: a client may be made before any loop runs). It belongs to the loop
-    of its first use: a use from another loop raises a clear error instead of aiohttp's."""
+    (inside the running event loop: a client may be made before any loop runs), and owned by that loop."""
 
     __slots__ = ("limits", "loop", "owned", "session")
 
@@ -128,23 +123,11 @@ class _SessionBox:
     def check_loop(self, *, remember: bool = True) -> None:
         """Refuse a running loop other than the one of the first use (remembered now, if *remember*)."""
         running = asyncio.get_running_loop()
-        if self.loop is None:
-            if remember:
-                self.loop = weakref.ref(running)
-            return
-        first = self.loop()
-        if first is running:
-            return
-        state = (
-            " (that loop is closed: this client's session can no longer be used or closed)"
-            if first is None or first.is_closed()
-            else ""
-        )
-        raise _OtherLoopError(
-            f"AsyncClient called from an event loop other than the one of its first call{state}; an AsyncClient "
-            "belongs to the event loop of its first call: make one client per loop, "
-            "or close it with aclose() in that loop"
-        )
+        first = running if self.loop is None else self.loop()
+        if self.loop is None and remember:
+            self.loop = weakref.ref(running)
+        if first is not running:
+            raise other_loop_error(closed=first is None or first.is_closed())
 
     def get(self) -> aiohttp.ClientSession:
         self.check_loop()
