@@ -278,6 +278,19 @@ class ClientClosedError(ChatDSLError, RuntimeError):
     """The client was closed (or the client that owns its session was): it sends nothing more."""
 
 
+class _OtherLoopError(ChatDSLError, RuntimeError):
+    """An ``AsyncClient`` was called from an event loop other than the one of its first call."""
+
+
+def other_loop_error(*, closed: bool) -> ChatDSLError:
+    """The error for a call on an ``AsyncClient`` from a second event loop; *closed*: the first loop is."""
+    state = " (that loop is closed: this client's session can no longer be used or closed)" if closed else ""
+    return _OtherLoopError(
+        f"AsyncClient called from an event loop other than the one of its first call{state}; an AsyncClient "
+        "belongs to the event loop of its first call: make one client per loop, or close it with aclose() in that loop"
+    )
+
+
 class StreamError(ChatDSLError):
     """A stream broke after it began: cut connection, malformed event, error event, no ``[DONE]``."""
 

@@ -7,8 +7,10 @@ these; this module imports none of them, so the command's imports run one way.
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 from chatdsl.templates.library import DEFAULT_MAX_SIZE
 
@@ -42,24 +44,38 @@ def variable_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
-    return value
+_N = TypeVar("_N", int, float)
 
 
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+def ranged_number(
+    kind: type[_N], what: str, *, low: _N, above: bool = False, high: _N | None = None
+) -> Callable[[str], _N]:
+    """Return an ``argparse`` type that reads a *kind* (``int`` or a finite ``float``) in a range.
+
+    *what* names the value ("whole number", "number of seconds"); the range is *low* or more (above
+    *low* if *above*), and at most *high* if given. Its errors name the text, *what* and the range.
+    """
+    if above and kind is int:
+        low, above = low + 1, False
+    bounds = f"above {low}" if above else f"{low} or more" if high is None else f"{low} to {high}"
+    finite = "finite " if kind is float else ""
+
+    def parse(text: str) -> _N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        in_range = (value > low if above else value >= low) and (value <= high if high is not None else True)
+        if not in_range or (isinstance(value, float) and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {finite}{what} ({bounds})")
+        return value
+
+    parse.__name__ = what.replace(" ", "_")  # argparse names a type by it
+    return parse
+
+
+positive_int: Final = ranged_number(int, "whole number", low=1)
+positive_seconds: Final = ranged_number(float, "number of seconds", low=0, above=True)
 
 
 def key_from_env(name: str) -> str:

@@ -49,6 +49,7 @@ from chatdsl.cli.common import (
     key_from_env,
     positive_int,
     positive_seconds,
+    ranged_number,
     safe,
 )
 from chatdsl.model.messages import raw_arguments
@@ -105,24 +106,8 @@ def _error_lines(exc: BaseException) -> list[str]:
 # ------------------------------------------------------------------------------------ arguments
 
 
-def _delay(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds of 0 or more")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
-    return value
+_delay: Final = ranged_number(float, "number of seconds", low=0)
+_port: Final = ranged_number(int, "port number", low=0, high=65535)
 
 
 def _parser() -> argparse.ArgumentParser:

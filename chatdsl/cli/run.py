@@ -42,6 +42,7 @@ from chatdsl.cli.common import (
     env_name,
     positive_int,
     positive_seconds,
+    ranged_number,
     safe,
 )
 from chatdsl.model.request import ChatCompletionRequest
@@ -103,24 +104,8 @@ def add_run_command(commands: Any) -> None:
     add_max_size(run)
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is below 0")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
-    return value
+_count: Final = ranged_number(int, "whole number", low=0)
+_rate: Final = ranged_number(float, "number", low=0, above=True)
 
 
 # ---------------------------------------------------------------------------------------- rows

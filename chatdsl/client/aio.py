@@ -44,6 +44,7 @@ from chatdsl._errors import (
     APIConnectionError,
     APIError,
     StreamError,
+    other_loop_error,
 )
 from chatdsl.client.base import BaseClient
 from chatdsl.client.config import Limits, Timeout
@@ -109,16 +110,27 @@ class _Headers(dict[str, str]):
 
 class _SessionBox:
     """The ``aiohttp.ClientSession`` of a client and the clients derived from it, made on first use
-    (inside the running event loop: a client may be made before any loop runs)."""
+    (inside the running event loop: a client may be made before any loop runs), and owned by that loop."""
 
-    __slots__ = ("limits", "owned", "session")
+    __slots__ = ("limits", "loop", "owned", "session")
 
     def __init__(self, limits: Limits, session: aiohttp.ClientSession | None = None) -> None:
         self.limits = limits
         self.session = session
         self.owned = session is None
+        self.loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    def check_loop(self, *, remember: bool = True) -> None:
+        """Refuse a running loop other than the one of the first use (remembered now, if *remember*)."""
+        running = asyncio.get_running_loop()
+        first = running if self.loop is None else self.loop()
+        if self.loop is None and remember:
+            self.loop = weakref.ref(running)
+        if first is not running:
+            raise other_loop_error(closed=first is None or first.is_closed())
 
     def get(self) -> aiohttp.ClientSession:
+        self.check_loop()
         session = self.session
         if session is None:
             aiohttp = _aiohttp()
@@ -295,8 +307,10 @@ class AsyncClient(BaseClient["aiohttp.ClientSession | None"]):
         """Close this client (idempotent); a closed client sends nothing (:class:`~chatdsl.ClientClosedError`).
 
         If it made its session, the session is closed too, with every connection — and every client
-        derived from this one by :meth:`with_options`.
+        derived from this one by :meth:`with_options`. It closes in the event loop of its first call.
         """
+        if self._owns_session and not self.closed:
+            self._box.check_loop(remember=False)  # elsewhere, aiohttp could not close the session
         if self._mark_closed():
             await self._box.close()
 

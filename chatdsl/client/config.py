@@ -236,17 +236,19 @@ def check_base_url(base_url: Any, *, allow_insecure_http: bool, env: str | None 
     """Return *base_url* checked and normalised (no trailing ``/``); *env*: the variable it was read from.
 
     A refused URL is a :class:`~chatdsl.ValidationError` on ``base_url`` that names *env* when the
-    value came from the environment, so a stale variable is found at once.
+    value came from the environment, so a stale variable is found at once. A variable's value may end
+    with one ``/v1`` (the OpenAI SDK's convention for ``OPENAI_BASE_URL``), which is dropped since
+    chatdsl adds ``/v1/chat/completions`` itself; an argument ending with ``/v1`` is refused.
     """
     try:
-        return _checked_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        return _checked_base_url(base_url, allow_insecure_http=allow_insecure_http, drop_v1=env is not None)
     except ValidationError as exc:
         if env is None:
             raise
         raise ValidationError("base_url", f"{exc.errors[0][1]} (read from the {env} environment variable)") from None
 
 
-def _checked_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
+def _checked_base_url(base_url: Any, *, allow_insecure_http: bool, drop_v1: bool = False) -> str:
     if not isinstance(base_url, str):
         raise ValidationError("base_url", f"{base_url!r} is not a string")
     parts = urlsplit(base_url.strip())
@@ -267,6 +269,8 @@ def _checked_base_url(base_url: Any, *, allow_insecure_http: bool) -> str:
             "unencrypted; use https, or pass allow_insecure_http=True if you mean it",
         )
     checked = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    if checked.endswith("/v1") and drop_v1:
+        checked = checked[:-3]  # one: a second is refused below
     if checked.endswith("/v1"):
         raise ValidationError(
             "base_url",

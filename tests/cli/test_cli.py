@@ -646,3 +646,29 @@ def test_render_suggests_the_near_name(tmp_path, capsys):
     template.write_text('[[messages]]\nrole = "user"\ncontent = "$language"\n')
     assert main(["render", str(template), "--var", "langauge=fr"]) == 1
     assert "langauge: is not a variable of the template; did you mean 'language'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--port", "70000"], "argument --port: '70000' is not a port number (0 to 65535)"),
+        (["serve", "--port", "x"], "argument --port: 'x' is not a port number"),
+        (["serve", "--delay", "-1"], "argument --delay: '-1' is not a finite number of seconds (0 or more)"),
+        (["serve", "--delay", "inf"], "argument --delay: 'inf' is not a finite number of seconds (0 or more)"),
+        (["send", "t.toml", "--timeout", "0"], "argument --timeout: '0' is not a finite number of seconds (above 0)"),
+        (["send", "t.toml", "--timeout", "x"], "argument --timeout: 'x' is not a number of seconds"),
+        (["run", "t.toml", "--concurrency", "0"], "argument --concurrency: '0' is not a whole number (1 or more)"),
+        (["run", "t.toml", "--max-errors", "-1"], "argument --max-errors: '-1' is not a whole number (0 or more)"),
+        (["run", "t.toml", "--max-errors", "1.5"], "argument --max-errors: '1.5' is not a whole number"),
+        (["serve", "--port", "9" * 400], f"argument --port: '{'9' * 400}' is not a port number (0 to 65535)"),
+        (
+            ["run", "t.toml", "--requests-per-second", "nan"],
+            "argument --requests-per-second: 'nan' is not a finite number (above 0)",
+        ),
+    ],
+)
+def test_a_number_option_out_of_range_names_the_option_the_value_and_the_range(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.rstrip("\n").endswith(f"error: {message}")

@@ -140,6 +140,48 @@ async def test_with_options_shares_the_session_and_closing_the_owner_closes_both
         await child.chat_completion(REQUEST)
 
 
+_OTHER_LOOP = (
+    "AsyncClient called from an event loop other than the one of its first call{}; an AsyncClient belongs to "
+    "the event loop of its first call: make one client per loop, or close it with aclose() in that loop"
+)
+
+
+def test_a_client_used_from_a_second_asyncio_run_says_it_belongs_to_its_first_loop(server: LocalServer) -> None:
+    client = AsyncClient(KEY, base_url=server.url, max_retries=0)  # a module global, say
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(client.chat_completion(REQUEST)).text()
+        for call in (lambda: client.chat_completion(REQUEST), client.aclose):  # the first loop still runs
+            with pytest.raises(chatdsl.ChatDSLError) as caught:
+                asyncio.run(call())  # type: ignore[arg-type]
+            assert isinstance(caught.value, RuntimeError)
+            assert str(caught.value) == _OTHER_LOOP.format("")
+            assert KEY not in str(caught.value)
+        assert len(server.requests) == 1
+        assert not client.closed  # the refused aclose() left it to be closed in its loop
+        first.run_until_complete(client.aclose())
+        assert client.session is not None
+        assert client.session.closed
+    finally:
+        first.close()
+
+
+def test_a_client_whose_first_loop_is_closed_says_its_session_cannot_be_used(server: LocalServer) -> None:
+    client = AsyncClient(KEY, base_url=server.url, max_retries=0)
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(client.chat_completion(REQUEST)).text()
+        assert client.session is not None
+        first.run_until_complete(client.session.close())  # the test's own cleanup: no warning at exit
+    finally:
+        first.close()  # as asyncio.run() does when it returns
+    with pytest.raises(chatdsl.ChatDSLError) as caught:
+        asyncio.run(client.chat_completion(REQUEST))
+    closed = " (that loop is closed: this client's session can no longer be used or closed)"
+    assert str(caught.value) == _OTHER_LOOP.format(closed)
+    assert len(server.requests) == 1
+
+
 async def test_a_session_you_pass_is_used_and_left_open(server: LocalServer) -> None:
     import aiohttp
 

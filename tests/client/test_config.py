@@ -93,11 +93,31 @@ def test_the_openai_dialect_reads_openai_base_url_and_keeps_its_key_at_home(monk
     assert "api_key='***'" in repr(Client(dialect="openai"))
 
 
+@pytest.mark.parametrize(("dialect", "env"), [("openai", "OPENAI_BASE_URL"), ("mistral", "MISTRAL_BASE_URL")])
+def test_a_base_url_variable_may_end_with_v1_as_the_openai_sdk_reads_it(
+    dialect: str, env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with LocalServer(dialect=dialect) as server:  # type: ignore[arg-type]
+        monkeypatch.setenv(env, server.url + "/v1/")
+        with Client(KEY, dialect=dialect) as client:  # type: ignore[arg-type]
+            assert client.base_url == server.url  # one /v1 dropped: chatdsl adds /v1/chat/completions
+            assert client.chat_completion(REQUEST).text()
+        assert server.last_request is not None
+    monkeypatch.setenv(env, "https://proxy.example/openai/v1")
+    assert Client(KEY, dialect=dialect).base_url == "https://proxy.example/openai"  # type: ignore[arg-type]
+    monkeypatch.setenv(env, "https://proxy.example/v1/v1")  # only one is dropped: the rest is refused
+    with pytest.raises(ValidationError, match=f"ends with /v1.*read from the {env} environment variable"):
+        Client(KEY, dialect=dialect)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="ends with /v1, and chatdsl adds /v1/chat/completions itself") as caught:
+        Client(KEY, base_url="https://api.openai.com/v1", dialect=dialect)  # type: ignore[arg-type]
+    assert "environment variable" not in str(caught.value)  # an argument keeps the refusal
+    assert "'https://api.openai.com'" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("value", "rule"),
     [
         ("http://api.example.com", "is plain http to a remote host"),
-        ("https://api.example.com/v1", "ends with /v1"),
         ("api.example.com", "is not an http:// or https:// URL with a host"),
         ("https://alice:s3cret-pw@proxy.example", "holds user:password@ credentials"),
     ],
