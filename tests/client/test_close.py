@@ -16,11 +16,7 @@ from chatdsl import (
     ClientClosedError,
 )
 from chatdsl.testing import LocalServer, Reply
-from tests._secrets import TEST_KEY
-
-KEY = TEST_KEY  # the secret guard (tests/_secrets.py) fails a test that leaks it
-REQUEST = chatdsl.chat("mistral-small-latest").user("one two three four five six")
-ANSWER = "echo: one two three four five six"
+from tests._echo import ANSWER, KEY, REQUEST
 
 pytestmark = pytest.mark.usefixtures("no_keys_in_the_environment")
 

@@ -12,18 +12,14 @@ from typing import Any
 import pytest
 import requests
 
-import chatdsl
 from chatdsl import (
     Client,
     Timeout,
     ValidationError,
 )
 from chatdsl.testing import LocalServer, Reply
-from tests._secrets import TEST_KEY, leaked
-
-KEY = TEST_KEY  # the secret guard (tests/_secrets.py) fails a test that leaks it
-REQUEST = chatdsl.chat("mistral-small-latest").user("one two three four five six")
-ANSWER = "echo: one two three four five six"
+from tests._echo import ANSWER, KEY, REQUEST
+from tests._secrets import leaked
 
 pytestmark = pytest.mark.usefixtures("no_keys_in_the_environment")
 
